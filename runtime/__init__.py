@@ -1,0 +1,41 @@
+"""sessiongraph's engine: templates, sessions and turns on Postgres, with no HTTP.
+
+    async with Runtime.open(Settings()) as rt:
+        await rt.session("demo")
+        result = await rt.chat("demo", "my name is Alice")
+"""
+
+from __future__ import annotations
+
+from runtime.errors import (
+    Conflict,
+    InvalidInput,
+    LeaseLost,
+    ModelUnavailable,
+    NotFound,
+    SessionBusy,
+    SessionExpired,
+    SessionInactive,
+    SessiongraphError,
+)
+from runtime.runtime import DEFAULT_OWNER, Runtime
+from runtime.settings import Settings, get_settings
+from runtime.turns import TurnEvent, TurnResult
+
+__all__ = [
+    "DEFAULT_OWNER",
+    "Conflict",
+    "InvalidInput",
+    "LeaseLost",
+    "ModelUnavailable",
+    "NotFound",
+    "Runtime",
+    "SessionBusy",
+    "SessionExpired",
+    "SessionInactive",
+    "SessiongraphError",
+    "Settings",
+    "TurnEvent",
+    "TurnResult",
+    "get_settings",
+]

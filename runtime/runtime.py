@@ -1,0 +1,203 @@
+"""The engine, usable without HTTP: ``async with Runtime.open(settings) as rt: ...``.
+
+:meth:`Runtime.open` owns, in one ``AsyncExitStack`` torn down in reverse: the embedded
+Postgres (when no ``DATABASE_URL`` is set), the connection pool, the checkpointer, the
+template store and compiled-graph cache, the turn runner and the expiry sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from graphs import GRAPH_KINDS
+from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
+from runtime.errors import InvalidInput
+from runtime.models import make_chat_model
+from runtime.sessions import Session, SessionStore, SweepResult
+from runtime.settings import Settings, get_settings
+from runtime.templates import (
+    DEFAULT_AGENT_ID,
+    SYSTEM_OWNER,
+    AgentTemplate,
+    GraphCache,
+    TemplateSpec,
+    TemplateStore,
+    default_template_spec,
+)
+from runtime.tools import ToolRegistry, default_registry
+from runtime.turns import TurnEvent, TurnResult, TurnRunner, message_to_dict
+
+__all__ = ["DEFAULT_OWNER", "Runtime", "strict_serializer"]
+
+log = logging.getLogger(__name__)
+
+# The owner of everything created when authentication is off.
+DEFAULT_OWNER = "local"
+
+
+def strict_serializer() -> JsonPlusSerializer:
+    """The checkpoint serializer: msgpack restricted to LangGraph's safe allow-list, no pickle.
+
+    Loading a checkpoint never imports or calls arbitrary Python (GHSA-g48c-2wqr-h844,
+    CVE-2025-64439), whatever ``LANGGRAPH_STRICT_MSGPACK`` says.
+    """
+    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+
+
+class Runtime:
+    """Templates, sessions and turns on one Postgres database. Build with :meth:`open`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: Pool,
+        checkpointer: AsyncPostgresSaver,
+        tools: ToolRegistry,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.checkpointer = checkpointer
+        self.tools = tools
+        self.templates = TemplateStore(pool, self._validate_template)
+        self.graphs = GraphCache(self._build_graph, checkpointer)
+        self.sessions = SessionStore(
+            pool,
+            self.templates,
+            default_ttl_seconds=settings.session_ttl_seconds,
+            lease_timeout_seconds=settings.lease_timeout_seconds,
+            lease_wait_seconds=settings.lease_wait_seconds,
+        )
+        self.turns = TurnRunner(self.sessions, self.graphs)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        tools: ToolRegistry | None = None,
+        sweeper: bool = True,
+        migrate_schema: bool = True,
+    ) -> AsyncIterator[Runtime]:
+        """Start the engine; on exit, wait for running turns and release everything.
+
+        Args:
+            settings: configuration; :func:`get_settings` when omitted.
+            tools: the tool registry templates draw on; the built-ins when omitted.
+            sweeper: run the expiry sweeper every ``sweep_interval_seconds``.
+            migrate_schema: apply migrations and the checkpointer's setup on start.
+        """
+        settings = settings or get_settings()
+        async with AsyncExitStack() as stack:
+            url = settings.database_url
+            if not url:
+                url = stack.enter_context(embedded_postgres(settings.data_dir))
+            pool = await stack.enter_async_context(open_pool(url, settings))
+            checkpointer = AsyncPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
+            if migrate_schema:
+                await migrate(pool, checkpointer)
+            rt = cls(settings, pool, checkpointer, tools or default_registry())
+            await rt.templates.ensure(
+                default_template_spec(settings.resolved_default_model()),
+                owner=SYSTEM_OWNER,
+                agent_id=DEFAULT_AGENT_ID,
+            )
+            if sweeper and settings.sweep_interval_seconds > 0:
+                task = asyncio.create_task(rt._sweep_forever(), name="sessiongraph-sweeper")
+                stack.push_async_callback(_cancel, task)
+            stack.push_async_callback(rt.turns.drain, settings.lease_timeout_seconds)
+            yield rt
+
+    # -- templates ----------------------------------------------------------------------------
+
+    def _validate_template(self, spec: TemplateSpec) -> None:
+        if spec.graph_kind not in GRAPH_KINDS:
+            raise InvalidInput(
+                f"unknown graph kind {spec.graph_kind!r}", available=sorted(GRAPH_KINDS)
+            )
+        self.tools.resolve(spec.tools)
+        make_chat_model(spec.model, self.settings)
+
+    def _build_graph(self, template: AgentTemplate) -> Any:
+        spec = template.spec
+        return GRAPH_KINDS[spec.graph_kind](
+            spec,
+            model=make_chat_model(spec.model, self.settings),
+            tools=self.tools.resolve(spec.tools),
+        )
+
+    # -- sessions and turns -------------------------------------------------------------------
+
+    async def session(
+        self,
+        session_id: str | None = None,
+        *,
+        agent_id: str = DEFAULT_AGENT_ID,
+        owner: str = DEFAULT_OWNER,
+        **fields: Any,
+    ) -> Session:
+        """Get or create a session (``name``, ``description``, ``metadata``, ``ttl_seconds``)."""
+        session, _ = await self.sessions.get_or_create(owner, session_id, agent_id=agent_id, **fields)
+        return session
+
+    async def chat(self, session_id: str, content: str, *, owner: str = DEFAULT_OWNER) -> TurnResult:
+        """Run one turn and return its result."""
+        return await self.turns.run(owner, session_id, content)
+
+    def stream(
+        self, session_id: str, content: str, *, owner: str = DEFAULT_OWNER
+    ) -> AsyncIterator[TurnEvent]:
+        """Run one turn, yielding its events."""
+        return self.turns.stream(owner, session_id, content)
+
+    async def history(self, session_id: str, *, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
+        """The session's whole conversation, oldest first."""
+        session = await self.sessions.get(owner, session_id)
+        template = await self.templates.get(session.agent_id)
+        graph = self.graphs.get(template)
+        state = await graph.aget_state({"configurable": {"thread_id": session.thread_id}})
+        return [message_to_dict(m) for m in state.values.get("messages", [])]
+
+    # -- expiry and health --------------------------------------------------------------------
+
+    async def sweep(self, *, idle_seconds: float | None = None) -> SweepResult:
+        """Delete expired (or idle) sessions and their checkpoints now."""
+        result = await self.sessions.sweep(
+            batch_size=self.settings.sweep_batch_size, idle_seconds=idle_seconds
+        )
+        if result.count:
+            log.info("swept %d sessions", result.count)
+        return result
+
+    async def _sweep_forever(self) -> None:
+        interval = self.settings.sweep_interval_seconds
+        while True:
+            # Jitter spreads replicas' sweeps apart; SKIP LOCKED keeps overlaps safe anyway.
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("expiry sweep failed; retrying next interval")
+
+    async def ready(self) -> bool:
+        """Whether the database answers and its schema is current."""
+        try:
+            return await schema_is_current(self.pool)
+        except Exception:
+            log.warning("readiness check failed", exc_info=True)
+            return False
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

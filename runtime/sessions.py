@@ -1,0 +1,493 @@
+"""Sessions: the registry in Postgres, the per-session turn lease, and expiry.
+
+A session is one row of ``sessions`` keyed by ``(owner, session_id)``. Its ``thread_id`` is
+a random UUID stored with that pair, so two owners using one ``session_id`` never share a
+checkpointer thread. Nothing about a session is kept in memory.
+
+**Lease.** One turn at a time per session, across every process: a turn takes the lease by
+an ``UPDATE ... WHERE lease is free or lapsed`` (no connection is held during the model
+call), renews it while it runs, and frees it in the same statement that bumps the
+counters. A process that dies mid-turn frees the session when its lease lapses.
+
+**Expiry.** Sliding TTL: every turn moves ``expires_at`` to ``now() + ttl_seconds``. The
+sweeper deletes expired sessions and every checkpoint row of their threads in one
+transaction per batch; ``FOR UPDATE SKIP LOCKED`` lets several replicas sweep at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from runtime.database import Pool
+from runtime.errors import (
+    Conflict,
+    InvalidInput,
+    LeaseLost,
+    NotFound,
+    SessionBusy,
+    SessionExpired,
+    SessionInactive,
+)
+from runtime.templates import (
+    AgentTemplate,
+    TemplateStore,
+    new_id,
+    template_from_row,
+    validate_id,
+)
+
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "Lease",
+    "Session",
+    "SessionStore",
+    "SweepResult",
+    "TurnCounters",
+]
+
+MAX_METADATA_BYTES = 16 * 1024
+Status = Literal["active", "inactive"]
+
+_CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session's metadata and counters (its messages live in the checkpointer)."""
+
+    owner: str
+    session_id: str
+    thread_id: str
+    agent_id: str
+    name: str | None
+    description: str | None
+    metadata: dict[str, Any]
+    status: Status
+    ttl_seconds: int
+    created_at: datetime
+    last_activity_at: datetime
+    expires_at: datetime
+    turns: int
+    messages: int
+    tokens_in: int
+    tokens_out: int
+    model_latency_ms: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Session:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class TurnCounters:
+    """What one turn adds to its session's counters."""
+
+    turns: int = 1
+    messages: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model_latency_ms: int = 0
+
+
+@dataclass
+class Lease:
+    """The right to run one turn on a session, held until :meth:`SessionStore.release`."""
+
+    owner: str
+    session_id: str
+    thread_id: str
+    agent_id: str
+    agent_version: int
+    token: str
+    agent_row: dict[str, Any] = field(repr=False)
+    lost: bool = False
+
+    def template(self) -> AgentTemplate:
+        """The template version this turn runs (parsed only on a graph-cache miss)."""
+        return template_from_row(self.agent_row)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep removed."""
+
+    sessions: list[tuple[str, str]]  # (owner, session_id)
+    thread_ids: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.sessions)
+
+
+def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    metadata = dict(metadata or {})
+    size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(
+            f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}",
+            field="metadata",
+            limit=MAX_METADATA_BYTES,
+        )
+    return metadata
+
+
+async def delete_threads(conn: AsyncConnection[Any], thread_ids: Sequence[str]) -> None:
+    """Delete every checkpoint row of these threads (inside the caller's transaction)."""
+    if not thread_ids:
+        return
+    for table in _CHECKPOINT_TABLES:
+        await conn.execute(f"DELETE FROM {table} WHERE thread_id = ANY(%s)", (list(thread_ids),))
+
+
+class SessionStore:
+    """The session registry, leases and expiry, on one connection pool."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        templates: TemplateStore,
+        *,
+        default_ttl_seconds: int,
+        lease_timeout_seconds: float,
+        lease_wait_seconds: float = 0.0,
+    ) -> None:
+        self._pool = pool
+        self._templates = templates
+        self.default_ttl_seconds = default_ttl_seconds
+        self.lease_timeout_seconds = lease_timeout_seconds
+        self.lease_wait_seconds = lease_wait_seconds
+
+    # -- registry -------------------------------------------------------------------------
+
+    async def get_or_create(
+        self,
+        owner: str,
+        session_id: str | None,
+        *,
+        agent_id: str,
+        name: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        ttl_seconds: int | None = None,
+    ) -> tuple[Session, bool]:
+        """Return ``(session, created)``. A session bound to another agent is a ``Conflict``.
+
+        An expired session that the sweeper has not reached yet is removed and created anew.
+        """
+        session_id = validate_id(session_id, kind="session_id") if session_id else new_id("ses")
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise InvalidInput("ttl_seconds must be positive", field="ttl_seconds")
+        metadata = _check_metadata(metadata)
+        template = await self._templates.get(agent_id, owner=owner)
+        ttl = ttl_seconds or template.spec.session_ttl_seconds or self.default_ttl_seconds
+        for _ in range(3):
+            async with self._pool.connection() as conn:
+                row = await (
+                    await conn.execute(
+                        "INSERT INTO sessions (owner, session_id, thread_id, agent_id, name, "
+                        "description, metadata, ttl_seconds, expires_at) VALUES "
+                        "(%s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
+                        "ON CONFLICT (owner, session_id) DO NOTHING RETURNING *",
+                        (
+                            owner,
+                            session_id,
+                            str(uuid.uuid4()),
+                            agent_id,
+                            name,
+                            description,
+                            Jsonb(metadata),
+                            ttl,
+                            ttl,
+                        ),
+                    )
+                ).fetchone()
+                if row is not None:
+                    return Session.from_row(row), True
+                row = await (
+                    await conn.execute(
+                        "SELECT *, expires_at <= now() AS expired FROM sessions "
+                        "WHERE owner = %s AND session_id = %s",
+                        (owner, session_id),
+                    )
+                ).fetchone()
+            if row is None:
+                continue  # deleted between the two statements: try the insert again
+            if row["expired"]:
+                await self._purge_expired(owner, session_id)
+                continue
+            if row["agent_id"] != agent_id:
+                raise Conflict(
+                    f"session {session_id!r} belongs to agent {row['agent_id']!r}",
+                    session_id=session_id,
+                    agent_id=row["agent_id"],
+                )
+            return Session.from_row(row), False
+        raise Conflict(f"session {session_id!r} is being created and removed concurrently")
+
+    async def get(self, owner: str, session_id: str) -> Session:
+        """The session, or ``NotFound`` (also for an expired one)."""
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT * FROM sessions WHERE owner = %s AND session_id = %s "
+                    "AND expires_at > now()",
+                    (owner, session_id),
+                )
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found", session_id=session_id)
+        return Session.from_row(row)
+
+    async def list(
+        self, owner: str | None = None, *, agent_id: str | None = None, limit: int = 100
+    ) -> list[Session]:
+        """Live sessions, newest activity first, optionally for one owner or agent."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM sessions WHERE expires_at > now() "
+                "AND (%(owner)s::text IS NULL OR owner = %(owner)s) "
+                "AND (%(agent)s::text IS NULL OR agent_id = %(agent)s) "
+                "ORDER BY last_activity_at DESC, session_id LIMIT %(limit)s",
+                {"owner": owner, "agent": agent_id, "limit": limit},
+            )
+            return [Session.from_row(r) for r in await cur.fetchall()]
+
+    async def set_status(self, owner: str, session_id: str, status: Status) -> Session:
+        """Activate or deactivate a session; an inactive session refuses turns."""
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "UPDATE sessions SET status = %s WHERE owner = %s AND session_id = %s "
+                    "AND expires_at > now() RETURNING *",
+                    (status, owner, session_id),
+                )
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found", session_id=session_id)
+        return Session.from_row(row)
+
+    async def delete(self, owner: str, session_id: str) -> None:
+        """Delete a session and every checkpoint of its thread; refused while a turn runs."""
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "DELETE FROM sessions WHERE owner = %s AND session_id = %s "
+                    "AND (lease_token IS NULL OR lease_expires_at < now()) RETURNING thread_id",
+                    (owner, session_id),
+                )
+            ).fetchone()
+            if row is None:
+                exists = await (
+                    await conn.execute(
+                        "SELECT 1 FROM sessions WHERE owner = %s AND session_id = %s",
+                        (owner, session_id),
+                    )
+                ).fetchone()
+                if exists:
+                    raise SessionBusy(
+                        f"session {session_id!r} is running a turn", session_id=session_id
+                    )
+                raise NotFound(f"session {session_id!r} not found", session_id=session_id)
+            await delete_threads(conn, [row["thread_id"]])
+
+    async def _purge_expired(self, owner: str, session_id: str) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "DELETE FROM sessions WHERE owner = %s AND session_id = %s "
+                    "AND expires_at <= now() "
+                    "AND (lease_token IS NULL OR lease_expires_at < now()) RETURNING thread_id",
+                    (owner, session_id),
+                )
+            ).fetchone()
+            if row is not None:
+                await delete_threads(conn, [row["thread_id"]])
+
+    # -- lease ----------------------------------------------------------------------------
+
+    async def acquire(self, owner: str, session_id: str) -> Lease:
+        """Take the session's turn lease, waiting up to ``lease_wait_seconds`` if busy.
+
+        Raises:
+            NotFound / SessionExpired: no live session for this owner.
+            SessionInactive: the session is deactivated.
+            SessionBusy: another turn holds the lease past the wait bound.
+        """
+        token = secrets.token_hex(12)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_wait_seconds
+        delay = 0.02
+        while True:
+            async with self._pool.connection() as conn:
+                row = await (
+                    await conn.execute(
+                        "UPDATE sessions s SET lease_token = %(token)s, "
+                        "lease_expires_at = now() + make_interval(secs => %(timeout)s) "
+                        "FROM agents a "
+                        "WHERE s.owner = %(owner)s AND s.session_id = %(sid)s "
+                        "AND a.agent_id = s.agent_id AND s.status = 'active' "
+                        "AND s.expires_at > now() "
+                        "AND (s.lease_token IS NULL OR s.lease_expires_at < now()) "
+                        "RETURNING s.thread_id, a.agent_id, a.owner, a.version, a.spec, "
+                        "a.created_at, a.updated_at",
+                        {
+                            "token": token,
+                            "timeout": self.lease_timeout_seconds,
+                            "owner": owner,
+                            "sid": session_id,
+                        },
+                    )
+                ).fetchone()
+                if row is not None:
+                    return Lease(
+                        owner=owner,
+                        session_id=session_id,
+                        thread_id=row["thread_id"],
+                        agent_id=row["agent_id"],
+                        agent_version=row["version"],
+                        token=token,
+                        agent_row=row,
+                    )
+                why = await (
+                    await conn.execute(
+                        "SELECT s.status, s.expires_at <= now() AS expired, "
+                        "a.agent_id IS NULL AS agent_missing "
+                        "FROM sessions s LEFT JOIN agents a ON a.agent_id = s.agent_id "
+                        "WHERE s.owner = %s AND s.session_id = %s",
+                        (owner, session_id),
+                    )
+                ).fetchone()
+            if why is None:
+                raise NotFound(f"session {session_id!r} not found", session_id=session_id)
+            if why["expired"]:
+                raise SessionExpired(f"session {session_id!r} has expired", session_id=session_id)
+            if why["agent_missing"]:
+                raise NotFound(
+                    f"the agent of session {session_id!r} was deleted", session_id=session_id
+                )
+            if why["status"] != "active":
+                raise SessionInactive(
+                    f"session {session_id!r} is inactive; activate it to send messages",
+                    session_id=session_id,
+                )
+            if loop.time() >= deadline:
+                raise SessionBusy(
+                    f"session {session_id!r} is running another turn; retry when it ends",
+                    session_id=session_id,
+                )
+            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
+            delay = min(delay * 2, 0.5)
+
+    async def renew(self, lease: Lease) -> bool:
+        """Push the lease's expiry forward; ``False`` when it has been lost."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE sessions SET lease_expires_at = now() + make_interval(secs => %s) "
+                "WHERE owner = %s AND session_id = %s AND lease_token = %s",
+                (self.lease_timeout_seconds, lease.owner, lease.session_id, lease.token),
+            )
+        if cur.rowcount == 0:
+            lease.lost = True
+        return not lease.lost
+
+    async def release(self, lease: Lease, counters: TurnCounters | None = None) -> None:
+        """Free the lease and, for a completed turn, add its counters and slide the TTL.
+
+        Raises:
+            LeaseLost: the lease had lapsed and been taken by another turn.
+        """
+        c = counters or TurnCounters(turns=0)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE sessions SET lease_token = NULL, lease_expires_at = NULL, "
+                "turns = turns + %(turns)s, messages = messages + %(messages)s, "
+                "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
+                "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
+                "expires_at = now() + make_interval(secs => ttl_seconds) "
+                "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s",
+                {
+                    "turns": c.turns,
+                    "messages": c.messages,
+                    "tin": c.tokens_in,
+                    "tout": c.tokens_out,
+                    "lat": c.model_latency_ms,
+                    "owner": lease.owner,
+                    "sid": lease.session_id,
+                    "token": lease.token,
+                },
+            )
+        if cur.rowcount == 0:
+            lease.lost = True
+            raise LeaseLost(
+                f"the lease on session {lease.session_id!r} lapsed before the turn ended",
+                session_id=lease.session_id,
+            )
+
+    @asynccontextmanager
+    async def renewing(self, lease: Lease, task: asyncio.Task[Any]) -> AsyncIterator[None]:
+        """Renew ``lease`` every third of its timeout while the block runs.
+
+        If a renewal finds the lease lost, ``task`` (the turn) is cancelled, so a turn never
+        keeps writing to a thread another holder has taken.
+        """
+
+        async def renew_forever() -> None:
+            while True:
+                await asyncio.sleep(self.lease_timeout_seconds / 3)
+                if not await self.renew(lease):
+                    task.cancel()
+                    return
+
+        renewer = asyncio.create_task(renew_forever())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            try:
+                await renewer
+            except asyncio.CancelledError:
+                pass
+
+    # -- expiry ---------------------------------------------------------------------------
+
+    async def sweep(
+        self, *, batch_size: int = 1000, idle_seconds: float | None = None
+    ) -> SweepResult:
+        """Delete expired sessions (or, with ``idle_seconds``, those idle that long).
+
+        Each batch is one transaction removing the sessions and every checkpoint row of their
+        threads; sessions in a turn are skipped; concurrent sweepers skip each other's rows.
+        """
+        removed: list[tuple[str, str]] = []
+        threads: list[str] = []
+        while True:
+            async with self._pool.connection() as conn, conn.transaction():
+                rows = await (
+                    await conn.execute(
+                        "DELETE FROM sessions WHERE (owner, session_id) IN ("
+                        " SELECT owner, session_id FROM sessions WHERE "
+                        " (CASE WHEN %(idle)s::float8 IS NULL THEN expires_at <= now() "
+                        "  ELSE last_activity_at <= now() - make_interval(secs => %(idle)s) END)"
+                        " AND (lease_token IS NULL OR lease_expires_at < now())"
+                        " ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+                        "RETURNING owner, session_id, thread_id",
+                        {"idle": idle_seconds, "n": batch_size},
+                    )
+                ).fetchall()
+                batch = [r["thread_id"] for r in rows]
+                await delete_threads(conn, batch)
+            removed.extend((r["owner"], r["session_id"]) for r in rows)
+            threads.extend(batch)
+            if len(rows) < batch_size:
+                return SweepResult(sessions=removed, thread_ids=threads)

@@ -1,0 +1,106 @@
+"""Settings, read from the environment (prefix ``SESSIONGRAPH_``) and ``.env``.
+
+Every field here is listed in the README's configuration table; a unit test keeps the two
+(and ``docker-compose.yml``) in agreement.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "env_names", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Runtime and server configuration.
+
+    ``DATABASE_URL`` (the standard name) and ``SESSIONGRAPH_DATABASE_URL`` are both read;
+    every other field is ``SESSIONGRAPH_<FIELD>``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SESSIONGRAPH_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "SESSIONGRAPH_DATABASE_URL", "database_url"),
+        description="Postgres URL. Unset: start the embedded Postgres in `data_dir`.",
+    )
+    data_dir: Path = Field(
+        default=Path(".sessiongraph"),
+        description="Folder for the embedded Postgres (used only without DATABASE_URL).",
+    )
+    pool_min_size: int = Field(default=2, ge=0, description="Connections kept open per process.")
+    pool_max_size: int = Field(default=10, ge=1, description="Most connections per process.")
+    pool_max_idle_seconds: float = Field(
+        default=300.0, gt=0, description="Close pooled connections idle longer than this."
+    )
+    pool_max_lifetime_seconds: float = Field(
+        default=1800.0, gt=0, description="Recycle pooled connections older than this."
+    )
+    default_model: str | None = Field(
+        default=None,
+        description=(
+            "`provider:name` for the default agent, e.g. `openai:gpt-4o-mini`. Unset: "
+            "`openai:gpt-4o-mini` when an OpenAI key is set, else `offline:deterministic`."
+        ),
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible server."
+    )
+    openai_api_key: SecretStr | None = Field(default=None, description="Key for the OpenAI API.")
+    session_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="Default sliding session TTL when the agent template sets none.",
+    )
+    sweep_interval_seconds: float = Field(
+        default=60.0, ge=0, description="Seconds between expiry sweeps; 0 turns the sweeper off."
+    )
+    sweep_batch_size: int = Field(
+        default=1000, ge=1, description="Sessions deleted per sweep transaction."
+    )
+    lease_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A turn's lease on its session lapses after this unless renewed.",
+    )
+    lease_wait_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long a turn waits for a busy session before `SessionBusy` (0: refuse).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
+    workers: int = Field(default=1, ge=1, description="Worker processes for `serve`.")
+    log_level: str = Field(default="info", description="Log level.")
+
+    def resolved_default_model(self) -> str:
+        """The `provider:name` of the default agent's model."""
+        if self.default_model:
+            return self.default_model
+        if self.openai_api_key is not None and self.openai_api_key.get_secret_value():
+            return "openai:gpt-4o-mini"
+        return "offline:deterministic"
+
+
+def env_names() -> dict[str, str]:
+    """Map each setting to the environment variable a deployment sets for it."""
+    names = {}
+    for field_name in Settings.model_fields:
+        if field_name == "database_url":
+            names[field_name] = "DATABASE_URL"
+        else:
+            names[field_name] = f"SESSIONGRAPH_{field_name.upper()}"
+    return names
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, built once (override in tests by passing your own)."""
+    return Settings()

@@ -1,0 +1,291 @@
+"""Agent templates: their shape, their store in Postgres, and the compiled-graph cache.
+
+A template is stored as one ``agents`` row whose ``spec`` column holds the JSON of
+:class:`TemplateSpec`; ``version`` bumps on every change. :class:`GraphCache` compiles
+each ``(agent_id, version)`` once, with the process's checkpointer, and shares the result
+among every session of that version: a session is only ``(graph, thread_id)``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runtime.database import Pool
+from runtime.errors import Conflict, InvalidInput, NotFound
+
+__all__ = [
+    "DEFAULT_AGENT_ID",
+    "SYSTEM_OWNER",
+    "AgentTemplate",
+    "Budgets",
+    "GraphCache",
+    "ModelSpec",
+    "TemplateSpec",
+    "TemplateStore",
+    "default_template_spec",
+    "new_id",
+    "template_from_row",
+    "validate_id",
+]
+
+DEFAULT_AGENT_ID = "default"
+# Templates owned by SYSTEM_OWNER are visible to every owner (the default agent).
+SYSTEM_OWNER = "system"
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def validate_id(value: str, *, kind: str) -> str:
+    """Check a client-supplied id: 1-128 chars of letters, digits and ``._:-``."""
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise InvalidInput(
+            f"invalid {kind}: use 1-128 characters from A-Z a-z 0-9 . _ : - "
+            "starting with a letter or digit",
+            field=kind,
+        )
+    return value
+
+
+def new_id(prefix: str) -> str:
+    """A server-generated id such as ``ses_3q9Xb...`` (URL-safe, 128 bits of randomness)."""
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+class ModelSpec(BaseModel):
+    """Which chat model a template uses: ``provider`` (``openai`` or ``offline``) and name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["openai", "offline"] = "offline"
+    name: str = "deterministic"
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the model class, e.g. temperature, base_url, delay_seconds.",
+    )
+
+    @classmethod
+    def parse(cls, value: str) -> ModelSpec:
+        """Build from ``provider:name`` (``offline`` alone is the offline model)."""
+        provider, _, name = value.partition(":")
+        try:
+            return cls.model_validate({"provider": provider, "name": name or "deterministic"})
+        except ValidationError as exc:
+            raise InvalidInput(f"invalid model {value!r}: {exc.errors()[0]['msg']}") from exc
+
+
+class Budgets(BaseModel):
+    """Per-turn limits. Stored now; the guardrails enforce them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(default=25, ge=1, le=1000)
+    deadline_seconds: float | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_write_calls: int | None = Field(default=None, ge=0)
+    max_repeated_calls: int | None = Field(default=None, ge=1)
+
+
+class TemplateSpec(BaseModel):
+    """The editable part of an agent template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    system_prompt: str = Field(default="You are a helpful assistant.", max_length=100_000)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    tools: list[str] = Field(default_factory=list, max_length=64)
+    graph_kind: str = "react"
+    budgets: Budgets = Field(default_factory=Budgets)
+    max_context_tokens: int | None = Field(default=None, ge=64)
+    session_ttl_seconds: int | None = Field(default=None, gt=0)
+
+
+class AgentTemplate(BaseModel):
+    """A stored template: its spec plus identity and version."""
+
+    agent_id: str
+    owner: str
+    version: int
+    spec: TemplateSpec
+    created_at: datetime
+    updated_at: datetime
+
+
+def default_template_spec(model: str) -> TemplateSpec:
+    """The agent that exists out of the box, so the first chat works with no setup."""
+    return TemplateSpec(
+        name="Default assistant",
+        description="A general assistant with a calculator, a clock and a notepad.",
+        system_prompt=(
+            "You are a helpful assistant. Use the calculator for arithmetic, current_time "
+            "for the date and time, and save_note / read_notes for the user's notes."
+        ),
+        model=ModelSpec.parse(model),
+        tools=["calculator", "current_time", "save_note", "read_notes"],
+    )
+
+
+def template_from_row(row: dict[str, Any]) -> AgentTemplate:
+    return AgentTemplate(
+        agent_id=row["agent_id"],
+        owner=row["owner"],
+        version=row["version"],
+        spec=TemplateSpec.model_validate(row["spec"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class TemplateStore:
+    """CRUD for agent templates in the ``agents`` table."""
+
+    def __init__(self, pool: Pool, validate: Callable[[TemplateSpec], None]) -> None:
+        self._pool = pool
+        self._validate = validate
+
+    async def create(
+        self, spec: TemplateSpec, *, owner: str, agent_id: str | None = None
+    ) -> AgentTemplate:
+        """Store a new template at version 1; an id already taken is a ``Conflict``."""
+        agent_id = validate_id(agent_id, kind="agent_id") if agent_id else new_id("agt")
+        self._validate(spec)
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO agents (agent_id, owner, spec) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (agent_id) DO NOTHING RETURNING *",
+                    (agent_id, owner, Jsonb(spec.model_dump(mode="json"))),
+                )
+            ).fetchone()
+        if row is None:
+            raise Conflict(f"agent {agent_id!r} already exists", agent_id=agent_id)
+        return template_from_row(row)
+
+    async def ensure(self, spec: TemplateSpec, *, owner: str, agent_id: str) -> AgentTemplate:
+        """Create the template unless it exists; an existing one is left as it is."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO agents (agent_id, owner, spec) VALUES (%s, %s, %s) "
+                "ON CONFLICT (agent_id) DO NOTHING",
+                (agent_id, owner, Jsonb(spec.model_dump(mode="json"))),
+            )
+        return await self.get(agent_id)
+
+    async def get(self, agent_id: str, *, owner: str | None = None) -> AgentTemplate:
+        """The current version; with ``owner``, only that owner's or a system template."""
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute("SELECT * FROM agents WHERE agent_id = %s", (agent_id,))
+            ).fetchone()
+        if row is None or (owner is not None and row["owner"] not in (owner, SYSTEM_OWNER)):
+            raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
+        return template_from_row(row)
+
+    async def list(self, *, owner: str | None = None) -> list[AgentTemplate]:
+        """Every template visible to ``owner`` (all of them when ``owner`` is None)."""
+        async with self._pool.connection() as conn:
+            if owner is None:
+                cur = await conn.execute("SELECT * FROM agents ORDER BY agent_id")
+            else:
+                cur = await conn.execute(
+                    "SELECT * FROM agents WHERE owner = ANY(%s) ORDER BY agent_id",
+                    ([owner, SYSTEM_OWNER],),
+                )
+            return [template_from_row(r) for r in await cur.fetchall()]
+
+    async def update(
+        self, agent_id: str, changes: dict[str, Any], *, owner: str | None = None
+    ) -> AgentTemplate:
+        """Apply a partial update and bump the version, atomically."""
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "SELECT * FROM agents WHERE agent_id = %s FOR UPDATE", (agent_id,)
+                )
+            ).fetchone()
+            if row is None or (owner is not None and row["owner"] not in (owner, SYSTEM_OWNER)):
+                raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
+            merged = {**row["spec"], **changes}
+            try:
+                spec = TemplateSpec.model_validate(merged)
+            except ValidationError as exc:
+                raise InvalidInput("invalid template", errors=exc.errors(include_url=False)) from exc
+            self._validate(spec)
+            row = await (
+                await conn.execute(
+                    "UPDATE agents SET spec = %s, version = version + 1, updated_at = now() "
+                    "WHERE agent_id = %s RETURNING *",
+                    (Jsonb(spec.model_dump(mode="json")), agent_id),
+                )
+            ).fetchone()
+        assert row is not None
+        return template_from_row(row)
+
+    async def delete(self, agent_id: str, *, owner: str | None = None) -> None:
+        """Remove a template (the caller deals with its sessions first)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM agents WHERE agent_id = %s AND (%s::text IS NULL OR owner = %s)",
+                (agent_id, owner, owner),
+            )
+        if cur.rowcount == 0:
+            raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
+
+
+CompiledGraph = CompiledStateGraph[Any, Any, Any, Any]
+
+
+class GraphCache:
+    """Compiled graphs keyed by ``(agent_id, version)``, compiled once each (LRU-bounded).
+
+    ``compiles`` counts compilations, so tests and metrics can show each version compiled
+    exactly once. Old versions fall out as the LRU bound is reached.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[AgentTemplate], Any],
+        checkpointer: BaseCheckpointSaver[Any],
+        max_entries: int = 256,
+    ) -> None:
+        self._build = build
+        self._checkpointer = checkpointer
+        self._max_entries = max_entries
+        self._graphs: OrderedDict[tuple[str, int], CompiledGraph] = OrderedDict()
+        self.compiles = 0
+
+    def lookup(self, agent_id: str, version: int) -> CompiledGraph | None:
+        """The compiled graph for this version if it is cached, else None."""
+        graph = self._graphs.get((agent_id, version))
+        if graph is not None:
+            self._graphs.move_to_end((agent_id, version))
+        return graph
+
+    def get(self, template: AgentTemplate) -> CompiledGraph:
+        """The compiled graph for this template version, compiling it on first use."""
+        key = (template.agent_id, template.version)
+        graph = self._graphs.get(key)
+        if graph is not None:
+            self._graphs.move_to_end(key)
+            return graph
+        # Compiling is synchronous and takes a few ms; concurrent first uses of one version
+        # cannot interleave here because no await separates the check from the insert.
+        graph = self._build(template).compile(
+            checkpointer=self._checkpointer, name=template.agent_id
+        )
+        self.compiles += 1
+        self._graphs[key] = graph
+        while len(self._graphs) > self._max_entries:
+            self._graphs.popitem(last=False)
+        return graph

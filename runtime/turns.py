@@ -1,0 +1,298 @@
+"""Running one turn: lease the session, run its compiled graph, record usage, release.
+
+Two entry points share one body: :meth:`TurnRunner.run` returns a :class:`TurnResult`;
+:meth:`TurnRunner.stream` yields :class:`TurnEvent` s (``token``, ``tool_call``,
+``tool_result``, ``message``, ``usage``, then ``done`` or ``error``).
+
+The graph runs in a task of its own, detached from the caller: if an HTTP client goes
+away mid-stream, the turn still finishes and its session stays consistent instead of
+stopping half-written. The runner keeps those tasks so shutdown can wait for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import LLMResult
+from langchain_core.runnables import RunnableConfig
+
+from runtime.errors import InvalidInput, LeaseLost
+from runtime.sessions import Lease, SessionStore, TurnCounters
+from runtime.templates import GraphCache
+
+__all__ = ["MAX_MESSAGE_CHARS", "TurnEvent", "TurnResult", "TurnRunner", "message_to_dict"]
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 32_000
+
+EventType = Literal["token", "tool_call", "tool_result", "message", "usage", "done", "error"]
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def message_to_dict(message: BaseMessage) -> dict[str, Any]:
+    """A message as the API shows it: role, text content, tool calls and tool results."""
+    out: dict[str, Any] = {
+        "id": message.id,
+        "role": _ROLES.get(message.type, message.type),
+        "content": message.text,
+    }
+    if isinstance(message, AIMessage) and message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c["id"], "name": c["name"], "args": c["args"]} for c in message.tool_calls
+        ]
+    if message.type == "tool":
+        out["tool_call_id"] = getattr(message, "tool_call_id", None)
+        out["name"] = message.name
+        out["status"] = getattr(message, "status", "success")
+    return out
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One streamed event: its type and a JSON-ready payload."""
+
+    type: EventType
+    data: dict[str, Any]
+
+
+@dataclass
+class TurnResult:
+    """What a completed turn returns."""
+
+    session_id: str
+    reply: str
+    messages: list[dict[str, Any]]
+    usage: dict[str, int]
+    latency_ms: float
+    model_latency_ms: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _ModelTimer(BaseCallbackHandler):
+    """Adds up wall time spent inside chat-model calls during one turn."""
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self._started: dict[UUID, float] = {}
+        self.total = 0.0
+
+    def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: Any, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        self._started[run_id] = time.perf_counter()
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        started = self._started.pop(run_id, None)
+        if started is not None:
+            self.total += time.perf_counter() - started
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.on_llm_end(LLMResult(generations=[]), run_id=run_id)
+
+
+def _updated_messages(update: Any) -> list[BaseMessage]:
+    """Messages a node wrote, whether it returned a dict or (tools) a list of updates."""
+    parts = update if isinstance(update, list) else [update]
+    out: list[BaseMessage] = []
+    for part in parts:
+        if isinstance(part, dict):
+            value = part.get("messages") or []
+            out.extend(m for m in (value if isinstance(value, list) else [value]))
+    return [m for m in out if isinstance(m, BaseMessage)]
+
+
+class TurnRunner:
+    """Runs turns against the session store and the compiled-graph cache."""
+
+    def __init__(
+        self,
+        sessions: SessionStore,
+        graphs: GraphCache,
+        *,
+        graph_for: Callable[[Lease], Any] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._graphs = graphs
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        """Turns currently running in this process."""
+        return len(self._tasks)
+
+    async def run(self, owner: str, session_id: str, content: str) -> TurnResult:
+        """Run one user message through the session's graph and return the result."""
+        lease = await self._begin(owner, session_id, content)
+        task = self._spawn(self._execute(lease, content, None))
+        # shield: a cancelled caller (a dropped HTTP request) must not cut the turn short.
+        return await asyncio.shield(task)
+
+    async def stream(self, owner: str, session_id: str, content: str) -> AsyncIterator[TurnEvent]:
+        """Run one user message and yield its events as they happen.
+
+        Errors that stop the turn from starting (unknown session, busy, inactive) are raised
+        before the first event; errors during the turn arrive as an ``error`` event.
+        """
+        lease = await self._begin(owner, session_id, content)
+        queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
+        self._spawn(self._execute(lease, content, queue.put_nowait))
+        while True:
+            event = await queue.get()
+            yield event
+            if event.type in ("done", "error"):
+                return
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for running turns, then cancel what is left."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, TurnResult]) -> asyncio.Task[TurnResult]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _begin(self, owner: str, session_id: str, content: str) -> Lease:
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInput("message content must be a non-empty string", field="content")
+        if len(content) > MAX_MESSAGE_CHARS:
+            raise InvalidInput(
+                f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
+                field="content",
+                limit=MAX_MESSAGE_CHARS,
+            )
+        return await self._sessions.acquire(owner, session_id)
+
+    def _graph(self, lease: Lease) -> Any:
+        graph = self._graphs.lookup(lease.agent_id, lease.agent_version)
+        return graph if graph is not None else self._graphs.get(lease.template())
+
+    async def _execute(
+        self, lease: Lease, content: str, emit: Callable[[TurnEvent], None] | None
+    ) -> TurnResult:
+        started = time.perf_counter()
+        timer = _ModelTimer()
+        human = HumanMessage(content, id=str(uuid.uuid4()))
+        added: list[BaseMessage] = [human]
+        try:
+            graph = self._graph(lease)
+            config: RunnableConfig = {
+                "configurable": {"thread_id": lease.thread_id},
+                "callbacks": [timer],
+                "metadata": {"session_id": lease.session_id, "owner": lease.owner},
+            }
+            modes = ["updates", "messages"] if emit else ["updates"]
+            current = asyncio.current_task()
+            assert current is not None
+            async with self._sessions.renewing(lease, current):
+                async for mode, chunk in graph.astream(
+                    {"messages": [human]}, config, stream_mode=modes
+                ):
+                    if mode == "messages":
+                        message, meta = chunk
+                        if (
+                            emit
+                            and isinstance(message, AIMessageChunk)
+                            and message.text
+                            and meta.get("langgraph_node") == "agent"
+                        ):
+                            emit(TurnEvent("token", {"content": message.text}))
+                        continue
+                    for update in chunk.values():
+                        for message in _updated_messages(update):
+                            added.append(message)
+                            if emit:
+                                _emit_message(emit, message)
+            result = self._result(lease, added, started, timer)
+            await self._sessions.release(
+                lease,
+                TurnCounters(
+                    turns=1,
+                    messages=len(added),
+                    tokens_in=result.usage["input_tokens"],
+                    tokens_out=result.usage["output_tokens"],
+                    model_latency_ms=round(result.model_latency_ms),
+                ),
+            )
+        except BaseException as exc:
+            if not lease.lost:
+                try:
+                    await asyncio.shield(self._sessions.release(lease, None))
+                except Exception:  # the original error matters more
+                    log.exception("could not release the lease on %s", lease.session_id)
+            if lease.lost and isinstance(exc, asyncio.CancelledError):
+                exc = LeaseLost(
+                    f"the lease on session {lease.session_id!r} was lost mid-turn",
+                    session_id=lease.session_id,
+                )
+            if emit:
+                emit(TurnEvent("error", _error_payload(exc)))
+            if exc is not None and not isinstance(exc, LeaseLost | Exception):
+                raise
+            raise exc from None
+        if emit:
+            emit(TurnEvent("usage", dict(result.usage)))
+            emit(TurnEvent("done", result.to_dict()))
+        return result
+
+    def _result(
+        self, lease: Lease, added: list[BaseMessage], started: float, timer: _ModelTimer
+    ) -> TurnResult:
+        usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        reply = ""
+        for message in added:
+            if isinstance(message, AIMessage):
+                meta = message.usage_metadata or {}
+                for key in usage:
+                    usage[key] += int(meta.get(key, 0) or 0)
+                if message.text:
+                    reply = message.text
+        return TurnResult(
+            session_id=lease.session_id,
+            reply=reply,
+            messages=[message_to_dict(m) for m in added],
+            usage=usage,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            model_latency_ms=round(timer.total * 1000, 3),
+        )
+
+
+def _emit_message(emit: Callable[[TurnEvent], None], message: BaseMessage) -> None:
+    as_dict = message_to_dict(message)
+    if isinstance(message, AIMessage):
+        for call in as_dict.get("tool_calls", []):
+            emit(TurnEvent("tool_call", call))
+    elif message.type == "tool":
+        emit(TurnEvent("tool_result", as_dict))
+    emit(TurnEvent("message", as_dict))
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    code = getattr(exc, "code", None) or "internal_error"
+    message = getattr(exc, "message", None) or (
+        "the turn was cancelled" if isinstance(exc, asyncio.CancelledError) else "turn failed"
+    )
+    return {"error": code, "message": message, "details": getattr(exc, "details", {})}
