@@ -121,10 +121,12 @@ _MEMORY_QUESTIONS: tuple[re.Pattern[str], ...] = (
     ),
 )
 _WHO_AM_I = re.compile(_LEAD + r"who\s+am\s+i" + _END, _FLAGS)
-# "my X is Y": the value runs to the end of the clause; a "." inside a token ("a@b.com",
-# "3.5") does not end it.
+# "my X is Y": the value runs to the end of the clause ("." inside a token such as "a@b.com"
+# or "3.5" does not end it) or up to a following "and my ..." / "and I ...".
 _MY_X_IS_Y = re.compile(
-    r"\bmy\s+" + _KEY + r"\s+is\s+(?P<value>(?:[^.!?,;\n]|\.(?=\S))+)",
+    r"\bmy\s+"
+    + _KEY
+    + r"\s+is\s+(?P<value>(?:(?!\s+and\s+(?:my|i|i'm)\b)(?:[^.!?,;\n]|\.(?=\S)))+)",
     _FLAGS,
 )
 # "I am Alice" / "I'm Alice" / "call me Alice": only a capitalised value counts as a name, so
@@ -311,12 +313,9 @@ def _answer_tool_results(messages: Sequence[BaseMessage]) -> str | None:
     if not results:
         return None
     requested: dict[str, str] = {}
-    if index > 0 and isinstance(messages[index - 1], AIMessage):
-        requested = {
-            call["id"]: call["name"]
-            for call in messages[index - 1].tool_calls  # type: ignore[attr-defined]
-            if call.get("id")
-        }
+    request = messages[index - 1] if index > 0 else None
+    if isinstance(request, AIMessage):
+        requested = {call["id"]: call["name"] for call in request.tool_calls if call["id"]}
     sentences: list[str] = []
     for result in results:
         name = requested.get(result.tool_call_id) or result.name or "tool"
@@ -376,13 +375,14 @@ def _decide(
     if explicit and explicit.group("name") in tools:
         name = explicit.group("name")
         raw_args = explicit.group("args")
+        parsed: Any
         try:
-            args = json.loads(raw_args) if raw_args else {}
+            parsed = json.loads(raw_args) if raw_args else {}
         except json.JSONDecodeError:
-            args = None
-        if not isinstance(args, dict):
+            parsed = None
+        if not isinstance(parsed, dict):
             return _Reply(text=f"The arguments for {name} must be a JSON object.")
-        return call(name, args)
+        return call(name, parsed)
 
     if "save_note" in tools and (note := _SAVE_NOTE.match(text)):
         return call("save_note", {"text": note.group("rest")})
@@ -399,10 +399,10 @@ def _decide(
     if facts:
         return _Reply(
             text=" ".join(
-                f"Nice to meet you, {value}."
-                if key == "name"
-                else f"Got it: your {key} is {value}."
-                for key, value in facts
+                f"Nice to meet you, {fact_value}."
+                if fact_key == "name"
+                else f"Got it: your {fact_key} is {fact_value}."
+                for fact_key, fact_value in facts
             )
         )
 

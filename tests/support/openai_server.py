@@ -370,8 +370,8 @@ class OpenAICompatServer:
             ``"timeout"``: sleep ``seconds`` (default 30) before answering normally.
             ``"429"``: status 429, ``Retry-After: retry_after`` (default ``"1"``), error JSON.
             ``"500"``: status 500 with an OpenAI-style error JSON body.
-            ``"garbage"``: status 200 with body ``this is not json`` (as a bogus SSE
-                ``data:`` line when streaming).
+            ``"garbage"``: status 200 with body ``this is not json`` (``content_type``,
+                default ``application/json``; a bogus SSE ``data:`` line when streaming).
             ``"malformed"``: status 200 JSON without ``choices``.
         """
         if kind not in FAULT_KINDS:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import httpx
 import openai
@@ -19,6 +19,7 @@ from langchain_core.messages import (
 )
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from tests.support.openai_server import OpenAICompatServer
 
@@ -46,7 +47,7 @@ def make_llm(server: OpenAICompatServer, **kwargs: Any) -> ChatOpenAI:
     return ChatOpenAI(
         model="gpt-test",
         base_url=server.base_url,
-        api_key="test",
+        api_key=SecretStr("test"),
         use_responses_api=False,
         stream_usage=True,
         max_retries=0,
@@ -54,8 +55,14 @@ def make_llm(server: OpenAICompatServer, **kwargs: Any) -> ChatOpenAI:
     )
 
 
-def sum_chunks(chunks: list[AIMessageChunk]) -> AIMessageChunk:
-    assert chunks, "stream produced no chunks"
+def as_chunks(messages: Sequence[BaseMessage]) -> list[AIMessageChunk]:
+    assert messages, "stream produced no chunks"
+    assert all(isinstance(m, AIMessageChunk) for m in messages)
+    return cast(list[AIMessageChunk], list(messages))
+
+
+def sum_chunks(messages: Sequence[BaseMessage]) -> AIMessageChunk:
+    chunks = as_chunks(messages)
     total = chunks[0]
     for chunk in chunks[1:]:
         total = total + chunk
@@ -215,8 +222,8 @@ class TestStreaming:
 
     def test_tool_call_stream(self, server: OpenAICompatServer) -> None:
         llm = make_llm(server).bind_tools([calculator])
-        chunks = list(llm.stream("what is 6 * 7?"))
-        assert sum(1 for c in chunks if c.tool_call_chunks) > 2
+        chunks = as_chunks(list(llm.stream("what is 6 * 7?")))
+        assert len([c for c in chunks if c.tool_call_chunks]) > 2
         total = sum_chunks(chunks)
         assert len(total.tool_calls) == 1
         call = total.tool_calls[0]
@@ -273,18 +280,23 @@ class TestFaults:
 
     def test_garbage(self, server: OpenAICompatServer) -> None:
         server.enqueue_fault("garbage")
-        with pytest.raises(Exception):  # noqa: B017 - any parse failure is acceptable
+        with pytest.raises(ValueError):  # json.JSONDecodeError
             make_llm(server).invoke("hi")
 
     def test_garbage_stream(self, server: OpenAICompatServer) -> None:
         server.enqueue_fault("garbage")
-        with pytest.raises(Exception):  # noqa: B017 - any parse failure is acceptable
+        with pytest.raises(ValueError):  # json.JSONDecodeError on the bogus SSE data line
             list(make_llm(server).stream("hi"))
 
     def test_malformed(self, server: OpenAICompatServer) -> None:
         server.enqueue_fault("malformed")
         with pytest.raises((KeyError, TypeError), match="choices"):
             make_llm(server).invoke("hi")
+
+    def test_malformed_stream(self, server: OpenAICompatServer) -> None:
+        server.enqueue_fault("malformed")
+        with pytest.raises(ValueError, match="No generation chunks"):
+            list(make_llm(server).stream("hi"))
 
     async def test_async_rate_limit(self, server: OpenAICompatServer) -> None:
         server.enqueue_fault("429")
