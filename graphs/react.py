@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, SystemMessage, trim_messages
+from langchain_core.messages import AnyMessage, BaseMessage, SystemMessage, trim_messages
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
@@ -25,7 +25,7 @@ from typing_extensions import TypedDict
 from runtime.templates import TemplateSpec, default_template_spec
 from runtime.tools import ToolSpec
 
-__all__ = ["AgentState", "build_graph", "graph"]
+__all__ = ["AgentState", "build_graph", "model_input"]  # and `graph`, built lazily
 
 
 class AgentState(TypedDict, total=False):
@@ -37,8 +37,8 @@ class AgentState(TypedDict, total=False):
 
 
 def model_input(
-    system_prompt: str, messages: Sequence[AnyMessage], max_context_tokens: int | None
-) -> list[AnyMessage]:
+    system_prompt: str, messages: Sequence[BaseMessage], max_context_tokens: int | None
+) -> list[BaseMessage]:
     """What the model sees: the system prompt plus the most recent messages that fit.
 
     Trimming starts on a human message, so an assistant tool call is never separated from

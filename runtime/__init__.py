@@ -1,8 +1,8 @@
 """sessiongraph's engine: templates, sessions and turns on Postgres, with no HTTP.
 
-    async with Runtime.open(Settings()) as rt:
-        await rt.session("demo")
-        result = await rt.chat("demo", "my name is Alice")
+async with Runtime.open(Settings()) as rt:
+    await rt.session("demo")
+    result = await rt.chat("demo", "my name is Alice")
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from runtime.errors import (
     NotFound,
     SessionBusy,
     SessionExpired,
-    SessionInactive,
     SessiongraphError,
+    SessionInactive,
 )
 from runtime.runtime import DEFAULT_OWNER, Runtime
 from runtime.settings import Settings, get_settings
 from runtime.turns import TurnEvent, TurnResult
 
 __all__ = [
-    "DEFAULT_OWNER",
     "Conflict",
+    "DEFAULT_OWNER",
     "InvalidInput",
     "LeaseLost",
     "ModelUnavailable",

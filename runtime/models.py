@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import SecretStr
 
 from runtime.errors import InvalidInput, ModelUnavailable
 from runtime.offline_model import OfflineChatModel
@@ -53,7 +54,7 @@ def make_chat_model(spec: ModelSpec, settings: Settings) -> BaseChatModel:
             model=spec.name,
             base_url=base_url,
             # Compatible servers often need no key, but the client insists on one.
-            api_key=key or "not-needed",
+            api_key=SecretStr(key or "not-needed"),
             use_responses_api=False,
             stream_usage=True,
             **params,

@@ -102,7 +102,7 @@ class Runtime:
             if not url:
                 url = stack.enter_context(embedded_postgres(settings.data_dir))
             pool = await stack.enter_async_context(open_pool(url, settings))
-            checkpointer = AsyncPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
+            checkpointer = AsyncPostgresSaver(pool, serde=strict_serializer())
             if migrate_schema:
                 await migrate(pool, checkpointer)
             rt = cls(settings, pool, checkpointer, tools or default_registry())
@@ -146,10 +146,14 @@ class Runtime:
         **fields: Any,
     ) -> Session:
         """Get or create a session (``name``, ``description``, ``metadata``, ``ttl_seconds``)."""
-        session, _ = await self.sessions.get_or_create(owner, session_id, agent_id=agent_id, **fields)
+        session, _ = await self.sessions.get_or_create(
+            owner, session_id, agent_id=agent_id, **fields
+        )
         return session
 
-    async def chat(self, session_id: str, content: str, *, owner: str = DEFAULT_OWNER) -> TurnResult:
+    async def chat(
+        self, session_id: str, content: str, *, owner: str = DEFAULT_OWNER
+    ) -> TurnResult:
         """Run one turn and return its result."""
         return await self.turns.run(owner, session_id, content)
 

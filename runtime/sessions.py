@@ -185,7 +185,9 @@ class SessionStore:
 
         An expired session that the sweeper has not reached yet is removed and created anew.
         """
-        session_id = new_id("ses") if session_id is None else validate_id(session_id, kind="session_id")
+        session_id = (
+            new_id("ses") if session_id is None else validate_id(session_id, kind="session_id")
+        )
         if ttl_seconds is not None and ttl_seconds <= 0:
             raise InvalidInput("ttl_seconds must be positive", field="ttl_seconds")
         metadata = _check_metadata(metadata)

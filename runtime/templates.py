@@ -220,7 +220,9 @@ class TemplateStore:
             try:
                 spec = TemplateSpec.model_validate(merged)
             except ValidationError as exc:
-                raise InvalidInput("invalid template", errors=exc.errors(include_url=False)) from exc
+                raise InvalidInput(
+                    "invalid template", errors=exc.errors(include_url=False)
+                ) from exc
             self._validate(spec)
             row = await (
                 await conn.execute(

@@ -119,13 +119,7 @@ def _updated_messages(update: Any) -> list[BaseMessage]:
 class TurnRunner:
     """Runs turns against the session store and the compiled-graph cache."""
 
-    def __init__(
-        self,
-        sessions: SessionStore,
-        graphs: GraphCache,
-        *,
-        graph_for: Callable[[Lease], Any] | None = None,
-    ) -> None:
+    def __init__(self, sessions: SessionStore, graphs: GraphCache) -> None:
         self._sessions = sessions
         self._graphs = graphs
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -243,16 +237,17 @@ class TurnRunner:
                     await asyncio.shield(self._sessions.release(lease, None))
                 except Exception:  # the original error matters more
                     log.exception("could not release the lease on %s", lease.session_id)
+            error: BaseException = exc
             if lease.lost and isinstance(exc, asyncio.CancelledError):
-                exc = LeaseLost(
+                error = LeaseLost(
                     f"the lease on session {lease.session_id!r} was lost mid-turn",
                     session_id=lease.session_id,
                 )
             if emit:
-                emit(TurnEvent("error", _error_payload(exc)))
-            if exc is not None and not isinstance(exc, LeaseLost | Exception):
+                emit(TurnEvent("error", _error_payload(error)))
+            if error is exc:
                 raise
-            raise exc from None
+            raise error from exc
         if emit:
             emit(TurnEvent("usage", dict(result.usage)))
             emit(TurnEvent("done", result.to_dict()))
@@ -265,9 +260,10 @@ class TurnRunner:
         reply = ""
         for message in added:
             if isinstance(message, AIMessage):
-                meta = message.usage_metadata or {}
-                for key in usage:
-                    usage[key] += int(meta.get(key, 0) or 0)
+                if message.usage_metadata:
+                    usage["input_tokens"] += message.usage_metadata["input_tokens"]
+                    usage["output_tokens"] += message.usage_metadata["output_tokens"]
+                    usage["total_tokens"] += message.usage_metadata["total_tokens"]
                 if message.text:
                     reply = message.text
         return TurnResult(
