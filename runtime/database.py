@@ -156,7 +156,7 @@ async def schema_is_current(pool: Pool) -> bool:
         return await _current_version(conn) >= SCHEMA_VERSION
 
 
-async def migrate(pool: Pool, saver: AsyncPostgresSaver, *, poll_seconds: float = 0.05) -> int:
+async def migrate(pool: Pool, *, poll_seconds: float = 0.05) -> int:
     """Apply missing migrations and the checkpointer's ``setup()``; return the schema version.
 
     Safe when many processes call it at once on an empty database: one holds the advisory
@@ -180,7 +180,7 @@ async def migrate(pool: Pool, saver: AsyncPostgresSaver, *, poll_seconds: float 
                     await conn.execute("INSERT INTO sessiongraph_migrations (v) VALUES (%s)", (v,))
                 log.info("applied migration %d", v)
             # The saver's own migrations run on this connection, still under the lock.
-            await AsyncPostgresSaver(conn, serde=saver.serde).setup()
+            await AsyncPostgresSaver(conn).setup()
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
     return SCHEMA_VERSION

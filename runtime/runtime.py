@@ -104,7 +104,7 @@ class Runtime:
             pool = await stack.enter_async_context(open_pool(url, settings))
             checkpointer = AsyncPostgresSaver(pool, serde=strict_serializer())
             if migrate_schema:
-                await migrate(pool, checkpointer)
+                await migrate(pool)
             rt = cls(settings, pool, checkpointer, tools or default_registry())
             await rt.templates.ensure(
                 default_template_spec(settings.resolved_default_model()),

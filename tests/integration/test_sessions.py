@@ -145,6 +145,21 @@ class TestConcurrentTurns:
         assert sorted(m["content"] for m in history[::2]) == texts
 
 
+    async def test_long_turn_renews_its_lease(self, settings: Settings) -> None:
+        """A turn longer than the lease timeout keeps the session to itself until it ends."""
+        short = settings.model_copy(update={"lease_timeout_seconds": 0.6})
+        async with Runtime.open(short) as a, Runtime.open(short) as b:
+            await slow_agent(a, "slow-r", 2.0)
+            await a.session("renew-1", agent_id="slow-r")
+            turn = asyncio.create_task(a.chat("renew-1", "hello"))
+            for _ in range(4):  # well past the 0.6 s timeout, the lease is still held
+                await asyncio.sleep(0.35)
+                with pytest.raises(SessionBusy):
+                    await b.chat("renew-1", "intruder")
+            assert (await turn).reply == "You said: hello"
+            assert roles(await b.history("renew-1")) == ["user", "assistant"]
+
+
 class TestSessionLifecycle:
     async def test_get_or_create_and_agent_conflict(self, runtime: Runtime) -> None:
         """The second get-or-create returns the same session; another agent is a conflict."""
