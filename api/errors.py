@@ -14,6 +14,7 @@ from runtime.errors import (
     ModelUnavailable,
     NotFound,
     SessiongraphError,
+    TurnFailed,
 )
 
 __all__ = ["install_error_handlers", "status_for"]
@@ -26,6 +27,7 @@ _STATUS: list[tuple[type[SessiongraphError], int]] = [
     (Conflict, 409),
     (LeaseLost, 409),
     (ModelUnavailable, 503),
+    (TurnFailed, 500),
 ]
 
 

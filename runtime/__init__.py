@@ -36,6 +36,7 @@ __all__ = [
     "SessiongraphError",
     "Settings",
     "TurnEvent",
+    "TurnFailed",
     "TurnResult",
     "get_settings",
 ]

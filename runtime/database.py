@@ -76,6 +76,10 @@ MIGRATIONS: list[str] = [
         model_latency_ms   bigint NOT NULL DEFAULT 0,
         lease_token        text,
         lease_expires_at   timestamptz,
+        -- The thread's checkpoint as of the last completed turn. Anything newer belongs to
+        -- a turn that failed or whose process died, and is rolled back before the next
+        -- turn: no turn is ever half-written.
+        committed_checkpoint_id text,
         PRIMARY KEY (owner, session_id)
     )
     """,

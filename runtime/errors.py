@@ -10,7 +10,8 @@
     │   ├── SessionBusy          another turn holds the session's lease
     │   └── SessionInactive      the session is deactivated and refuses turns
     ├── LeaseLost                the turn's lease lapsed and another holder may have taken it
-    └── ModelUnavailable         the model could not be built or reached
+    ├── ModelUnavailable         the model could not be built, reached, or answered sensibly
+    └── TurnFailed               anything else went wrong inside a turn (rolled back)
 
 The HTTP layer maps each class to one status code; code outside the runtime should
 catch these, never bare exceptions.
@@ -30,6 +31,7 @@ __all__ = [
     "SessionExpired",
     "SessionInactive",
     "SessiongraphError",
+    "TurnFailed",
 ]
 
 
@@ -90,3 +92,9 @@ class ModelUnavailable(SessiongraphError):
     """The chat model could not be built or reached."""
 
     code = "model_unavailable"
+
+
+class TurnFailed(SessiongraphError):
+    """A turn failed for a reason of the server's own; it was rolled back."""
+
+    code = "turn_failed"

@@ -167,8 +167,18 @@ class Runtime:
         """The session's whole conversation, oldest first."""
         session = await self.sessions.get(owner, session_id)
         template = await self.templates.get(session.agent_id)
+        if session.committed_checkpoint_id is None:
+            return []
         graph = self.graphs.get(template)
-        state = await graph.aget_state({"configurable": {"thread_id": session.thread_id}})
+        # Read as of the last completed turn, so a turn in flight is never shown half-done.
+        state = await graph.aget_state(
+            {
+                "configurable": {
+                    "thread_id": session.thread_id,
+                    "checkpoint_id": session.committed_checkpoint_id,
+                }
+            }
+        )
         return [message_to_dict(m) for m in state.values.get("messages", [])]
 
     # -- expiry and health --------------------------------------------------------------------

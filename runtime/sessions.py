@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -56,10 +57,17 @@ __all__ = [
     "TurnCounters",
 ]
 
+log = logging.getLogger(__name__)
+
 MAX_METADATA_BYTES = 16 * 1024
 Status = Literal["active", "inactive"]
 
 _CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+# The thread's newest root checkpoint (the checkpoints primary key serves it).
+_LATEST_CHECKPOINT = (
+    "SELECT c.checkpoint_id FROM checkpoints c WHERE c.thread_id = s.thread_id "
+    "AND c.checkpoint_ns = '' ORDER BY c.checkpoint_id DESC LIMIT 1"
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ class Session:
     tokens_in: int
     tokens_out: int
     model_latency_ms: int
+    # The checkpoint of the last completed turn: what history shows while a turn runs.
+    committed_checkpoint_id: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
@@ -111,6 +121,7 @@ class Lease:
     agent_version: int
     token: str
     agent_row: dict[str, Any] = field(repr=False)
+    committed_checkpoint_id: str | None = None
     lost: bool = False
 
     def template(self) -> AgentTemplate:
@@ -140,6 +151,23 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
             limit=MAX_METADATA_BYTES,
         )
     return metadata
+
+
+async def rollback_thread(
+    conn: AsyncConnection[Any], thread_id: str, checkpoint_id: str | None
+) -> None:
+    """Delete the thread's checkpoints newer than ``checkpoint_id`` (all of them if None).
+
+    Checkpoint ids are time-ordered (UUIDv6), as the saver itself relies on. Blobs are left:
+    their versions carry a random part, so no later write collides with them, and they go
+    with the session.
+    """
+    for table in ("checkpoint_writes", "checkpoints"):
+        await conn.execute(
+            f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = '' "
+            "AND (%s::text IS NULL OR checkpoint_id > %s)",
+            (thread_id, checkpoint_id, checkpoint_id),
+        )
 
 
 async def delete_threads(conn: AsyncConnection[Any], thread_ids: Sequence[str]) -> None:
@@ -341,8 +369,9 @@ class SessionStore:
                         "AND a.agent_id = s.agent_id AND s.status = 'active' "
                         "AND s.expires_at > now() "
                         "AND (s.lease_token IS NULL OR s.lease_expires_at < now()) "
-                        "RETURNING s.thread_id, a.agent_id, a.owner, a.version, a.spec, "
-                        "a.created_at, a.updated_at",
+                        "RETURNING s.thread_id, s.committed_checkpoint_id, "
+                        f"({_LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
+                        "a.agent_id, a.owner, a.version, a.spec, a.created_at, a.updated_at",
                         {
                             "token": token,
                             "timeout": self.lease_timeout_seconds,
@@ -352,6 +381,13 @@ class SessionStore:
                     )
                 ).fetchone()
                 if row is not None:
+                    committed = row["committed_checkpoint_id"]
+                    if row["latest_checkpoint_id"] != committed:
+                        # A previous turn died mid-way (its process was killed, or it failed
+                        # and could not clean up): drop what it wrote before going on.
+                        log.warning("rolling back an unfinished turn on %s", session_id)
+                        async with conn.transaction():
+                            await rollback_thread(conn, row["thread_id"], committed)
                     return Lease(
                         owner=owner,
                         session_id=session_id,
@@ -360,6 +396,7 @@ class SessionStore:
                         agent_version=row["version"],
                         token=token,
                         agent_row=row,
+                        committed_checkpoint_id=committed,
                     )
                 why = await (
                     await conn.execute(
@@ -403,8 +440,27 @@ class SessionStore:
             lease.lost = True
         return not lease.lost
 
+    async def abort(self, lease: Lease) -> None:
+        """End a failed turn: roll its writes back to the last completed turn, free the lease.
+
+        The session is left exactly as it was before the turn, so the client can resend.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "UPDATE sessions SET lease_token = NULL, lease_expires_at = NULL "
+                    "WHERE owner = %s AND session_id = %s AND lease_token = %s "
+                    "RETURNING thread_id, committed_checkpoint_id",
+                    (lease.owner, lease.session_id, lease.token),
+                )
+            ).fetchone()
+            if row is None:
+                lease.lost = True  # someone else holds it now; their acquire rolls back
+                return
+            await rollback_thread(conn, row["thread_id"], row["committed_checkpoint_id"])
+
     async def release(self, lease: Lease, counters: TurnCounters | None = None) -> None:
-        """Free the lease and, for a completed turn, add its counters and slide the TTL.
+        """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
 
         Raises:
             LeaseLost: the lease had lapsed and been taken by another turn.
@@ -412,11 +468,12 @@ class SessionStore:
         c = counters or TurnCounters(turns=0)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE sessions SET lease_token = NULL, lease_expires_at = NULL, "
+                "UPDATE sessions s SET lease_token = NULL, lease_expires_at = NULL, "
                 "turns = turns + %(turns)s, messages = messages + %(messages)s, "
                 "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
                 "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
-                "expires_at = now() + make_interval(secs => ttl_seconds) "
+                "expires_at = now() + make_interval(secs => ttl_seconds), "
+                f"committed_checkpoint_id = ({_LATEST_CHECKPOINT}) "
                 "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s",
                 {
                     "turns": c.turns,

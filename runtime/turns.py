@@ -20,12 +20,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
+import openai
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 
-from runtime.errors import InvalidInput, LeaseLost
+from runtime.errors import (
+    InvalidInput,
+    LeaseLost,
+    ModelUnavailable,
+    SessiongraphError,
+    TurnFailed,
+)
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.templates import GraphCache
 
@@ -167,6 +174,7 @@ class TurnRunner:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_retrieved)
         return task
 
     async def _begin(self, owner: str, session_id: str, content: str) -> Lease:
@@ -234,15 +242,10 @@ class TurnRunner:
         except BaseException as exc:
             if not lease.lost:
                 try:
-                    await asyncio.shield(self._sessions.release(lease, None))
+                    await asyncio.shield(self._sessions.abort(lease))
                 except Exception:  # the original error matters more
-                    log.exception("could not release the lease on %s", lease.session_id)
-            error: BaseException = exc
-            if lease.lost and isinstance(exc, asyncio.CancelledError):
-                error = LeaseLost(
-                    f"the lease on session {lease.session_id!r} was lost mid-turn",
-                    session_id=lease.session_id,
-                )
+                    log.exception("could not roll back the turn on %s", lease.session_id)
+            error = _public_error(exc, lease)
             if emit:
                 emit(TurnEvent("error", _error_payload(error)))
             if error is exc:
@@ -274,6 +277,35 @@ class TurnRunner:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             model_latency_ms=round(timer.total * 1000, 3),
         )
+
+
+def _public_error(exc: BaseException, lease: Lease) -> BaseException:
+    """The error a caller sees for a failed turn; internal details stay in the log."""
+    if lease.lost and isinstance(exc, asyncio.CancelledError):
+        return LeaseLost(
+            f"the lease on session {lease.session_id!r} was lost mid-turn",
+            session_id=lease.session_id,
+        )
+    if isinstance(exc, SessiongraphError) or not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, openai.OpenAIError):
+        status = getattr(exc, "status_code", None)
+        return ModelUnavailable(
+            f"the model failed: {type(exc).__name__}" + (f" (HTTP {status})" if status else ""),
+            session_id=lease.session_id,
+            status_code=status,
+        )
+    log.error("turn on %s failed", lease.session_id, exc_info=exc)
+    return TurnFailed(
+        f"the turn failed ({type(exc).__name__}) and was rolled back",
+        session_id=lease.session_id,
+    )
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a finished turn's error as seen: a streamed turn reports it as an event."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _emit_message(emit: Callable[[TurnEvent], None], message: BaseMessage) -> None:

@@ -92,3 +92,42 @@ class TestOpenAIPath:
                 TemplateSpec(name="nokey", model=ModelSpec.parse("openai:gpt-4o")),
                 owner="local",
             )
+
+
+class TestFailedTurns:
+    async def test_failed_turn_leaves_the_session_as_it_was(
+        self, runtime: Runtime, openai_server: OpenAICompatServer, openai_agent: str
+    ) -> None:
+        """A model failure after a tool call rolls the whole turn back; resending works."""
+        await runtime.session("oa-fail", agent_id=openai_agent)
+        await runtime.chat("oa-fail", "my name is Alice")
+        before = await runtime.history("oa-fail")
+        counters = await runtime.sessions.get("local", "oa-fail")
+        openai_server.enqueue_fault("pass")  # the tool call goes through
+        openai_server.enqueue_fault("500")  # the answer after the tool fails
+        with pytest.raises(ModelUnavailable, match="HTTP 500"):
+            await runtime.chat("oa-fail", "what is 6 * 7?")
+        assert await runtime.history("oa-fail") == before
+        after = await runtime.sessions.get("local", "oa-fail")
+        assert (after.turns, after.messages) == (counters.turns, counters.messages)
+        retry = await runtime.chat("oa-fail", "what is 6 * 7?")
+        assert retry.reply == "The result is 42."
+        history = await runtime.history("oa-fail")
+        assert [m["role"] for m in history] == ["user", "assistant"] * 1 + [
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+        ]
+
+    async def test_failed_stream_reports_an_error_event(
+        self, runtime: Runtime, openai_server: OpenAICompatServer, openai_agent: str
+    ) -> None:
+        """A failing streamed turn ends with an error event and writes nothing."""
+        await runtime.session("oa-fail-2", agent_id=openai_agent)
+        openai_server.enqueue_fault("500")
+        events = [e async for e in runtime.stream("oa-fail-2", "hello")]
+        assert events[-1].type == "error"
+        assert events[-1].data["error"] == "model_unavailable"
+        assert await runtime.history("oa-fail-2") == []
+        assert (await runtime.chat("oa-fail-2", "hello")).reply == "echo: hello"

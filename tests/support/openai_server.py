@@ -51,7 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["FAULT_KINDS", "Fault", "OpenAICompatServer"]
 
-FAULT_KINDS: frozenset[str] = frozenset({"timeout", "429", "500", "garbage", "malformed"})
+FAULT_KINDS: frozenset[str] = frozenset({"pass", "timeout", "429", "500", "garbage", "malformed"})
 
 _CREATED = 1_700_000_000
 _NAME_RE = re.compile(r"\bmy name is\s+([A-Za-z][\w'-]*)", re.IGNORECASE)
@@ -367,6 +367,7 @@ class OpenAICompatServer:
         """Queue a fault for a future chat-completions request (one per request, FIFO).
 
         Kinds:
+            ``"pass"``: answer normally (to let earlier requests through before a fault).
             ``"timeout"``: sleep ``seconds`` (default 30) before answering normally.
             ``"429"``: status 429, ``Retry-After: retry_after`` (default ``"1"``), error JSON.
             ``"500"``: status 500 with an OpenAI-style error JSON body.
@@ -429,7 +430,7 @@ class OpenAICompatServer:
         if fault is not None:
             if fault.kind == "timeout":
                 await self._interruptible_sleep(float(fault.opts.get("seconds", 30)))
-            else:
+            elif fault.kind != "pass":
                 return self._fault_response(fault, stream)
 
         reply = _decide(body)
