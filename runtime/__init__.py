@@ -1,8 +1,10 @@
 """sessiongraph's engine: templates, sessions and turns on Postgres, with no HTTP.
 
-async with Runtime.open(Settings()) as rt:
-    await rt.session("demo")
-    result = await rt.chat("demo", "my name is Alice")
+Usage::
+
+    async with Runtime.open(Settings()) as rt:
+        await rt.session("demo")
+        result = await rt.chat("demo", "my name is Alice")
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from runtime.errors import (
     SessionExpired,
     SessiongraphError,
     SessionInactive,
+    TurnFailed,
 )
 from runtime.runtime import DEFAULT_OWNER, Runtime
 from runtime.settings import Settings, get_settings

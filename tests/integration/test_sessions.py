@@ -144,7 +144,6 @@ class TestConcurrentTurns:
             assert assistant["content"] == f"You said: {user['content']}"
         assert sorted(m["content"] for m in history[::2]) == texts
 
-
     async def test_long_turn_renews_its_lease(self, settings: Settings) -> None:
         """A turn longer than the lease timeout keeps the session to itself until it ends."""
         short = settings.model_copy(update={"lease_timeout_seconds": 0.6})

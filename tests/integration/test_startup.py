@@ -98,7 +98,9 @@ def _finish(procs: list[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
     return results
 
 
-def _launch_back_to_back(url: str, tmp_path: Path) -> list[tuple[int, str, str]]:
+def _launch_back_to_back(
+    url: str, tmp_path: Path, count: int = PROCESSES
+) -> list[tuple[int, str, str]]:
     env = clean_env(DATABASE_URL=url)
     procs = [
         subprocess.Popen(
@@ -109,7 +111,7 @@ def _launch_back_to_back(url: str, tmp_path: Path) -> list[tuple[int, str, str]]
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(PROCESSES)
+        for _ in range(count)
     ]
     return _finish(procs)
 
@@ -148,9 +150,7 @@ def _check_schema(url: str) -> None:
         }
         assert EXPECTED_TABLES <= tables, f"missing tables: {EXPECTED_TABLES - tables}"
 
-        versions = [
-            r[0] for r in conn.execute("SELECT v FROM sessiongraph_migrations ORDER BY v")
-        ]
+        versions = [r[0] for r in conn.execute("SELECT v FROM sessiongraph_migrations ORDER BY v")]
         assert versions == list(range(SCHEMA_VERSION + 1))
 
         from langgraph.checkpoint.postgres.base import MIGRATIONS as SAVER_MIGRATIONS
@@ -195,9 +195,9 @@ class TestConcurrentMigrate:
     def test_migrate_again_is_a_no_op(self, fresh_database: str, tmp_path: Path) -> None:
         """A second migrate on a migrated database succeeds and applies nothing twice."""
         for _ in range(2):
-            for code, out, err in _launch_back_to_back(fresh_database, tmp_path)[:1]:
-                assert code == 0, f"stdout:\n{out}\nstderr:\n{err}"
-                assert "schema is current" in out
+            [(code, out, err)] = _launch_back_to_back(fresh_database, tmp_path, count=1)
+            assert code == 0, f"stdout:\n{out}\nstderr:\n{err}"
+            assert "schema is current" in out
         _check_schema(fresh_database)
 
 
@@ -209,9 +209,7 @@ def _postgres_processes(pgdata: Path) -> list[psutil.Process]:
         cmdline = info.get("cmdline") or []
         if info.get("status") == psutil.STATUS_ZOMBIE:
             continue
-        if any(str(pgdata) in part for part in cmdline) and "postgres" in (
-            info.get("name") or ""
-        ):
+        if any(str(pgdata) in part for part in cmdline) and "postgres" in (info.get("name") or ""):
             found.append(proc)
     return found
 
@@ -233,7 +231,9 @@ class TestServeEmbedded:
         pgdata = (data_dir / "pgdata").resolve()
         port = free_port()
         log_path = tmp_path / "serve.log"
-        env = clean_env(SESSIONGRAPH_DATA_DIR=str(data_dir), SESSIONGRAPH_SWEEP_INTERVAL_SECONDS="0")
+        env = clean_env(
+            SESSIONGRAPH_DATA_DIR=str(data_dir), SESSIONGRAPH_SWEEP_INTERVAL_SECONDS="0"
+        )
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
                 [
