@@ -166,20 +166,20 @@ class Runtime:
     async def history(self, session_id: str, *, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
         """The session's whole conversation, oldest first."""
         session = await self.sessions.get(owner, session_id)
-        template = await self.templates.get(session.agent_id)
         if session.committed_checkpoint_id is None:
             return []
-        graph = self.graphs.get(template)
         # Read as of the last completed turn, so a turn in flight is never shown half-done.
-        state = await graph.aget_state(
+        saved = await self.checkpointer.aget_tuple(
             {
                 "configurable": {
                     "thread_id": session.thread_id,
+                    "checkpoint_ns": "",
                     "checkpoint_id": session.committed_checkpoint_id,
                 }
             }
         )
-        return [message_to_dict(m) for m in state.values.get("messages", [])]
+        messages = saved.checkpoint["channel_values"].get("messages", []) if saved else []
+        return [message_to_dict(m) for m in messages]
 
     # -- expiry and health --------------------------------------------------------------------
 
