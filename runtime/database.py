@@ -127,7 +127,7 @@ async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=settings.pool_min_size,
-        max_size=max(settings.pool_max_size, settings.pool_min_size, 1),
+        max_size=settings.pool_max_size,
         max_idle=settings.pool_max_idle_seconds,
         max_lifetime=settings.pool_max_lifetime_seconds,
         kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "env_names", "get_settings"]
@@ -23,7 +23,12 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="SESSIONGRAPH_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="SESSIONGRAPH_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        # `FOO=` in a compose file or a shell means "not set", not "the empty string".
+        env_ignore_empty=True,
     )
 
     database_url: str | None = Field(
@@ -79,6 +84,14 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
     workers: int = Field(default=1, ge=1, description="Worker processes for `serve`.")
     log_level: str = Field(default="info", description="Log level.")
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"pool_min_size ({self.pool_min_size}) exceeds pool_max_size ({self.pool_max_size})"
+            )
+        return self
 
     def resolved_default_model(self) -> str:
         """The `provider:name` of the default agent's model."""

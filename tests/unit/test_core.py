@@ -31,6 +31,18 @@ class TestSettings:
         chosen = Settings(_env_file=None, default_model="openai:gpt-4.1")  # type: ignore[call-arg]
         assert chosen.resolved_default_model() == "openai:gpt-4.1"
 
+    def test_empty_values_mean_unset(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An empty variable (`FOO=` in compose) falls back to the default."""
+        monkeypatch.setenv("SESSIONGRAPH_OPENAI_BASE_URL", "")
+        monkeypatch.setenv("SESSIONGRAPH_PORT", "")
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        assert settings.openai_base_url is None and settings.port == 8000
+
+    def test_pool_bounds_are_checked(self) -> None:
+        """A minimum pool size above the maximum is refused at start-up."""
+        with pytest.raises(ValueError, match="pool_min_size"):
+            Settings(_env_file=None, pool_min_size=5, pool_max_size=2)  # type: ignore[call-arg]
+
     def test_env_names_cover_every_field(self) -> None:
         """Every field has an environment name, prefixed except DATABASE_URL."""
         names = env_names()
