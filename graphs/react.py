@@ -2,13 +2,14 @@
 
 :func:`build_graph` turns a template's spec, a chat model and its tools into an
 uncompiled :class:`StateGraph`; the runtime compiles it once per template version with
-its Postgres checkpointer. The module-level :data:`graph` is the default agent compiled
+its Postgres checkpointer. :func:`graph` is a factory returning the default agent compiled
 *without* a checkpointer, for ``langgraph.json`` (``langgraph dev`` and LangGraph Studio
 bring their own persistence and refuse a graph that has one).
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -19,13 +20,14 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from typing_extensions import TypedDict
 
 from runtime.templates import TemplateSpec, default_template_spec
 from runtime.tools import ToolSpec
 
-__all__ = ["AgentState", "build_graph", "model_input"]  # and `graph`, built lazily
+__all__ = ["AgentState", "build_graph", "graph", "model_input"]
 
 
 class AgentState(TypedDict, total=False):
@@ -81,20 +83,26 @@ def build_graph(
     return builder
 
 
-def __getattr__(name: str) -> Any:
-    # ``graph`` is built on first access, so importing the builder costs nothing.
-    if name != "graph":
-        raise AttributeError(name)
+@functools.cache
+def _default_graph() -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
     from runtime.models import make_chat_model
     from runtime.settings import Settings
     from runtime.tools import default_registry
 
     settings = Settings()
     spec = default_template_spec(settings.resolved_default_model())
-    compiled = build_graph(
+    return build_graph(
         spec,
         model=make_chat_model(spec.model, settings),
         tools=default_registry().resolve(spec.tools),
     ).compile(name="agent")
-    globals()["graph"] = compiled
-    return compiled
+
+
+def graph(config: RunnableConfig) -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
+    """The default agent compiled without a checkpointer: the ``langgraph.json`` entry.
+
+    A factory taking a ``RunnableConfig``, as ``langgraph dev`` accepts, so importing this
+    module builds nothing; the graph is built once, on first use, from the environment's
+    settings (``SESSIONGRAPH_DEFAULT_MODEL``, ``SESSIONGRAPH_OPENAI_*``).
+    """
+    return _default_graph()
