@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, BaseMessage, SystemMessage, trim_messages
@@ -24,8 +24,9 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from typing_extensions import TypedDict
 
-from runtime.templates import TemplateSpec, default_template_spec
-from runtime.tools import ToolSpec
+if TYPE_CHECKING:  # graphs import nothing from runtime at import time (no cycle)
+    from runtime.templates import TemplateSpec
+    from runtime.tools import ToolSpec
 
 __all__ = ["AgentState", "build_graph", "graph", "model_input"]
 
@@ -87,6 +88,7 @@ def build_graph(
 def _default_graph() -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
     from runtime.models import make_chat_model
     from runtime.settings import Settings
+    from runtime.templates import default_template_spec
     from runtime.tools import default_registry
 
     settings = Settings()

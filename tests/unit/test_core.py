@@ -147,3 +147,11 @@ class TestPublicSurface:
         assert runtime.__all__ == sorted(runtime.__all__)
         for name in runtime.__all__:
             assert getattr(runtime, name) is not None
+
+    @pytest.mark.parametrize("module", ["graphs", "graphs.react", "api.app", "runtime"])
+    def test_each_package_imports_first(self, module: str) -> None:
+        """Any package can be the first import of a fresh interpreter (no import cycle)."""
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
