@@ -17,6 +17,7 @@ transaction per batch; ``FOR UPDATE SKIP LOCKED`` lets several replicas sweep at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -513,10 +514,8 @@ class SessionStore:
             yield
         finally:
             renewer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            except asyncio.CancelledError:
-                pass
 
     # -- expiry ---------------------------------------------------------------------------
 

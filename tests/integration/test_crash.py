@@ -8,6 +8,7 @@ two replicas of the service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -301,10 +302,8 @@ class TestTwoReplicas:
             name="slow replica",
             model=ModelSpec(provider="offline", params={"delay_seconds": delay}),
         )
-        try:
+        with contextlib.suppress(Conflict):
             await rt.templates.create(spec, owner="local", agent_id=agent_id)
-        except Conflict:
-            pass
         await rt.session(session_id, agent_id=agent_id)
 
     @pytest.mark.timeout(120)

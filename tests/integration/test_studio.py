@@ -7,6 +7,7 @@ drives it with ``langgraph_sdk`` as LangGraph Studio would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -102,11 +103,9 @@ def studio_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{_tail(log_path)}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/ok", timeout=5).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 pytest.fail(f"langgraph dev not up after {START_TIMEOUT}s:\n{_tail(log_path)}")
             time.sleep(0.5)
@@ -121,10 +120,8 @@ def studio_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.wait()
         else:
             # The server may have left children behind in its group.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if not had_state_dir:
             shutil.rmtree(state_dir, ignore_errors=True)
         print(f"langgraph dev log tail:\n{_tail(log_path, 3000)}")

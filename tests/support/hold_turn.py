@@ -10,6 +10,7 @@ Optional environment: ``HOLD_SESSION_ID``, ``HOLD_AGENT_ID``, ``HOLD_MESSAGE``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 
@@ -34,10 +35,8 @@ async def main() -> int:
             model=ModelSpec(provider="offline", params={"delay_seconds": DELAY_SECONDS}),
             tools=TOOLS,
         )
-        try:
+        with contextlib.suppress(Conflict):
             await rt.templates.create(spec, owner="local", agent_id=AGENT_ID)
-        except Conflict:
-            pass
         await rt.session(SESSION_ID, agent_id=AGENT_ID)
         print("holding", flush=True)
         result = await rt.chat(SESSION_ID, MESSAGE)

@@ -412,8 +412,10 @@ class TestAsync:
                 self.tokens.append(str(token))
 
         collector = Collector()
-        async for _ in model.astream(_human("one two"), config={"callbacks": [collector]}):
-            pass
+        chunks = [
+            c async for c in model.astream(_human("one two"), config={"callbacks": [collector]})
+        ]
+        assert chunks
         assert "".join(collector.tokens) == "You said: one two"
 
     async def test_delay_with_asyncio(self) -> None:
