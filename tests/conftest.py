@@ -11,6 +11,7 @@ import secrets
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -53,14 +54,28 @@ def drop_database(postgres_url: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
-def database_url(postgres_url: str) -> Iterator[str]:
-    """A fresh database for this test module, dropped afterwards."""
+@contextmanager
+def temporary_database(postgres_url: str) -> Iterator[str]:
+    """An empty database for the duration of the block."""
     url = create_database(postgres_url)
     try:
         yield url
     finally:
         drop_database(postgres_url, url)
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh database for this test module, dropped afterwards."""
+    with temporary_database(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database(postgres_url: str) -> Iterator[str]:
+    """A brand-new, empty database for one test, dropped afterwards."""
+    with temporary_database(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture

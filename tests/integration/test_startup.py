@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,6 @@ import psycopg
 import pytest
 
 from runtime.database import SCHEMA_VERSION
-from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.slow
 
@@ -72,16 +70,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def fresh_database(postgres_url: str) -> Iterator[str]:
-    """A brand-new, empty database, dropped afterwards."""
-    url = create_database(postgres_url)
-    try:
-        yield url
-    finally:
-        drop_database(postgres_url, url)
 
 
 def _finish(procs: list[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
