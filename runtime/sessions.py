@@ -280,20 +280,6 @@ class SessionStore:
             raise NotFound(f"session {session_id!r} not found", session_id=session_id)
         return Session.from_row(row)
 
-    async def list(
-        self, owner: str | None = None, *, agent_id: str | None = None, limit: int = 100
-    ) -> list[Session]:
-        """Live sessions, newest activity first, optionally for one owner or agent."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT * FROM sessions WHERE expires_at > now() "
-                "AND (%(owner)s::text IS NULL OR owner = %(owner)s) "
-                "AND (%(agent)s::text IS NULL OR agent_id = %(agent)s) "
-                "ORDER BY last_activity_at DESC, session_id LIMIT %(limit)s",
-                {"owner": owner, "agent": agent_id, "limit": limit},
-            )
-            return [Session.from_row(r) for r in await cur.fetchall()]
-
     async def set_status(self, owner: str, session_id: str, status: Status) -> Session:
         """Activate or deactivate a session; an inactive session refuses turns."""
         async with self._pool.connection() as conn:

@@ -148,7 +148,8 @@ def template_from_row(row: dict[str, Any]) -> AgentTemplate:
 
 
 class TemplateStore:
-    """CRUD for agent templates in the ``agents`` table."""
+    """Agent templates in the ``agents`` table: create, read, update (listing and deletion
+    arrive with the HTTP API, which owns their rules about live sessions)."""
 
     def __init__(self, pool: Pool, validate: Callable[[TemplateSpec], None]) -> None:
         self._pool = pool
@@ -192,18 +193,6 @@ class TemplateStore:
             raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
         return template_from_row(row)
 
-    async def list(self, *, owner: str | None = None) -> list[AgentTemplate]:
-        """Every template visible to ``owner`` (all of them when ``owner`` is None)."""
-        async with self._pool.connection() as conn:
-            if owner is None:
-                cur = await conn.execute("SELECT * FROM agents ORDER BY agent_id")
-            else:
-                cur = await conn.execute(
-                    "SELECT * FROM agents WHERE owner = ANY(%s) ORDER BY agent_id",
-                    ([owner, SYSTEM_OWNER],),
-                )
-            return [template_from_row(r) for r in await cur.fetchall()]
-
     async def update(
         self, agent_id: str, changes: dict[str, Any], *, owner: str | None = None
     ) -> AgentTemplate:
@@ -233,16 +222,6 @@ class TemplateStore:
             ).fetchone()
         assert row is not None
         return template_from_row(row)
-
-    async def delete(self, agent_id: str, *, owner: str | None = None) -> None:
-        """Remove a template (the caller deals with its sessions first)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "DELETE FROM agents WHERE agent_id = %s AND (%s::text IS NULL OR owner = %s)",
-                (agent_id, owner, owner),
-            )
-        if cur.rowcount == 0:
-            raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
 
 
 CompiledGraph = CompiledStateGraph[Any, Any, Any, Any]
