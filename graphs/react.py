@@ -12,10 +12,17 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, BaseMessage, SystemMessage, trim_messages
+from langchain_core.messages import (
+    AnyMessage,
+    BaseMessage,
+    SystemMessage,
+    convert_to_messages,
+    trim_messages,
+)
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
@@ -28,13 +35,26 @@ if TYPE_CHECKING:  # graphs import nothing from runtime at import time (no cycle
     from runtime.templates import TemplateSpec
     from runtime.tools import ToolSpec
 
-__all__ = ["AgentState", "build_graph", "graph", "model_input"]
+__all__ = ["AgentState", "add_stamped_messages", "build_graph", "graph", "model_input"]
+
+
+def add_stamped_messages(left: Any, right: Any) -> Any:
+    """``add_messages``, stamping each new message with ``response_metadata["created_at"]``.
+
+    History shows when each message was written; the stamp rides in ``response_metadata``,
+    which chat-model clients never send back to the provider. Existing stamps are kept.
+    """
+    added = convert_to_messages(right if isinstance(right, list) else [right])
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    for message in added:
+        message.response_metadata.setdefault("created_at", now)
+    return add_messages(left, list(added))  # type: ignore[arg-type]
 
 
 class AgentState(TypedDict, total=False):
     """A session's conversation state."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], add_stamped_messages]
     # The per-session notepad written by the ``save_note`` tool.
     notes: Annotated[list[str], operator.add]
 

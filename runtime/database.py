@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Pool",
+    "delete_threads",
     "embedded_postgres",
     "migrate",
     "open_pool",
@@ -85,9 +86,47 @@ MIGRATIONS: list[str] = [
     """,
     """CREATE INDEX sessions_expires_idx ON sessions (expires_at)""",
     """CREATE INDEX sessions_agent_idx ON sessions (agent_id)""",
+    """
+    CREATE TABLE api_keys (
+        key_id       text PRIMARY KEY,
+        owner        text NOT NULL,
+        name         text,
+        roles        text[] NOT NULL DEFAULT '{}',
+        -- sha256 of the whole secret: keys are 190-bit random tokens, so a fast hash is
+        -- enough (the GitHub / Stripe practice) and lookups stay one index probe.
+        key_hash     text NOT NULL UNIQUE,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        revoked_at   timestamptz
+    )
+    """,
+    """
+    -- One row per completed turn, for per-agent statistics that outlive expired sessions.
+    CREATE TABLE turn_log (
+        agent_id     text NOT NULL,
+        owner        text NOT NULL,
+        latency_ms   real NOT NULL,
+        messages     integer NOT NULL,
+        tokens_in    integer NOT NULL,
+        tokens_out   integer NOT NULL,
+        finished_at  timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """CREATE INDEX turn_log_agent_idx ON turn_log (agent_id, finished_at)""",
+    """CREATE INDEX sessions_list_idx ON sessions (owner, created_at DESC, session_id)""",
+    """CREATE INDEX sessions_metadata_idx ON sessions USING gin (metadata jsonb_path_ops)""",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1
+
+_CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+
+
+async def delete_threads(conn: AsyncConnection[Any], thread_ids: Sequence[str]) -> None:
+    """Delete every checkpoint row of these threads (inside the caller's transaction)."""
+    if not thread_ids:
+        return
+    for table in _CHECKPOINT_TABLES:
+        await conn.execute(f"DELETE FROM {table} WHERE thread_id = ANY(%s)", (list(thread_ids),))
 
 
 @contextmanager

@@ -4,6 +4,9 @@
 
     SessiongraphError            base; carries a stable ``code`` and ``details``
     ├── InvalidInput             a caller passed something malformed (bad id, bad template)
+    │   └── PayloadTooLarge      a message, metadata or body over its size limit
+    ├── Unauthenticated          no credentials, or a key that is unknown or revoked
+    ├── PermissionDenied         a visible resource the caller may not change (system agent)
     ├── NotFound                 no such agent / session for this owner
     │   └── SessionExpired       the session outlived its TTL and is being removed
     ├── Conflict                 the request contradicts stored state
@@ -27,11 +30,14 @@ __all__ = [
     "LeaseLost",
     "ModelUnavailable",
     "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "SessionBusy",
     "SessionExpired",
     "SessionInactive",
     "SessiongraphError",
     "TurnFailed",
+    "Unauthenticated",
 ]
 
 
@@ -50,6 +56,24 @@ class InvalidInput(SessiongraphError):
     """The caller passed something malformed."""
 
     code = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    """A message, metadata or request body is over its size limit."""
+
+    code = "payload_too_large"
+
+
+class Unauthenticated(SessiongraphError):
+    """No credentials were given, or the key is unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(SessiongraphError):
+    """The caller can see the resource but may not change it (e.g. a system agent)."""
+
+    code = "permission_denied"
 
 
 class NotFound(SessiongraphError):

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -21,9 +21,12 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from graphs import GRAPH_KINDS
 from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
 from runtime.errors import InvalidInput
+from runtime.keys import KeyStore
 from runtime.models import make_chat_model
+from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, position
 from runtime.sessions import Session, SessionStore, SweepResult
 from runtime.settings import Settings, get_settings
+from runtime.stats import AgentStats, agent_stats, prune_turn_log
 from runtime.templates import (
     DEFAULT_AGENT_ID,
     SYSTEM_OWNER,
@@ -77,6 +80,7 @@ class Runtime:
             lease_wait_seconds=settings.lease_wait_seconds,
         )
         self.turns = TurnRunner(self.sessions, self.graphs)
+        self.keys = KeyStore(pool)
 
     @classmethod
     @asynccontextmanager
@@ -166,6 +170,54 @@ class Runtime:
     async def history(self, session_id: str, *, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
         """The session's whole conversation, oldest first."""
         session = await self.sessions.get(owner, session_id)
+        return await self._messages(session)
+
+    async def history_page(
+        self,
+        session_id: str,
+        *,
+        owner: str = DEFAULT_OWNER,
+        order: Literal["asc", "desc"] = "asc",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        """One page of the conversation, from the oldest (``asc``) or newest (``desc``) end.
+
+        The cursor is a position in the conversation, which only grows between turns, so
+        paging stays stable while the session keeps talking (a cleared session restarts).
+        """
+        if order not in ("asc", "desc"):
+            raise InvalidInput("order must be asc or desc", field="order")
+        limit = check_limit(limit)
+        after = decode_cursor(f"messages:{order}", cursor, {"i": position})
+        session = await self.sessions.get(owner, session_id)
+        messages = await self._messages(session)
+        if order == "asc":
+            start = min(after["i"], len(messages)) if after else 0
+            items = messages[start : start + limit]
+            end = start + len(items)
+            more = end < len(messages)
+        else:
+            # The cursor is an absolute position (exclusive upper bound) counted from the
+            # oldest message, so turns added meanwhile do not shift the pages still to read.
+            end = min(after["i"], len(messages)) if after else len(messages)
+            items = messages[max(end - limit, 0) : end][::-1]
+            end -= len(items)
+            more = end > 0
+        next_cursor = encode_cursor(f"messages:{order}", {"i": end}) if more else None
+        return Page(items, next_cursor)
+
+    async def clear_history(self, session_id: str, *, owner: str = DEFAULT_OWNER) -> Session:
+        """Empty the session's conversation, keeping the session itself."""
+        return await self.sessions.clear(owner, session_id)
+
+    async def stats(
+        self, *, agent_id: str | None = None, owner: str | None = None
+    ) -> list[AgentStats]:
+        """Per-agent figures: live sessions, and turns, messages, tokens, latency."""
+        return await agent_stats(self.pool, agent_id=agent_id, owner=owner)
+
+    async def _messages(self, session: Session) -> list[dict[str, Any]]:
         if session.committed_checkpoint_id is None:
             return []
         # Read as of the last completed turn, so a turn in flight is never shown half-done.
@@ -190,6 +242,7 @@ class Runtime:
         )
         if result.count:
             log.info("swept %d sessions", result.count)
+        await prune_turn_log(self.pool, self.settings.stats_retention_days)
         return result
 
     async def _sweep_forever(self) -> None:

@@ -22,7 +22,7 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +31,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from runtime.database import Pool
+from runtime.database import Pool, delete_threads
 from runtime.errors import (
     Conflict,
     InvalidInput,
@@ -41,6 +41,7 @@ from runtime.errors import (
     SessionExpired,
     SessionInactive,
 )
+from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, text, timestamp
 from runtime.templates import (
     AgentTemplate,
     TemplateStore,
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 MAX_METADATA_BYTES = 16 * 1024
 Status = Literal["active", "inactive"]
 
-_CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
 # The thread's newest root checkpoint (the checkpoints primary key serves it).
 _LATEST_CHECKPOINT = (
     "SELECT c.checkpoint_id FROM checkpoints c WHERE c.thread_id = s.thread_id "
@@ -109,6 +109,7 @@ class TurnCounters:
     tokens_in: int = 0
     tokens_out: int = 0
     model_latency_ms: int = 0
+    latency_ms: float = 0.0
 
 
 @dataclass
@@ -169,14 +170,6 @@ async def rollback_thread(
             "AND (%s::text IS NULL OR checkpoint_id > %s)",
             (thread_id, checkpoint_id, checkpoint_id),
         )
-
-
-async def delete_threads(conn: AsyncConnection[Any], thread_ids: Sequence[str]) -> None:
-    """Delete every checkpoint row of these threads (inside the caller's transaction)."""
-    if not thread_ids:
-        return
-    for table in _CHECKPOINT_TABLES:
-        await conn.execute(f"DELETE FROM {table} WHERE thread_id = ANY(%s)", (list(thread_ids),))
 
 
 class SessionStore:
@@ -292,6 +285,114 @@ class SessionStore:
             ).fetchone()
         if row is None:
             raise NotFound(f"session {session_id!r} not found", session_id=session_id)
+        return Session.from_row(row)
+
+    async def list(
+        self,
+        *,
+        owner: str | None,
+        agent_id: str | None = None,
+        status: Status | None = None,
+        metadata: dict[str, Any] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Session]:
+        """Live sessions, newest first; ``owner=None`` lists every owner's (admin).
+
+        ``metadata`` keeps sessions whose metadata contains every given key/value pair.
+        """
+        limit = check_limit(limit)
+        after = decode_cursor("sessions", cursor, {"t": timestamp, "o": text, "s": text})
+        if status is not None and status not in ("active", "inactive"):
+            raise InvalidInput("status must be active or inactive", field="status")
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM sessions WHERE expires_at > now() "
+                    "AND (%(owner)s::text IS NULL OR owner = %(owner)s) "
+                    "AND (%(agent)s::text IS NULL OR agent_id = %(agent)s) "
+                    "AND (%(status)s::text IS NULL OR status = %(status)s) "
+                    "AND (%(meta)s::jsonb IS NULL OR metadata @> %(meta)s::jsonb) "
+                    "AND (%(t)s::timestamptz IS NULL "
+                    " OR (created_at, owner, session_id) < (%(t)s, %(o)s, %(s)s)) "
+                    "ORDER BY created_at DESC, owner DESC, session_id DESC LIMIT %(n)s",
+                    {
+                        "owner": owner,
+                        "agent": agent_id,
+                        "status": status,
+                        "meta": Jsonb(metadata) if metadata else None,
+                        "t": after["t"] if after else None,
+                        "o": after["o"] if after else None,
+                        "s": after["s"] if after else None,
+                        "n": limit + 1,
+                    },
+                )
+            ).fetchall()
+        items = [Session.from_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(
+                "sessions",
+                {"t": last.created_at.isoformat(), "o": last.owner, "s": last.session_id},
+            )
+        return Page(items, next_cursor)
+
+    async def update(self, owner: str, session_id: str, **changes: Any) -> Session:
+        """Change ``name``, ``description``, ``metadata`` (replaced whole) or ``ttl_seconds``.
+
+        A new TTL also moves the expiry to ``now() + ttl_seconds``.
+        """
+        allowed = {"name", "description", "metadata", "ttl_seconds", "status"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidInput(f"cannot change {sorted(unknown)}", fields=sorted(unknown))
+        if "metadata" in changes:
+            changes["metadata"] = Jsonb(_check_metadata(changes["metadata"]))
+        if "ttl_seconds" in changes and (
+            changes["ttl_seconds"] is None or changes["ttl_seconds"] <= 0
+        ):
+            raise InvalidInput("ttl_seconds must be positive", field="ttl_seconds")
+        if changes.get("status", "active") not in ("active", "inactive"):
+            raise InvalidInput("status must be active or inactive", field="status")
+        sets = [f"{name} = %({name})s" for name in sorted(changes)]
+        if "ttl_seconds" in changes:
+            sets.append("expires_at = now() + make_interval(secs => %(ttl_seconds)s)")
+        if not sets:
+            return await self.get(owner, session_id)
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"UPDATE sessions SET {', '.join(sets)} "
+                    "WHERE owner = %(owner)s AND session_id = %(sid)s AND expires_at > now() "
+                    "RETURNING *",
+                    {**changes, "owner": owner, "sid": session_id},
+                )
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found", session_id=session_id)
+        return Session.from_row(row)
+
+    async def clear(self, owner: str, session_id: str) -> Session:
+        """Empty the conversation (every checkpoint of the thread), keeping the session.
+
+        Refused with ``SessionBusy`` while a turn runs.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "UPDATE sessions SET committed_checkpoint_id = NULL, messages = 0 "
+                    "WHERE owner = %s AND session_id = %s AND expires_at > now() "
+                    "AND (lease_token IS NULL OR lease_expires_at < now()) RETURNING *",
+                    (owner, session_id),
+                )
+            ).fetchone()
+            if row is None:
+                await self.get(owner, session_id)  # NotFound if that is why
+                raise SessionBusy(
+                    f"session {session_id!r} is running a turn", session_id=session_id
+                )
+            await delete_threads(conn, [row["thread_id"]])
         return Session.from_row(row)
 
     async def delete(self, owner: str, session_id: str) -> None:
@@ -454,15 +555,24 @@ class SessionStore:
         """
         c = counters or TurnCounters(turns=0)
         async with self._pool.connection() as conn:
+            # One statement: free the lease, bump the counters, commit the checkpoint, and
+            # (for a real turn) log it for the per-agent statistics.
             cur = await conn.execute(
-                "UPDATE sessions s SET lease_token = NULL, lease_expires_at = NULL, "
+                "WITH s AS (UPDATE sessions s SET lease_token = NULL, lease_expires_at = NULL, "
                 "turns = turns + %(turns)s, messages = messages + %(messages)s, "
                 "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
                 "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
                 "expires_at = now() + make_interval(secs => ttl_seconds), "
                 f"committed_checkpoint_id = ({_LATEST_CHECKPOINT}) "
-                "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s",
+                "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
+                "RETURNING agent_id, owner), "
+                "log AS (INSERT INTO turn_log "
+                "(agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
+                "SELECT agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
+                "WHERE %(turns)s > 0) "
+                "SELECT count(*) AS n FROM s",
                 {
+                    "latency": c.latency_ms,
                     "turns": c.turns,
                     "messages": c.messages,
                     "tin": c.tokens_in,
@@ -473,7 +583,8 @@ class SessionStore:
                     "token": lease.token,
                 },
             )
-        if cur.rowcount == 0:
+            row = await cur.fetchone()
+        if not row or not row["n"]:
             lease.lost = True
             raise LeaseLost(
                 f"the lease on session {lease.session_id!r} lapsed before the turn ended",

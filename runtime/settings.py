@@ -6,11 +6,13 @@ Every field here is listed in the README's configuration table; a unit test keep
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "env_names", "get_settings"]
 
@@ -80,10 +82,37 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a turn waits for a busy session before `SessionBusy` (0: refuse).",
     )
+    stats_retention_days: float = Field(
+        default=30.0, gt=0, description="Days of per-turn records kept for agent statistics."
+    )
+    allow_open: bool = Field(
+        default=False,
+        description=(
+            "Serve without API keys on a non-loopback address (auth is off whenever no key "
+            "exists; without this, `serve` refuses to start open on a public address)."
+        ),
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS, as JSON (`["https://app.example"]`) or `*`.',
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` listens on.")
     workers: int = Field(default=1, ge=1, description="Worker processes for `serve`.")
     log_level: str = Field(default="info", description="Log level.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        # `*` or a comma-separated list is friendlier in a shell than JSON.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:

@@ -8,6 +8,7 @@ among every session of that version: a session is only ``(graph, thread_id)``.
 
 from __future__ import annotations
 
+import builtins
 import re
 import secrets
 from collections import OrderedDict
@@ -20,8 +21,9 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runtime.database import Pool
-from runtime.errors import Conflict, InvalidInput, NotFound
+from runtime.database import Pool, delete_threads
+from runtime.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SessionBusy
+from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, text
 
 __all__ = [
     "DEFAULT_AGENT_ID",
@@ -147,9 +149,23 @@ def template_from_row(row: dict[str, Any]) -> AgentTemplate:
     )
 
 
+def _editable(row: dict[str, Any] | None, agent_id: str, owner: str | None, system: bool) -> None:
+    """Refuse changes by anyone but the template's owner (system templates: ``system``)."""
+    if row is None or (owner is not None and row["owner"] not in (owner, SYSTEM_OWNER)):
+        raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
+    if owner is not None and row["owner"] == SYSTEM_OWNER and owner != SYSTEM_OWNER and not system:
+        raise PermissionDenied(
+            f"agent {agent_id!r} is a shared system agent; an admin key may change it",
+            agent_id=agent_id,
+        )
+
+
 class TemplateStore:
-    """Agent templates in the ``agents`` table: create, read, update (listing and deletion
-    arrive with the HTTP API, which owns their rules about live sessions)."""
+    """Agent templates in the ``agents`` table.
+
+    An owner sees its own templates and the system ones; it changes only its own (admins
+    may change system templates too). Another owner's template is ``NotFound``.
+    """
 
     def __init__(self, pool: Pool, validate: Callable[[TemplateSpec], None]) -> None:
         self._pool = pool
@@ -193,18 +209,106 @@ class TemplateStore:
             raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
         return template_from_row(row)
 
-    async def update(
-        self, agent_id: str, changes: dict[str, Any], *, owner: str | None = None
-    ) -> AgentTemplate:
-        """Apply a partial update and bump the version, atomically."""
+    async def list(
+        self,
+        *,
+        owner: str | None,
+        name: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[AgentTemplate]:
+        """Templates visible to ``owner`` (all with None), by id, filtered by name substring."""
+        limit = check_limit(limit)
+        after = decode_cursor("agents", cursor, {"id": text})
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM agents WHERE (%(owner)s::text IS NULL "
+                    " OR owner = %(owner)s OR owner = %(system)s) "
+                    "AND (%(name)s::text IS NULL OR spec->>'name' ILIKE %(pattern)s) "
+                    "AND (%(after)s::text IS NULL OR agent_id > %(after)s) "
+                    "ORDER BY agent_id LIMIT %(n)s",
+                    {
+                        "owner": owner,
+                        "system": SYSTEM_OWNER,
+                        "name": name,
+                        "pattern": "%" + _escape_like(name or "") + "%",
+                        "after": after["id"] if after else None,
+                        "n": limit + 1,
+                    },
+                )
+            ).fetchall()
+        items = [template_from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor("agents", {"id": items[-1].agent_id}) if more else None)
+
+    async def delete(
+        self, agent_id: str, *, owner: str | None, force: bool = False, system: bool = False
+    ) -> builtins.list[str]:
+        """Delete a template; return the thread ids of the sessions removed with it.
+
+        Refused with ``Conflict`` while it has live sessions, unless ``force``, which deletes
+        them and their checkpoints too (still refused, ``SessionBusy``, while one runs a turn).
+        """
         async with self._pool.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute(
                     "SELECT * FROM agents WHERE agent_id = %s FOR UPDATE", (agent_id,)
                 )
             ).fetchone()
-            if row is None or (owner is not None and row["owner"] not in (owner, SYSTEM_OWNER)):
-                raise NotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
+            _editable(row, agent_id, owner, system)
+            stats = await (
+                await conn.execute(
+                    "SELECT count(*) FILTER (WHERE expires_at > now()) AS live, "
+                    "count(*) FILTER (WHERE lease_token IS NOT NULL "
+                    " AND lease_expires_at >= now()) AS busy "
+                    "FROM sessions WHERE agent_id = %s",
+                    (agent_id,),
+                )
+            ).fetchone()
+            assert stats is not None
+            if stats["live"] and not force:
+                raise Conflict(
+                    f"agent {agent_id!r} has {stats['live']} live session(s); "
+                    "delete them first or pass force=true",
+                    agent_id=agent_id,
+                    live_sessions=stats["live"],
+                )
+            if stats["busy"]:
+                raise SessionBusy(
+                    f"agent {agent_id!r} has sessions running a turn; retry when they end",
+                    agent_id=agent_id,
+                )
+            rows = await (
+                await conn.execute(
+                    "DELETE FROM sessions WHERE agent_id = %s RETURNING thread_id", (agent_id,)
+                )
+            ).fetchall()
+            threads = [r["thread_id"] for r in rows]
+            await delete_threads(conn, threads)
+            await conn.execute("DELETE FROM agents WHERE agent_id = %s", (agent_id,))
+        return threads
+
+    async def update(
+        self,
+        agent_id: str,
+        changes: dict[str, Any],
+        *,
+        owner: str | None = None,
+        system: bool = False,
+    ) -> AgentTemplate:
+        """Apply a partial update and bump the version, atomically.
+
+        ``system`` lets the caller (an admin) change a system template.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "SELECT * FROM agents WHERE agent_id = %s FOR UPDATE", (agent_id,)
+                )
+            ).fetchone()
+            _editable(row, agent_id, owner, system)
+            assert row is not None
             merged = {**row["spec"], **changes}
             try:
                 spec = TemplateSpec.model_validate(merged)
@@ -222,6 +326,10 @@ class TemplateStore:
             ).fetchone()
         assert row is not None
         return template_from_row(row)
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 CompiledGraph = CompiledStateGraph[Any, Any, Any, Any]

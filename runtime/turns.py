@@ -53,6 +53,7 @@ def message_to_dict(message: BaseMessage) -> dict[str, Any]:
         "id": message.id,
         "role": _ROLES.get(message.type, message.type),
         "content": message.text,
+        "created_at": message.response_metadata.get("created_at"),
     }
     if isinstance(message, AIMessage) and message.tool_calls:
         out["tool_calls"] = [
@@ -237,6 +238,7 @@ class TurnRunner:
                     tokens_in=result.usage["input_tokens"],
                     tokens_out=result.usage["output_tokens"],
                     model_latency_ms=round(result.model_latency_ms),
+                    latency_ms=result.latency_ms,
                 ),
             )
         except BaseException as exc:
