@@ -1,34 +1,71 @@
 """The FastAPI application: ``create_app()`` and its lifespan.
 
 The lifespan owns the :class:`~runtime.Runtime` (pool, checkpointer, caches, sweeper) and
-hands it to handlers as typed lifespan state, never as a module global.
+hands it to handlers as typed lifespan state, never as a module global. At start-up it
+decides whether the server may run without API keys (see :mod:`api.auth`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from api.auth import may_run_open
 from api.errors import install_error_handlers
-from api.routes import health
+from api.metrics import Metrics
+from api.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_request_id_logging
+from api.routes import admin, agents, health, messages, sessions, ws
 from runtime import Runtime, Settings, get_settings
 
-__all__ = ["State", "create_app"]
+__all__ = ["OpenServerRefused", "State", "create_app"]
+
+log = logging.getLogger("sessiongraph")
 
 
 class State(TypedDict):
     runtime: Runtime
 
 
+class OpenServerRefused(RuntimeError):
+    """No API key exists and the server is bound to a public address."""
+
+
+async def _check_auth(runtime: Runtime) -> None:
+    settings = runtime.settings
+    if await runtime.keys.any_active():
+        log.info("authentication is on: requests need an API key")
+        return
+    if may_run_open(settings):
+        log.warning(
+            "authentication is OFF: no API keys exist and the server %s; every caller acts "
+            "as owner 'local' with the admin role. Create a key with "
+            "`sessiongraph keys create --owner NAME` to turn it on.",
+            "was told to run open" if settings.allow_open else f"is bound to {settings.host}",
+        )
+        return
+    raise OpenServerRefused(
+        f"refusing to serve on {settings.host} without API keys: create one with "
+        "`sessiongraph keys create --owner NAME`, bind to 127.0.0.1, or set "
+        "SESSIONGRAPH_ALLOW_OPEN=true to run open on purpose"
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; ``settings`` defaults to the environment's."""
+    settings = settings or get_settings()
+    install_request_id_logging()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        async with Runtime.open(settings or get_settings()) as runtime:
+        async with Runtime.open(settings) as runtime:
+            await _check_auth(runtime)
+            metrics.attach(runtime)
             yield {"runtime": runtime}
 
     app = FastAPI(
@@ -37,6 +74,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A LangGraph agent runtime with checkpointed sessions on Postgres.",
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(health.router)
+    for module in (health, agents, sessions, messages, ws, admin):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+            allow_credentials="*" not in settings.cors_origins,
+        )
+    # Outermost, so every response (errors and CORS preflights included) carries the id.
+    app.add_middleware(RequestIdMiddleware)
     return app

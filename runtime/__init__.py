@@ -15,11 +15,14 @@ from runtime.errors import (
     LeaseLost,
     ModelUnavailable,
     NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
     SessionBusy,
     SessionExpired,
     SessiongraphError,
     SessionInactive,
     TurnFailed,
+    Unauthenticated,
 )
 from runtime.runtime import DEFAULT_OWNER, Runtime
 from runtime.settings import Settings, get_settings
@@ -32,6 +35,8 @@ __all__ = [
     "LeaseLost",
     "ModelUnavailable",
     "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "Runtime",
     "SessionBusy",
     "SessionExpired",
@@ -41,5 +46,6 @@ __all__ = [
     "TurnEvent",
     "TurnFailed",
     "TurnResult",
+    "Unauthenticated",
     "get_settings",
 ]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
@@ -81,6 +81,8 @@ class Runtime:
         )
         self.turns = TurnRunner(self.sessions, self.graphs)
         self.keys = KeyStore(pool)
+        # Called after every sweep with the number of sessions removed (for metrics).
+        self.sweep_listeners: list[Callable[[int], None]] = []
 
     @classmethod
     @asynccontextmanager
@@ -156,16 +158,38 @@ class Runtime:
         return session
 
     async def chat(
-        self, session_id: str, content: str, *, owner: str = DEFAULT_OWNER
+        self,
+        session_id: str,
+        content: str,
+        *,
+        owner: str = DEFAULT_OWNER,
+        agent_id: str | None = None,
     ) -> TurnResult:
-        """Run one turn and return its result."""
+        """Run one turn and return its result.
+
+        With ``agent_id``, a session that does not exist yet is created for that agent first
+        (a session bound to another agent is a ``Conflict``), as chat widgets expect.
+        """
+        if agent_id is not None:
+            await self.sessions.get_or_create(owner, session_id, agent_id=agent_id)
         return await self.turns.run(owner, session_id, content)
 
-    def stream(
-        self, session_id: str, content: str, *, owner: str = DEFAULT_OWNER
+    async def stream(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        owner: str = DEFAULT_OWNER,
+        agent_id: str | None = None,
     ) -> AsyncIterator[TurnEvent]:
-        """Run one turn, yielding its events."""
-        return self.turns.stream(owner, session_id, content)
+        """Run one turn, yielding its events (``agent_id`` as in :meth:`chat`).
+
+        Errors that prevent the turn from starting are raised at the first iteration.
+        """
+        if agent_id is not None:
+            await self.sessions.get_or_create(owner, session_id, agent_id=agent_id)
+        async for event in self.turns.stream(owner, session_id, content):
+            yield event
 
     async def history(self, session_id: str, *, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
         """The session's whole conversation, oldest first."""
@@ -243,6 +267,8 @@ class Runtime:
         if result.count:
             log.info("swept %d sessions", result.count)
         await prune_turn_log(self.pool, self.settings.stats_retention_days)
+        for listener in self.sweep_listeners:
+            listener(result.count)
         return result
 
     async def _sweep_forever(self) -> None:

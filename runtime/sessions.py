@@ -37,6 +37,7 @@ from runtime.errors import (
     InvalidInput,
     LeaseLost,
     NotFound,
+    PayloadTooLarge,
     SessionBusy,
     SessionExpired,
     SessionInactive,
@@ -147,7 +148,7 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     metadata = dict(metadata or {})
     size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
     if size > MAX_METADATA_BYTES:
-        raise InvalidInput(
+        raise PayloadTooLarge(
             f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}",
             field="metadata",
             limit=MAX_METADATA_BYTES,
@@ -337,6 +338,17 @@ class SessionStore:
                 {"t": last.created_at.isoformat(), "o": last.owner, "s": last.session_id},
             )
         return Page(items, next_cursor)
+
+    async def count_active(self) -> int:
+        """Live sessions with status active, across every owner."""
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM sessions "
+                    "WHERE status = 'active' AND expires_at > now()"
+                )
+            ).fetchone()
+        return int(row["n"]) if row else 0
 
     async def update(self, owner: str, session_id: str, **changes: Any) -> Session:
         """Change ``name``, ``description``, ``metadata`` (replaced whole) or ``ttl_seconds``.

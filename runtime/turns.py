@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from runtime.errors import (
     InvalidInput,
     LeaseLost,
     ModelUnavailable,
+    PayloadTooLarge,
     SessiongraphError,
     TurnFailed,
 )
@@ -131,6 +133,9 @@ class TurnRunner:
         self._sessions = sessions
         self._graphs = graphs
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Called after every turn with (agent_id, outcome, seconds); outcome is "ok" or the
+        # error code. The HTTP layer feeds its metrics from here.
+        self.listeners: list[Callable[[str, str, float], None]] = []
 
     @property
     def in_flight(self) -> int:
@@ -182,7 +187,7 @@ class TurnRunner:
         if not isinstance(content, str) or not content.strip():
             raise InvalidInput("message content must be a non-empty string", field="content")
         if len(content) > MAX_MESSAGE_CHARS:
-            raise InvalidInput(
+            raise PayloadTooLarge(
                 f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
                 field="content",
                 limit=MAX_MESSAGE_CHARS,
@@ -198,7 +203,9 @@ class TurnRunner:
     ) -> TurnResult:
         started = time.perf_counter()
         timer = _ModelTimer()
-        human = HumanMessage(content, id=str(uuid.uuid4()))
+        human = HumanMessage(
+            content, id=str(uuid.uuid4()), response_metadata={"created_at": _now()}
+        )
         added: list[BaseMessage] = [human]
         try:
             graph = self._graph(lease)
@@ -226,6 +233,9 @@ class TurnRunner:
                         continue
                     for update in chunk.values():
                         for message in _updated_messages(update):
+                            # The state reducer stamps messages too, but updates stream
+                            # before it runs; the same object gets the same stamp either way.
+                            message.response_metadata.setdefault("created_at", _now())
                             added.append(message)
                             if emit:
                                 _emit_message(emit, message)
@@ -248,15 +258,25 @@ class TurnRunner:
                 except Exception:  # the original error matters more
                     log.exception("could not roll back the turn on %s", lease.session_id)
             error = _public_error(exc, lease)
+            self._notify(lease, getattr(error, "code", "cancelled"), started)
             if emit:
                 emit(TurnEvent("error", _error_payload(error)))
             if error is exc:
                 raise
             raise error from exc
+        self._notify(lease, "ok", started)
         if emit:
             emit(TurnEvent("usage", dict(result.usage)))
             emit(TurnEvent("done", result.to_dict()))
         return result
+
+    def _notify(self, lease: Lease, outcome: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        for listener in self.listeners:
+            try:
+                listener(lease.agent_id, outcome, elapsed)
+            except Exception:
+                log.exception("turn listener failed")
 
     def _result(
         self, lease: Lease, added: list[BaseMessage], started: float, timer: _ModelTimer
@@ -279,6 +299,10 @@ class TurnRunner:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             model_latency_ms=round(timer.total * 1000, 3),
         )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _public_error(exc: BaseException, lease: Lease) -> BaseException:

@@ -1,0 +1,74 @@
+"""Who is calling: API keys (``Authorization: Bearer``), or nobody when auth is off.
+
+Auth is off when no key exists and the server may run open: it is bound to a loopback
+address, or ``allow_open`` is set. Then every caller is the ``local`` owner with the admin
+role. As soon as one key exists, every request needs a valid one. WebSockets may send the
+key as a ``token`` query parameter, since browsers cannot set headers on them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from fastapi.requests import HTTPConnection
+
+from runtime import DEFAULT_OWNER, Runtime, Settings
+from runtime.errors import PermissionDenied, Unauthenticated
+from runtime.keys import ADMIN_ROLE, Principal
+
+__all__ = ["OPEN_PRINCIPAL", "authenticate", "may_run_open", "require_admin"]
+
+log = logging.getLogger(__name__)
+
+OPEN_PRINCIPAL = Principal(owner=DEFAULT_OWNER, roles=frozenset({ADMIN_ROLE}))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def may_run_open(settings: Settings) -> bool:
+    """Whether this server may serve without keys (loopback bind, or told to run open)."""
+    return settings.allow_open or is_loopback(settings.host)
+
+
+def _bearer(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise Unauthenticated("malformed Authorization header: use 'Bearer <key>'")
+    if conn.scope["type"] == "websocket":
+        return conn.query_params.get("token") or None
+    return None
+
+
+async def authenticate(conn: HTTPConnection, runtime: Runtime) -> Principal:
+    """The caller's principal.
+
+    Raises:
+        Unauthenticated: no key where one is needed, or an unknown or revoked key.
+    """
+    secret = _bearer(conn)
+    if secret is not None:
+        principal = await runtime.keys.authenticate(secret)
+        if principal is None:
+            raise Unauthenticated("invalid or revoked API key")
+        return principal
+    if may_run_open(runtime.settings) and not await runtime.keys.any_active():
+        return OPEN_PRINCIPAL
+    raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+
+
+def require_admin(principal: Principal) -> Principal:
+    """Admin routes refuse other keys with 403 (the routes are documented, not secret)."""
+    if not principal.is_admin:
+        raise PermissionDenied("this route needs an admin key", required_role=ADMIN_ROLE)
+    return principal

@@ -1,0 +1,71 @@
+"""Admin routes (admin keys only): per-agent stats, sessions of every owner, manual sweep."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from api.deps import AdminDep, RuntimeDep
+from api.routes.sessions import MetadataFilter, parse_metadata_filter
+from api.schemas import (
+    AgentStatsPublic,
+    ErrorBody,
+    Page,
+    SessionPublic,
+    StatsPublic,
+    SweepPublic,
+    SweepRequest,
+    SweptSession,
+)
+
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+
+
+@router.get("/stats", summary="Per-agent statistics across every owner")
+async def stats(
+    runtime: RuntimeDep,
+    _: AdminDep,
+    agent_id: Annotated[str | None, Query(max_length=128)] = None,
+    owner: Annotated[str | None, Query(max_length=128)] = None,
+) -> StatsPublic:
+    rows = await runtime.stats(agent_id=agent_id, owner=owner)
+    return StatsPublic(items=[AgentStatsPublic(**r.to_dict()) for r in rows])
+
+
+@router.get("/sessions", summary="Sessions of every owner")
+async def all_sessions(
+    runtime: RuntimeDep,
+    _: AdminDep,
+    owner: Annotated[str | None, Query(max_length=128)] = None,
+    agent_id: Annotated[str | None, Query(max_length=128)] = None,
+    status: Annotated[str | None, Query(pattern="^(active|inactive)$")] = None,
+    metadata: MetadataFilter = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Page[SessionPublic]:
+    page = await runtime.sessions.list(
+        owner=owner,
+        agent_id=agent_id,
+        status=status,  # type: ignore[arg-type]
+        metadata=parse_metadata_filter(metadata),
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page(items=[SessionPublic.of(s) for s in page.items], next_cursor=page.next_cursor)
+
+
+@router.post("/sweep", summary="Remove expired sessions now, or those idle for max_idle_hours")
+async def sweep(
+    runtime: RuntimeDep, _: AdminDep, body: Annotated[SweepRequest | None, Body()] = None
+) -> SweepPublic:
+    hours = body.max_idle_hours if body else None
+    result = await runtime.sweep(idle_seconds=None if hours is None else hours * 3600)
+    return SweepPublic(
+        removed=result.count,
+        sessions=[SweptSession(owner=o, session_id=s) for o, s in result.sessions],
+    )

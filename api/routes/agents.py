@@ -1,0 +1,97 @@
+"""Agents (templates): create, list, get, update, delete, and chat with one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.deps import PrincipalDep, RuntimeDep
+from api.schemas import (
+    AgentChat,
+    AgentCreate,
+    AgentPublic,
+    AgentUpdate,
+    ErrorBody,
+    Page,
+    TurnPublic,
+)
+from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
+from runtime.templates import TemplateSpec, new_id
+
+router = APIRouter(
+    prefix="/v1/agents",
+    tags=["agents"],
+    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+
+
+@router.post("", status_code=201, summary="Create an agent", responses={409: {"model": ErrorBody}})
+async def create_agent(body: AgentCreate, runtime: RuntimeDep, who: PrincipalDep) -> AgentPublic:
+    spec = TemplateSpec.model_validate(body.model_dump(exclude={"id"}))
+    template = await runtime.templates.create(spec, owner=who.owner, agent_id=body.id)
+    return AgentPublic.of(template)
+
+
+@router.get("", summary="List agents (yours and the shared system ones)")
+async def list_agents(
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    name: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Page[AgentPublic]:
+    page = await runtime.templates.list(owner=who.owner, name=name, limit=limit, cursor=cursor)
+    return Page(items=[AgentPublic.of(t) for t in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{agent_id}", summary="Get an agent")
+async def get_agent(agent_id: str, runtime: RuntimeDep, who: PrincipalDep) -> AgentPublic:
+    return AgentPublic.of(await runtime.templates.get(agent_id, owner=who.owner))
+
+
+@router.patch(
+    "/{agent_id}",
+    summary="Update an agent (bumps its version)",
+    responses={403: {"model": ErrorBody}},
+)
+async def update_agent(
+    agent_id: str, body: AgentUpdate, runtime: RuntimeDep, who: PrincipalDep
+) -> AgentPublic:
+    changes = body.model_dump(exclude_unset=True, mode="json")
+    template = await runtime.templates.update(
+        agent_id, changes, owner=who.owner, system=who.is_admin
+    )
+    return AgentPublic.of(template)
+
+
+@router.delete(
+    "/{agent_id}",
+    status_code=204,
+    summary="Delete an agent (409 while it has live sessions, unless force)",
+    responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+)
+async def delete_agent(
+    agent_id: str,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    force: Annotated[bool, Query(description="Also delete its sessions")] = False,
+) -> Response:
+    await runtime.templates.delete(agent_id, owner=who.owner, force=force, system=who.is_admin)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{agent_id}/chat",
+    summary="Send a message to an agent, in a given or a new session",
+    response_model=TurnPublic,
+    responses={**SSE_RESPONSES, 409: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+)
+async def chat(
+    agent_id: str, body: AgentChat, request: Request, runtime: RuntimeDep, who: PrincipalDep
+) -> Any:
+    session_id = body.session_id or new_id("ses")
+    kwargs: dict[str, Any] = {"owner": who.owner, "agent_id": agent_id}
+    if wants_stream(request):
+        return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
+    return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()

@@ -1,0 +1,70 @@
+"""A session's messages: send one (a turn, JSON or SSE), read the history, clear it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.deps import PrincipalDep, RuntimeDep
+from api.routes.sessions import SessionId
+from api.schemas import ErrorBody, MessageCreate, MessagePublic, Page, TurnPublic
+from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
+
+router = APIRouter(
+    prefix="/v1/sessions",
+    tags=["messages"],
+    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+
+
+@router.post(
+    "/{session_id}/messages",
+    summary="Send a message: run one turn (JSON, or SSE with Accept: text/event-stream)",
+    response_model=TurnPublic,
+    responses={
+        **SSE_RESPONSES,
+        409: {"model": ErrorBody, "description": "Busy or inactive session"},
+        413: {"model": ErrorBody},
+        503: {"model": ErrorBody, "description": "The model failed; the turn was rolled back"},
+    },
+)
+async def send_message(
+    session_id: SessionId,
+    body: MessageCreate,
+    request: Request,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+) -> Any:
+    kwargs: dict[str, Any] = {"owner": who.owner, "agent_id": body.agent_id}
+    if wants_stream(request):
+        return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
+    return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
+
+
+@router.get("/{session_id}/messages", summary="Read the conversation, one page at a time")
+async def list_messages(
+    session_id: SessionId,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    order: Literal["asc", "desc"] = "asc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Page[MessagePublic]:
+    page = await runtime.history_page(
+        session_id, owner=who.owner, order=order, limit=limit, cursor=cursor
+    )
+    return Page(
+        items=[MessagePublic.model_validate(m) for m in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.delete(
+    "/{session_id}/messages",
+    status_code=204,
+    summary="Clear the conversation, keeping the session",
+    responses={409: {"model": ErrorBody}},
+)
+async def clear_messages(session_id: SessionId, runtime: RuntimeDep, who: PrincipalDep) -> Response:
+    await runtime.clear_history(session_id, owner=who.owner)
+    return Response(status_code=204)

@@ -1,0 +1,265 @@
+"""Request and response bodies, named by role (``SessionUpsert``, ``SessionPublic``, ...).
+
+Every list answers ``{"items": [...], "next_cursor": ...}``; every error answers
+``{"error", "message", "details"}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from runtime.sessions import MAX_METADATA_BYTES, Session
+from runtime.templates import AgentTemplate, Budgets, ModelSpec, TemplateSpec
+from runtime.turns import MAX_MESSAGE_CHARS
+
+T = TypeVar("T")
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="A stable machine-readable code, e.g. `session_busy`.")
+    message: str = Field(description="What went wrong, for people.")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` back as ``cursor`` for the next one."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# -- agents ------------------------------------------------------------------------------
+
+
+def _model_spec(value: Any) -> Any:
+    # "provider:name" is the short form of a model spec.
+    if isinstance(value, str):
+        provider, _, name = value.partition(":")
+        return {"provider": provider, "name": name or "deterministic"}
+    return value
+
+
+class AgentCreate(TemplateSpec):
+    """A new agent template. ``model`` may be ``"provider:name"`` or an object."""
+
+    id: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="Chosen id; generated when omitted."
+    )
+
+    _model = field_validator("model", mode="before")(_model_spec)
+
+
+class AgentUpdate(BaseModel):
+    """A partial update; every change bumps the agent's version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+    model: ModelSpec | None = None
+    tools: list[str] | None = Field(default=None, max_length=64)
+    graph_kind: str | None = None
+    budgets: Budgets | None = None
+    max_context_tokens: int | None = Field(default=None, ge=64)
+    session_ttl_seconds: int | None = Field(default=None, gt=0)
+
+    _model = field_validator("model", mode="before")(_model_spec)
+
+
+class AgentPublic(TemplateSpec):
+    """An agent template as stored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    owner: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, template: AgentTemplate) -> AgentPublic:
+        return cls(
+            id=template.agent_id,
+            owner=template.owner,
+            version=template.version,
+            created_at=template.created_at,
+            updated_at=template.updated_at,
+            **template.spec.model_dump(),
+        )
+
+
+# -- sessions ----------------------------------------------------------------------------
+
+
+class SessionUpsert(BaseModel):
+    """Get-or-create a session. A different ``agent_id`` than the existing one is a 409."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str = Field(default="default", pattern=ID_PATTERN)
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Free-form JSON, at most {MAX_METADATA_BYTES} bytes; filterable in lists.",
+    )
+    ttl_seconds: int | None = Field(
+        default=None, gt=0, le=10 * 365 * 86400, description="Sliding expiry."
+    )
+
+
+class SessionUpdate(BaseModel):
+    """A partial update of a session's descriptive fields (``metadata`` is replaced whole)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    metadata: dict[str, Any] | None = None
+    ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+
+
+class SessionPublic(BaseModel):
+    """A session: its descriptive fields, lifecycle and counters."""
+
+    id: str
+    owner: str
+    agent_id: str
+    name: str | None
+    description: str | None
+    metadata: dict[str, Any]
+    status: Literal["active", "inactive"]
+    ttl_seconds: int
+    created_at: datetime
+    last_activity_at: datetime
+    expires_at: datetime
+    turns: int
+    messages: int
+    tokens_in: int
+    tokens_out: int
+
+    @classmethod
+    def of(cls, session: Session) -> SessionPublic:
+        return cls(
+            id=session.session_id,
+            owner=session.owner,
+            agent_id=session.agent_id,
+            name=session.name,
+            description=session.description,
+            metadata=session.metadata,
+            status=session.status,
+            ttl_seconds=session.ttl_seconds,
+            created_at=session.created_at,
+            last_activity_at=session.last_activity_at,
+            expires_at=session.expires_at,
+            turns=session.turns,
+            messages=session.messages,
+            tokens_in=session.tokens_in,
+            tokens_out=session.tokens_out,
+        )
+
+
+# -- messages and turns ------------------------------------------------------------------
+
+
+class MessageCreate(BaseModel):
+    """A user message. ``agent_id`` creates the session first if it does not exist."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
+    agent_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class AgentChat(BaseModel):
+    """A user message to an agent; without ``session_id`` a new session is started."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class ToolCall(BaseModel):
+    id: str | None
+    name: str
+    args: dict[str, Any]
+
+
+class MessagePublic(BaseModel):
+    """One message of a conversation."""
+
+    id: str | None
+    role: Literal["user", "assistant", "system", "tool"] | str
+    content: str
+    created_at: str | None = Field(description="When the message was stored (ISO 8601, UTC).")
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class TurnPublic(BaseModel):
+    """A completed turn: the reply and every message the turn added."""
+
+    session_id: str
+    reply: str = Field(description="The assistant's final text.")
+    messages: list[MessagePublic] = Field(
+        description="What the turn added: the user message, tool calls, tool results, replies."
+    )
+    usage: Usage
+    latency_ms: float
+    model_latency_ms: float
+    warnings: list[str]
+
+
+# -- admin -------------------------------------------------------------------------------
+
+
+class AgentStatsPublic(BaseModel):
+    agent_id: str
+    sessions_total: int
+    sessions_active: int
+    turns: int
+    messages: int
+    tokens_in: int
+    tokens_out: int
+    latency_ms_mean: float | None
+    latency_ms_p95: float | None
+
+
+class StatsPublic(BaseModel):
+    items: list[AgentStatsPublic]
+
+
+class SweepRequest(BaseModel):
+    """Without ``max_idle_hours``: remove expired sessions. With it: those idle that long."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_idle_hours: float | None = Field(default=None, gt=0, le=100 * 365 * 24)
+
+
+class SweptSession(BaseModel):
+    owner: str
+    session_id: str
+
+
+class SweepPublic(BaseModel):
+    removed: int
+    sessions: list[SweptSession]
