@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -96,3 +97,20 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """A runtime opened through its real lifecycle."""
     async with Runtime.open(settings) as rt:
         yield rt
+
+
+@pytest.fixture
+async def server_url(settings: Settings) -> AsyncIterator[str]:
+    """The app served by a real uvicorn on a loopback port, through its real lifespan."""
+    from api.app import create_app
+    from tests.support.server import running_server
+
+    async with running_server(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+async def http(server_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A keep-alive HTTP client for :func:`server_url`."""
+    async with httpx.AsyncClient(base_url=server_url, timeout=30) as client:
+        yield client
