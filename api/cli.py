@@ -177,6 +177,15 @@ def _describe(exc: ValidationError) -> str:
     )
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where it was found."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{exc.problem}{where}"
+    return " ".join(str(exc).split())
+
+
 def _agent_items(document: Any, path: Path) -> list[Any]:
     """The agent mappings of a file: one mapping, or a list under a top-level ``agents:``."""
     if isinstance(document, dict) and "agents" in document:
@@ -220,7 +229,7 @@ def _load_agents(path: Path) -> list[tuple[str, TemplateSpec]]:
     except OSError as exc:
         raise _Failure(f"cannot read {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
-        raise _Failure(f"invalid YAML in {path}: {exc}") from exc
+        raise _Failure(f"invalid YAML in {path}: {_yaml_problem(exc)}") from exc
     agents = [_agent_spec(item, i) for i, item in enumerate(_agent_items(document, path))]
     ids = [agent_id for agent_id, _ in agents]
     for agent_id in ids:

@@ -121,7 +121,11 @@ class TestKeys:
             "created_at",
             "revoked_at",
         ]
-        assert listed(out, key_id) == [key_id, "bob", "reader", "ro", listed(out, key_id)[4], "-"]  # type: ignore[index]
+        row = listed(out, key_id)
+        assert row is not None
+        assert row[:4] == [key_id, "bob", "reader", "ro"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[4])
+        assert row[5] == "-"
 
     def test_revoked_key_is_listed_as_revoked(self, database_url: str) -> None:
         """A revoked key leaves `keys list` and shows in `keys list --all` with a revoked_at."""
@@ -188,13 +192,14 @@ class TestAgentsApply:
 
         path.write_text(TWO_AGENTS.replace("You do arithmetic.", "You only do sums."))
         out = run_cli(database_url, "agents", "apply", str(path)).stdout
-        assert out.splitlines() == ["updated cli-math (version 2)", "unchanged cli-notes (version 1)"]
+        assert out.splitlines() == [
+            "updated cli-math (version 2)",
+            "unchanged cli-notes (version 1)",
+        ]
         math = await get_agent(database_url, "cli-math")
         assert (math.version, math.spec.system_prompt) == (2, "You only do sums.")
 
-    async def test_single_agent_mapping_with_owner(
-        self, database_url: str, tmp_path: Path
-    ) -> None:
+    async def test_single_agent_mapping_with_owner(self, database_url: str, tmp_path: Path) -> None:
         """A file holding one agent mapping works too, stored under `--owner`."""
         path = tmp_path / "one.yaml"
         path.write_text("id: cli-solo\nname: Solo\nmodel: offline:deterministic\n")
@@ -224,7 +229,9 @@ class TestAgentsApply:
                 "budgets.max_steps",
                 id="bad-value",
             ),
-            pytest.param("agents:\n  - {id: cli-bad-a, name: A, model: 'nope:x'}\n", "model", id="bad-model"),
+            pytest.param(
+                "agents:\n  - {id: cli-bad-a, name: A, model: 'nope:x'}\n", "model", id="bad-model"
+            ),
             pytest.param("agents:\n  - {name: A}\n", "'id' is required", id="no-id"),
             pytest.param("agents: [\n", "invalid YAML", id="bad-yaml"),
         ],

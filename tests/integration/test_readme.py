@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from api.app import create_app
+from runtime import Settings
+from tests.support.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +45,57 @@ class TestReadme:
         assert "My instructions are: You are a polite support agent." in lines
         assert "My instructions are: You are terse." in lines
         assert any(line.startswith("done ") for line in lines)
+
+
+def http_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("## HTTP API") : text.index("## Command line")]
+
+
+def curl_script(base_url: str) -> str:
+    blocks = [
+        b for b in re.findall(r"```bash\n(.*?)```", http_section(), flags=re.DOTALL) if "curl" in b
+    ]
+    # Every curl fails the script on an HTTP error status, so "works as written" means 2xx.
+    prelude = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n'
+    return prelude + "\n".join(blocks).replace("localhost:8000", base_url.removeprefix("http://"))
+
+
+class TestReadmeHttp:
+    async def test_curl_examples_run_in_order(
+        self, fresh_database: str, settings: Settings
+    ) -> None:
+        """Every curl example of the HTTP API section succeeds against a fresh server."""
+        s = settings.model_copy(update={"database_url": fresh_database})
+        async with running_server(create_app(s)) as url:
+            proc = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                curl_script(url),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+        out = stdout.decode()
+        assert proc.returncode == 0, out[-2000:] + stderr.decode()
+        assert out.count('"reply"') >= 3
+        assert "event: token" in out and "event: done" in out
+        assert "sessiongraph_turns_total" in out
+
+    def test_every_operation_has_a_curl_example(self) -> None:
+        """Each HTTP operation in the OpenAPI schema has a curl example with its method."""
+        text = "\n".join(re.findall(r"```bash\n(.*?)```", http_section(), flags=re.DOTALL))
+        examples = set()
+        for command in re.split(r"\n(?=curl )", text.replace("\\\n", " ")):
+            method = re.search(r" -X (\w+)", command)
+            verb = method.group(1) if method else ("POST" if " -d " in command else "GET")
+            target = re.search(r"localhost:8000(/[^ ?'\n]*)", command)
+            if target:
+                examples.add((verb, target.group(1)))
+        missing = []
+        for path, operations in create_app(Settings()).openapi()["paths"].items():
+            pattern = re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$")
+            for verb in operations:
+                if not any(v == verb.upper() and pattern.match(p) for v, p in examples):
+                    missing.append(f"{verb.upper()} {path}")
+        assert not missing, f"operations without a curl example: {missing}"
