@@ -19,6 +19,9 @@ from runtime.errors import (
     Conflict,
     InvalidInput,
     LeaseLost,
+    ModelBadResponse,
+    ModelRateLimited,
+    ModelRejected,
     ModelUnavailable,
     NotFound,
     PayloadTooLarge,
@@ -40,6 +43,9 @@ _STATUS: list[tuple[type[SessiongraphError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (LeaseLost, 409),
+    (ModelRateLimited, 429),
+    (ModelRejected, 502),
+    (ModelBadResponse, 502),
     (ModelUnavailable, 503),
     (TurnFailed, 500),
 ]
@@ -89,7 +95,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def runtime_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SessiongraphError)
         _count(request, exc.code)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+        headers = None
+        if isinstance(exc, Unauthenticated):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, ModelRateLimited) and exc.details.get("retry_after"):
+            headers = {"Retry-After": str(exc.details["retry_after"])}
         return JSONResponse(error_body(exc), status_code=status_for(exc), headers=headers)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -17,18 +17,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
+    AIMessage,
     AnyMessage,
     BaseMessage,
+    HumanMessage,
     SystemMessage,
+    ToolMessage,
     convert_to_messages,
-    trim_messages,
 )
 from langchain_core.messages.utils import count_tokens_approximately
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph import START, StateGraph
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
 if TYPE_CHECKING:  # graphs import nothing from runtime at import time (no cycle)
@@ -59,47 +62,122 @@ class AgentState(TypedDict, total=False):
     notes: Annotated[list[str], operator.add]
 
 
+def _units(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:
+    """Messages grouped so that an assistant tool call and its results stay together."""
+    units: list[list[BaseMessage]] = []
+    i = 0
+    while i < len(messages):
+        j = i + 1
+        if isinstance(messages[i], AIMessage) and messages[i].tool_calls:  # type: ignore[attr-defined]
+            while j < len(messages) and isinstance(messages[j], ToolMessage):
+                j += 1
+        units.append(list(messages[i:j]))
+        i = j
+    return units
+
+
 def model_input(
     system_prompt: str, messages: Sequence[BaseMessage], max_context_tokens: int | None
 ) -> list[BaseMessage]:
     """What the model sees: the system prompt plus the most recent messages that fit.
 
-    Trimming starts on a human message, so an assistant tool call is never separated from
-    its results; the stored history is untouched.
+    Messages are kept in whole units (an assistant tool call with all its results), newest
+    first, until the next unit would pass ``max_context_tokens``; the newest unit is always
+    kept, and the kept part starts on a user message when it holds one. Tokens are counted offline (``count_tokens_approximately``). The stored history is
+    untouched: only the model's input is trimmed.
     """
-    history = list(messages)
-    if max_context_tokens is not None:
-        budget = max_context_tokens - count_tokens_approximately([SystemMessage(system_prompt)])
-        history = trim_messages(
-            history,
-            max_tokens=max(budget, 1),
-            token_counter=count_tokens_approximately,
-            strategy="last",
-            start_on="human",
-            allow_partial=False,
-        )
-    return [SystemMessage(system_prompt), *history]
+    system = SystemMessage(system_prompt)
+    if max_context_tokens is None:
+        return [system, *messages]
+    budget = max_context_tokens - count_tokens_approximately([system])
+    kept: list[BaseMessage] = []
+    used = 0
+    for unit in reversed(_units(messages)):
+        cost = count_tokens_approximately(unit)
+        if kept and used + cost > budget:
+            break
+        kept[:0] = unit
+        used += cost
+    # Start on a user message when one is kept (a history opening on an answer confuses
+    # models); never on a tool result, which the API would refuse without its call.
+    if any(isinstance(m, HumanMessage) for m in kept):
+        while not isinstance(kept[0], HumanMessage):
+            kept.pop(0)
+    while kept and isinstance(kept[0], ToolMessage):
+        kept.pop(0)
+    return [system, *kept]
+
+
+def _guard(config: RunnableConfig) -> Any:
+    return (config.get("configurable") or {}).get("guard")
 
 
 def build_graph(
     spec: TemplateSpec, *, model: BaseChatModel, tools: Sequence[ToolSpec]
 ) -> StateGraph[AgentState, Any, AgentState, AgentState]:
-    """Build (not compile) the ReAct graph for one template, its model and its tools."""
+    """Build (not compile) the ReAct graph for one template, its model and its tools.
+
+    Per-turn guards (budgets, permissions, approvals, idempotent writes) come from the
+    ``guard`` the turn runner puts in ``config["configurable"]``; without one (``langgraph
+    dev``) the graph runs unguarded.
+    """
+    from runtime.guards import guarded_tool_call  # runtime imports graphs: import lazily
+
     system_prompt, max_context_tokens = spec.system_prompt, spec.max_context_tokens
     lc_tools = [tool_spec.tool for tool_spec in tools]
-    bound = model.bind_tools(lc_tools) if lc_tools else model
+    bound: dict[frozenset[str], Runnable[Any, BaseMessage]] = {}
+
+    def offered(allowed: frozenset[str]) -> Runnable[Any, BaseMessage]:
+        # The model is offered only the tools this caller may use; one binding per set.
+        if allowed not in bound:
+            chosen = [t for t in lc_tools if t.name in allowed]
+            bound[allowed] = model.bind_tools(chosen) if chosen else model
+        return bound[allowed]
+
+    every_tool = frozenset(t.name for t in lc_tools)
 
     async def agent(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         prompt = model_input(system_prompt, state.get("messages", []), max_context_tokens)
-        response = await bound.ainvoke(prompt, config)
+        guard = _guard(config)
+        if guard is None:
+            response = await offered(every_tool).ainvoke(prompt, config)
+        else:
+            response = await guard.invoke_model(offered(guard.allowed), prompt, config)
         return {"messages": [response]}
+
+    async def approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        guard = _guard(config)
+        messages = state.get("messages") or []
+        last = messages[-1] if messages else None
+        if guard is None or not isinstance(last, AIMessage):
+            return {}
+        pending = guard.pending_approvals(last.tool_calls)
+        if not pending:
+            return {}
+        decisions = guard.accept_decisions(
+            pending, interrupt({"type": "approval", "pending": pending})
+        )
+        edits = {k: d.args for k, d in decisions.items() if d.action == "edit"}
+        if not edits:
+            return {}
+        # The stored call shows the arguments the tool really ran with.
+        calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
+        return {"messages": [last.model_copy(update={"tool_calls": calls})]}
 
     builder = StateGraph(AgentState)
     builder.add_node("agent", agent)
     builder.add_edge(START, "agent")
     if lc_tools:
-        builder.add_node("tools", ToolNode(lc_tools, handle_tool_errors=True))
-        builder.add_conditional_edges("agent", tools_condition)
+        needs_approval = any(t.requires_approval for t in tools)
+        builder.add_node(
+            "tools",
+            ToolNode(lc_tools, handle_tool_errors=True, awrap_tool_call=guarded_tool_call),
+        )
+        first = "approve" if needs_approval else "tools"
+        builder.add_conditional_edges("agent", tools_condition, {"tools": first, END: END})
+        if needs_approval:
+            builder.add_node("approve", approve)
+            builder.add_edge("approve", "tools")
         builder.add_edge("tools", "agent")
     return builder
 

@@ -114,18 +114,41 @@ MIGRATIONS: list[str] = [
     """CREATE INDEX turn_log_agent_idx ON turn_log (agent_id, finished_at)""",
     """CREATE INDEX sessions_list_idx ON sessions (owner, created_at DESC, session_id)""",
     """CREATE INDEX sessions_metadata_idx ON sessions USING gin (metadata jsonb_path_ops)""",
+    """
+    -- Results of write tools, so the same call in the same session never acts twice,
+    -- across turns, retries and restarts. Deleted with the session's thread.
+    CREATE TABLE tool_records (
+        thread_id    text NOT NULL,
+        call_key     text NOT NULL,
+        tool         text NOT NULL,
+        content      text NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (thread_id, call_key)
+    )
+    """,
+    """
+    ALTER TABLE sessions
+        ADD COLUMN awaiting_approval boolean NOT NULL DEFAULT false,
+        ADD COLUMN pending_approvals jsonb
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1
 
-_CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+_CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints", "tool_records")
 
 
-async def delete_threads(conn: AsyncConnection[Any], thread_ids: Sequence[str]) -> None:
-    """Delete every checkpoint row of these threads (inside the caller's transaction)."""
+async def delete_threads(
+    conn: AsyncConnection[Any], thread_ids: Sequence[str], *, keep_records: bool = False
+) -> None:
+    """Delete every checkpoint row of these threads (inside the caller's transaction).
+
+    ``keep_records`` keeps the write-tool records (clearing a conversation does not undo
+    what its tools did in the world).
+    """
     if not thread_ids:
         return
-    for table in _CHECKPOINT_TABLES:
+    for table in _CHECKPOINT_TABLES[:3] if keep_records else _CHECKPOINT_TABLES:
         await conn.execute(f"DELETE FROM {table} WHERE thread_id = ANY(%s)", (list(thread_ids),))
 
 

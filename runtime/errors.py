@@ -11,9 +11,14 @@
     │   └── SessionExpired       the session outlived its TTL and is being removed
     ├── Conflict                 the request contradicts stored state
     │   ├── SessionBusy          another turn holds the session's lease
-    │   └── SessionInactive      the session is deactivated and refuses turns
+    │   ├── SessionInactive      the session is deactivated and refuses turns
+    │   ├── AwaitingApproval     the session waits for a human decision on tool calls
+    │   └── NothingToResume      a resume for a session that is not waiting
     ├── LeaseLost                the turn's lease lapsed and another holder may have taken it
-    ├── ModelUnavailable         the model could not be built, reached, or answered sensibly
+    ├── ModelUnavailable         the model could not be built or reached (retryable)
+    │   ├── ModelRateLimited     the endpoint kept answering 429 (retryable, Retry-After)
+    │   ├── ModelRejected        the endpoint refused the request (4xx; not retryable)
+    │   └── ModelBadResponse     the endpoint kept answering malformed responses
     └── TurnFailed               anything else went wrong inside a turn (rolled back)
 
 The HTTP layer maps each class to one status code; code outside the runtime should
@@ -25,10 +30,15 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AwaitingApproval",
     "Conflict",
     "InvalidInput",
     "LeaseLost",
+    "ModelBadResponse",
+    "ModelRateLimited",
+    "ModelRejected",
     "ModelUnavailable",
+    "NothingToResume",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -106,6 +116,18 @@ class SessionInactive(Conflict):
     code = "session_inactive"
 
 
+class AwaitingApproval(Conflict):
+    """The session is paused on tool calls that need a human decision."""
+
+    code = "awaiting_approval"
+
+
+class NothingToResume(Conflict):
+    """A resume was sent to a session that is not waiting for approval."""
+
+    code = "nothing_to_resume"
+
+
 class LeaseLost(SessiongraphError):
     """The turn's lease lapsed before the turn ended."""
 
@@ -116,6 +138,24 @@ class ModelUnavailable(SessiongraphError):
     """The chat model could not be built or reached."""
 
     code = "model_unavailable"
+
+
+class ModelRateLimited(ModelUnavailable):
+    """The model endpoint kept answering 429 after the client's retries."""
+
+    code = "model_rate_limited"
+
+
+class ModelRejected(ModelUnavailable):
+    """The model endpoint refused the request (a 4xx other than 429): resending won't help."""
+
+    code = "model_rejected"
+
+
+class ModelBadResponse(ModelUnavailable):
+    """The model endpoint kept answering something that is not a valid completion."""
+
+    code = "model_bad_response"
 
 
 class TurnFailed(SessiongraphError):

@@ -47,8 +47,10 @@ def make_chat_model(spec: ModelSpec, settings: Settings) -> BaseChatModel:
         raise ModelUnavailable(
             "the openai provider needs SESSIONGRAPH_OPENAI_API_KEY or SESSIONGRAPH_OPENAI_BASE_URL"
         )
-    params.setdefault("max_retries", 2)
-    params.setdefault("timeout", 60)
+    # The OpenAI client retries timeouts, 429 (honouring Retry-After) and 5xx itself, with
+    # exponential backoff; the guard retries malformed responses, which it does not.
+    params.setdefault("max_retries", settings.model_retries)
+    params.setdefault("timeout", settings.model_timeout_seconds)
     try:
         return ChatOpenAI(
             model=spec.name,

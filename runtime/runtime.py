@@ -20,7 +20,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from graphs import GRAPH_KINDS
 from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
-from runtime.errors import InvalidInput
+from runtime.errors import InvalidInput, ModelUnavailable
+from runtime.guards import BudgetLimits, ToolRecords
 from runtime.keys import KeyStore
 from runtime.models import make_chat_model
 from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, position
@@ -37,7 +38,14 @@ from runtime.templates import (
     default_template_spec,
 )
 from runtime.tools import ToolRegistry, default_registry
-from runtime.turns import TurnEvent, TurnResult, TurnRunner, message_to_dict
+from runtime.turns import (
+    GuardOptions,
+    TurnEvent,
+    TurnRequest,
+    TurnResult,
+    TurnRunner,
+    message_to_dict,
+)
 
 __all__ = ["DEFAULT_OWNER", "Runtime", "strict_serializer"]
 
@@ -79,7 +87,16 @@ class Runtime:
             lease_timeout_seconds=settings.lease_timeout_seconds,
             lease_wait_seconds=settings.lease_wait_seconds,
         )
-        self.turns = TurnRunner(self.sessions, self.graphs)
+        self.turns = TurnRunner(
+            self.sessions,
+            self.graphs,
+            tools,
+            GuardOptions(
+                records=ToolRecords(pool),
+                tool_timeout_seconds=settings.tool_timeout_seconds,
+                model_retries=settings.model_retries,
+            ),
+        )
         self.keys = KeyStore(pool)
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
@@ -131,7 +148,11 @@ class Runtime:
                 f"unknown graph kind {spec.graph_kind!r}", available=sorted(GRAPH_KINDS)
             )
         self.tools.resolve(spec.tools)
-        make_chat_model(spec.model, self.settings)
+        try:
+            make_chat_model(spec.model, self.settings)
+        except ModelUnavailable as exc:
+            # A template naming a model this server cannot build is bad input, not an outage.
+            raise InvalidInput(exc.message, field="model") from exc
 
     def _build_graph(self, template: AgentTemplate) -> Any:
         spec = template.spec
@@ -164,15 +185,22 @@ class Runtime:
         *,
         owner: str = DEFAULT_OWNER,
         agent_id: str | None = None,
+        roles: frozenset[str] | None = None,
+        budgets: BudgetLimits | None = None,
     ) -> TurnResult:
         """Run one turn and return its result.
 
-        With ``agent_id``, a session that does not exist yet is created for that agent first
-        (a session bound to another agent is a ``Conflict``), as chat widgets expect.
+        Args:
+            agent_id: create the session for this agent first if it does not exist (a
+                session bound to another agent is a ``Conflict``), as chat widgets expect.
+            roles: the caller's roles; the model is offered only the tools they permit.
+                None: every tool of the template.
+            budgets: tighter budgets for this turn than the template's.
         """
         if agent_id is not None:
             await self.sessions.get_or_create(owner, session_id, agent_id=agent_id)
-        return await self.turns.run(owner, session_id, content)
+        request = TurnRequest(content=content, roles=roles, budgets=budgets)
+        return await self.turns.run(owner, session_id, request)
 
     async def stream(
         self,
@@ -181,14 +209,48 @@ class Runtime:
         *,
         owner: str = DEFAULT_OWNER,
         agent_id: str | None = None,
+        roles: frozenset[str] | None = None,
+        budgets: BudgetLimits | None = None,
     ) -> AsyncIterator[TurnEvent]:
-        """Run one turn, yielding its events (``agent_id`` as in :meth:`chat`).
+        """Run one turn, yielding its events (arguments as in :meth:`chat`).
 
         Errors that prevent the turn from starting are raised at the first iteration.
         """
         if agent_id is not None:
             await self.sessions.get_or_create(owner, session_id, agent_id=agent_id)
-        async for event in self.turns.stream(owner, session_id, content):
+        request = TurnRequest(content=content, roles=roles, budgets=budgets)
+        async for event in self.turns.stream(owner, session_id, request):
+            yield event
+
+    async def resume(
+        self,
+        session_id: str,
+        decisions: list[dict[str, Any]],
+        *,
+        owner: str = DEFAULT_OWNER,
+        roles: frozenset[str] | None = None,
+        budgets: BudgetLimits | None = None,
+    ) -> TurnResult:
+        """Finish a turn paused for approval: one decision per pending tool call.
+
+        Each decision is ``{"tool_call_id", "action": "approve" | "reject" | "edit",
+        "args"?: {...} (edit), "reason"?: str}``.
+        """
+        request = TurnRequest(decisions=decisions, roles=roles, budgets=budgets)
+        return await self.turns.run(owner, session_id, request)
+
+    async def resume_stream(
+        self,
+        session_id: str,
+        decisions: list[dict[str, Any]],
+        *,
+        owner: str = DEFAULT_OWNER,
+        roles: frozenset[str] | None = None,
+        budgets: BudgetLimits | None = None,
+    ) -> AsyncIterator[TurnEvent]:
+        """:meth:`resume`, yielding the turn's events."""
+        request = TurnRequest(decisions=decisions, roles=roles, budgets=budgets)
+        async for event in self.turns.stream(owner, session_id, request):
             yield event
 
     async def history(self, session_id: str, *, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ transaction per batch; ``FOR UPDATE SKIP LOCKED`` lets several replicas sweep at
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
@@ -33,10 +34,12 @@ from psycopg.types.json import Jsonb
 
 from runtime.database import Pool, delete_threads
 from runtime.errors import (
+    AwaitingApproval,
     Conflict,
     InvalidInput,
     LeaseLost,
     NotFound,
+    NothingToResume,
     PayloadTooLarge,
     SessionBusy,
     SessionExpired,
@@ -95,6 +98,9 @@ class Session:
     model_latency_ms: int
     # The checkpoint of the last completed turn: what history shows while a turn runs.
     committed_checkpoint_id: str | None = None
+    # Paused on tool calls that need a human decision (listed in pending_approvals).
+    awaiting_approval: bool = False
+    pending_approvals: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
@@ -125,6 +131,7 @@ class Lease:
     token: str
     agent_row: dict[str, Any] = field(repr=False)
     committed_checkpoint_id: str | None = None
+    pending_approvals: list[dict[str, Any]] | None = None
     lost: bool = False
 
     def template(self) -> AgentTemplate:
@@ -393,7 +400,8 @@ class SessionStore:
         async with self._pool.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute(
-                    "UPDATE sessions SET committed_checkpoint_id = NULL, messages = 0 "
+                    "UPDATE sessions SET committed_checkpoint_id = NULL, messages = 0, "
+                    "awaiting_approval = false, pending_approvals = NULL "
                     "WHERE owner = %s AND session_id = %s AND expires_at > now() "
                     "AND (lease_token IS NULL OR lease_expires_at < now()) RETURNING *",
                     (owner, session_id),
@@ -404,7 +412,7 @@ class SessionStore:
                 raise SessionBusy(
                     f"session {session_id!r} is running a turn", session_id=session_id
                 )
-            await delete_threads(conn, [row["thread_id"]])
+            await delete_threads(conn, [row["thread_id"]], keep_records=True)
         return Session.from_row(row)
 
     async def delete(self, owner: str, session_id: str) -> None:
@@ -446,12 +454,17 @@ class SessionStore:
 
     # -- lease ----------------------------------------------------------------------------
 
-    async def acquire(self, owner: str, session_id: str) -> Lease:
+    async def acquire(self, owner: str, session_id: str, *, resume: bool = False) -> Lease:
         """Take the session's turn lease, waiting up to ``lease_wait_seconds`` if busy.
+
+        A session paused for approval takes only a resume (``resume=True``), and a resume
+        only a paused session.
 
         Raises:
             NotFound / SessionExpired: no live session for this owner.
             SessionInactive: the session is deactivated.
+            AwaitingApproval: a new message while tool calls await a human decision.
+            NothingToResume: a resume while nothing awaits a decision.
             SessionBusy: another turn holds the lease past the wait bound.
         """
         token = secrets.token_hex(12)
@@ -467,9 +480,9 @@ class SessionStore:
                         "FROM agents a "
                         "WHERE s.owner = %(owner)s AND s.session_id = %(sid)s "
                         "AND a.agent_id = s.agent_id AND s.status = 'active' "
-                        "AND s.expires_at > now() "
+                        "AND s.expires_at > now() AND s.awaiting_approval = %(resume)s "
                         "AND (s.lease_token IS NULL OR s.lease_expires_at < now()) "
-                        "RETURNING s.thread_id, s.committed_checkpoint_id, "
+                        "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, "
                         f"({_LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
                         "a.agent_id, a.owner, a.version, a.spec, a.created_at, a.updated_at",
                         {
@@ -477,6 +490,7 @@ class SessionStore:
                             "timeout": self.lease_timeout_seconds,
                             "owner": owner,
                             "sid": session_id,
+                            "resume": resume,
                         },
                     )
                 ).fetchone()
@@ -497,10 +511,12 @@ class SessionStore:
                         token=token,
                         agent_row=row,
                         committed_checkpoint_id=committed,
+                        pending_approvals=row["pending_approvals"],
                     )
                 why = await (
                     await conn.execute(
                         "SELECT s.status, s.expires_at <= now() AS expired, "
+                        "s.awaiting_approval, s.pending_approvals, "
                         "a.agent_id IS NULL AS agent_missing "
                         "FROM sessions s LEFT JOIN agents a ON a.agent_id = s.agent_id "
                         "WHERE s.owner = %s AND s.session_id = %s",
@@ -518,6 +534,18 @@ class SessionStore:
             if why["status"] != "active":
                 raise SessionInactive(
                     f"session {session_id!r} is inactive; activate it to send messages",
+                    session_id=session_id,
+                )
+            if why["awaiting_approval"] and not resume:
+                raise AwaitingApproval(
+                    f"session {session_id!r} is waiting for a decision on tool calls; "
+                    "resume it with approve, reject or edit decisions first",
+                    session_id=session_id,
+                    pending_approvals=why["pending_approvals"] or [],
+                )
+            if resume and not why["awaiting_approval"]:
+                raise NothingToResume(
+                    f"session {session_id!r} is not waiting for any approval",
                     session_id=session_id,
                 )
             if loop.time() >= deadline:
@@ -559,8 +587,16 @@ class SessionStore:
                 return
             await rollback_thread(conn, row["thread_id"], row["committed_checkpoint_id"])
 
-    async def release(self, lease: Lease, counters: TurnCounters | None = None) -> None:
+    async def release(
+        self,
+        lease: Lease,
+        counters: TurnCounters | None = None,
+        *,
+        pending_approvals: builtins.list[dict[str, Any]] | None = None,
+    ) -> None:
         """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
+
+        ``pending_approvals`` marks a turn paused for a human decision.
 
         Raises:
             LeaseLost: the lease had lapsed and been taken by another turn.
@@ -574,6 +610,7 @@ class SessionStore:
                 "turns = turns + %(turns)s, messages = messages + %(messages)s, "
                 "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
                 "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
+                "awaiting_approval = %(awaiting)s, pending_approvals = %(pending)s, "
                 "expires_at = now() + make_interval(secs => ttl_seconds), "
                 f"committed_checkpoint_id = ({_LATEST_CHECKPOINT}) "
                 "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
@@ -584,6 +621,8 @@ class SessionStore:
                 "WHERE %(turns)s > 0) "
                 "SELECT count(*) AS n FROM s",
                 {
+                    "awaiting": bool(pending_approvals),
+                    "pending": Jsonb(pending_approvals) if pending_approvals else None,
                     "latency": c.latency_ms,
                     "turns": c.turns,
                     "messages": c.messages,

@@ -82,6 +82,21 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a turn waits for a busy session before `SessionBusy` (0: refuse).",
     )
+    model_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description=(
+            "Retries of a failed model call (timeouts, 429 honouring Retry-After, 5xx, "
+            "malformed responses), with exponential backoff."
+        ),
+    )
+    model_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Timeout of one model request."
+    )
+    tool_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A tool call running longer becomes an error result."
+    )
     stats_retention_days: float = Field(
         default=30.0, gt=0, description="Days of per-turn records kept for agent statistics."
     )

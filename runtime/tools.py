@@ -41,8 +41,13 @@ class ToolSpec:
     """A registered tool and the facts the runtime needs about it."""
 
     tool: BaseTool
+    # Changes something. Counts against max_write_calls; and, if `idempotent`, its result is
+    # recorded per session so the same call (same canonical arguments, or the same
+    # `idempotency_key` argument) returns the record instead of acting twice.
     writes: bool = False
     roles: frozenset[str] = field(default_factory=frozenset)  # empty: everyone
+    requires_approval: bool = False  # pause the turn for a human decision before running
+    idempotent: bool = True
 
     @property
     def name(self) -> str:
@@ -146,7 +151,10 @@ def read_notes(state: Annotated[dict[str, Any], InjectedState]) -> str:
 BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(calculator),
     ToolSpec(current_time),
-    ToolSpec(save_note, writes=True),
+    # Its effect lives in the session's own state, which is committed or rolled back with
+    # the turn; a record outside that transaction would survive a rollback and swallow the
+    # retried note, so it is not recorded.
+    ToolSpec(save_note, writes=True, idempotent=False),
     ToolSpec(read_notes),
 )
 

@@ -26,25 +26,49 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
 
 from runtime.errors import (
     InvalidInput,
     LeaseLost,
+    ModelBadResponse,
+    ModelRateLimited,
+    ModelRejected,
     ModelUnavailable,
     PayloadTooLarge,
     SessiongraphError,
     TurnFailed,
 )
+from runtime.guards import BudgetLimits, ToolRecords, TurnGuard, effective_budgets
+from runtime.keys import ADMIN_ROLE
 from runtime.sessions import Lease, SessionStore, TurnCounters
-from runtime.templates import GraphCache
+from runtime.templates import Budgets, GraphCache
+from runtime.tools import ToolRegistry, ToolSpec
 
-__all__ = ["MAX_MESSAGE_CHARS", "TurnEvent", "TurnResult", "TurnRunner", "message_to_dict"]
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "GuardOptions",
+    "TurnEvent",
+    "TurnRequest",
+    "TurnResult",
+    "TurnRunner",
+    "message_to_dict",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 32_000
 
-EventType = Literal["token", "tool_call", "tool_result", "message", "usage", "done", "error"]
+EventType = Literal[
+    "token",
+    "tool_call",
+    "tool_result",
+    "message",
+    "approval_required",
+    "usage",
+    "done",
+    "error",
+]
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
@@ -87,6 +111,10 @@ class TurnResult:
     latency_ms: float
     model_latency_ms: float
     warnings: list[str] = field(default_factory=list)
+    # "awaiting_approval": the turn paused on tool calls that need a human decision
+    # (``pending_approvals``); resume it with decisions to finish it.
+    status: Literal["completed", "awaiting_approval"] = "completed"
+    pending_approvals: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,12 +154,45 @@ def _updated_messages(update: Any) -> list[BaseMessage]:
     return [m for m in out if isinstance(m, BaseMessage)]
 
 
+@dataclass(frozen=True)
+class TurnRequest:
+    """What starts or continues a turn: a user message, or decisions on pending calls."""
+
+    content: str | None = None
+    decisions: list[dict[str, Any]] | None = None
+    roles: frozenset[str] | None = None  # None: every tool (library use, admins)
+    budgets: BudgetLimits | None = None
+
+    @property
+    def resume(self) -> bool:
+        return self.decisions is not None
+
+
+@dataclass(frozen=True)
+class GuardOptions:
+    """Process-wide knobs of the per-turn guard."""
+
+    records: ToolRecords | None = None
+    tool_timeout_seconds: float = 30.0
+    model_retries: int = 2
+    retry_backoff_seconds: float = 0.5
+
+
 class TurnRunner:
     """Runs turns against the session store and the compiled-graph cache."""
 
-    def __init__(self, sessions: SessionStore, graphs: GraphCache) -> None:
+    def __init__(
+        self,
+        sessions: SessionStore,
+        graphs: GraphCache,
+        tools: ToolRegistry | None = None,
+        guard_options: GuardOptions | None = None,
+    ) -> None:
         self._sessions = sessions
         self._graphs = graphs
+        self._tools = tools or ToolRegistry()
+        self._options = guard_options or GuardOptions()
+        self._policies: dict[tuple[str, int], tuple[Budgets, dict[str, ToolSpec]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called after every turn with (agent_id, outcome, seconds); outcome is "ok" or the
         # error code. The HTTP layer feeds its metrics from here.
@@ -142,22 +203,27 @@ class TurnRunner:
         """Turns currently running in this process."""
         return len(self._tasks)
 
-    async def run(self, owner: str, session_id: str, content: str) -> TurnResult:
-        """Run one user message through the session's graph and return the result."""
-        lease = await self._begin(owner, session_id, content)
-        task = self._spawn(self._execute(lease, content, None))
+    async def run(self, owner: str, session_id: str, request: TurnRequest | str) -> TurnResult:
+        """Run one user message (or a resume) through the session's graph; return the result."""
+        request = TurnRequest(content=request) if isinstance(request, str) else request
+        lease = await self._begin(owner, session_id, request)
+        task = self._spawn(self._execute(lease, request, None))
         # shield: a cancelled caller (a dropped HTTP request) must not cut the turn short.
         return await asyncio.shield(task)
 
-    async def stream(self, owner: str, session_id: str, content: str) -> AsyncIterator[TurnEvent]:
-        """Run one user message and yield its events as they happen.
+    async def stream(
+        self, owner: str, session_id: str, request: TurnRequest | str
+    ) -> AsyncIterator[TurnEvent]:
+        """Run one user message (or a resume) and yield its events as they happen.
 
-        Errors that stop the turn from starting (unknown session, busy, inactive) are raised
-        before the first event; errors during the turn arrive as an ``error`` event.
+        Errors that stop the turn from starting (unknown session, busy, inactive, awaiting
+        approval) are raised before the first event; errors during the turn arrive as an
+        ``error`` event.
         """
-        lease = await self._begin(owner, session_id, content)
+        request = TurnRequest(content=request) if isinstance(request, str) else request
+        lease = await self._begin(owner, session_id, request)
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
-        self._spawn(self._execute(lease, content, queue.put_nowait))
+        self._spawn(self._execute(lease, request, queue.put_nowait))
         while True:
             event = await queue.get()
             yield event
@@ -183,44 +249,93 @@ class TurnRunner:
         task.add_done_callback(_retrieved)
         return task
 
-    async def _begin(self, owner: str, session_id: str, content: str) -> Lease:
-        if not isinstance(content, str) or not content.strip():
-            raise InvalidInput("message content must be a non-empty string", field="content")
-        if len(content) > MAX_MESSAGE_CHARS:
-            raise PayloadTooLarge(
-                f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
-                field="content",
-                limit=MAX_MESSAGE_CHARS,
-            )
-        return await self._sessions.acquire(owner, session_id)
+    async def _begin(self, owner: str, session_id: str, request: TurnRequest) -> Lease:
+        if not request.resume:
+            content = request.content
+            if not isinstance(content, str) or not content.strip():
+                raise InvalidInput("message content must be a non-empty string", field="content")
+            if len(content) > MAX_MESSAGE_CHARS:
+                raise PayloadTooLarge(
+                    f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
+                    field="content",
+                    limit=MAX_MESSAGE_CHARS,
+                )
+        lease = await self._sessions.acquire(owner, session_id, resume=request.resume)
+        if request.resume:
+            try:
+                # Checked before the graph runs, so a bad resume changes nothing.
+                _, specs = self._policy(lease)
+                TurnGuard(budgets=Budgets(), specs=specs).accept_decisions(
+                    lease.pending_approvals or [], {"decisions": request.decisions}
+                )
+            except BaseException:
+                await self._sessions.abort(lease)
+                raise
+        return lease
 
     def _graph(self, lease: Lease) -> Any:
         graph = self._graphs.lookup(lease.agent_id, lease.agent_version)
         return graph if graph is not None else self._graphs.get(lease.template())
 
+    def _policy(self, lease: Lease) -> tuple[Budgets, dict[str, ToolSpec]]:
+        """The template version's budgets and tools (parsed once per version)."""
+        key = (lease.agent_id, lease.agent_version)
+        policy = self._policies.get(key)
+        if policy is None:
+            spec = lease.template().spec
+            policy = (spec.budgets, {t.name: t for t in self._tools.resolve(spec.tools)})
+            if len(self._policies) > 512:
+                self._policies.clear()
+            self._policies[key] = policy
+        return policy
+
+    def _guard(self, lease: Lease, request: TurnRequest) -> TurnGuard:
+        budgets, specs = self._policy(lease)
+        o = self._options
+        return TurnGuard(
+            budgets=effective_budgets(budgets, request.budgets),
+            specs=specs,
+            roles=frozenset({ADMIN_ROLE}) if request.roles is None else request.roles,
+            thread_id=lease.thread_id,
+            records=o.records,
+            tool_timeout_seconds=o.tool_timeout_seconds,
+            model_retries=o.model_retries,
+            retry_backoff_seconds=o.retry_backoff_seconds,
+        )
+
     async def _execute(
-        self, lease: Lease, content: str, emit: Callable[[TurnEvent], None] | None
+        self, lease: Lease, request: TurnRequest, emit: Callable[[TurnEvent], None] | None
     ) -> TurnResult:
         started = time.perf_counter()
         timer = _ModelTimer()
-        human = HumanMessage(
-            content, id=str(uuid.uuid4()), response_metadata={"created_at": _now()}
-        )
-        added: list[BaseMessage] = [human]
+        added: list[BaseMessage] = []
+        graph_input: Any
+        if request.resume:
+            graph_input = Command(resume={"decisions": request.decisions})
+        else:
+            human = HumanMessage(
+                request.content or "",
+                id=str(uuid.uuid4()),
+                response_metadata={"created_at": _now()},
+            )
+            added.append(human)
+            graph_input = {"messages": [human]}
+        pending: list[dict[str, Any]] | None = None
         try:
             graph = self._graph(lease)
+            guard = self._guard(lease, request)
             config: RunnableConfig = {
-                "configurable": {"thread_id": lease.thread_id},
+                "configurable": {"thread_id": lease.thread_id, "guard": guard},
                 "callbacks": [timer],
                 "metadata": {"session_id": lease.session_id, "owner": lease.owner},
+                # The guard ends the turn at max_steps model calls; this is a backstop.
+                "recursion_limit": guard.budgets.max_steps * 3 + 10,
             }
             modes = ["updates", "messages"] if emit else ["updates"]
             current = asyncio.current_task()
             assert current is not None
             async with self._sessions.renewing(lease, current):
-                async for mode, chunk in graph.astream(
-                    {"messages": [human]}, config, stream_mode=modes
-                ):
+                async for mode, chunk in graph.astream(graph_input, config, stream_mode=modes):
                     if mode == "messages":
                         message, meta = chunk
                         if (
@@ -231,6 +346,9 @@ class TurnRunner:
                         ):
                             emit(TurnEvent("token", {"content": message.text}))
                         continue
+                    if "__interrupt__" in chunk:
+                        pending = list(chunk["__interrupt__"][0].value.get("pending", []))
+                        continue
                     for update in chunk.values():
                         for message in _updated_messages(update):
                             # The state reducer stamps messages too, but updates stream
@@ -239,7 +357,7 @@ class TurnRunner:
                             added.append(message)
                             if emit:
                                 _emit_message(emit, message)
-            result = self._result(lease, added, started, timer)
+            result = self._result(lease, added, started, timer, guard, pending)
             await self._sessions.release(
                 lease,
                 TurnCounters(
@@ -250,6 +368,7 @@ class TurnRunner:
                     model_latency_ms=round(result.model_latency_ms),
                     latency_ms=result.latency_ms,
                 ),
+                pending_approvals=pending,
             )
         except BaseException as exc:
             if not lease.lost:
@@ -266,6 +385,8 @@ class TurnRunner:
             raise error from exc
         self._notify(lease, "ok", started)
         if emit:
+            if pending:
+                emit(TurnEvent("approval_required", {"pending": pending}))
             emit(TurnEvent("usage", dict(result.usage)))
             emit(TurnEvent("done", result.to_dict()))
         return result
@@ -279,7 +400,13 @@ class TurnRunner:
                 log.exception("turn listener failed")
 
     def _result(
-        self, lease: Lease, added: list[BaseMessage], started: float, timer: _ModelTimer
+        self,
+        lease: Lease,
+        added: list[BaseMessage],
+        started: float,
+        timer: _ModelTimer,
+        guard: TurnGuard,
+        pending: list[dict[str, Any]] | None,
     ) -> TurnResult:
         usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
         reply = ""
@@ -298,6 +425,9 @@ class TurnRunner:
             usage=usage,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             model_latency_ms=round(timer.total * 1000, 3),
+            warnings=list(guard.warnings),
+            status="awaiting_approval" if pending else "completed",
+            pending_approvals=pending or [],
         )
 
 
@@ -315,17 +445,36 @@ def _public_error(exc: BaseException, lease: Lease) -> BaseException:
     if isinstance(exc, SessiongraphError) or not isinstance(exc, Exception):
         return exc
     if isinstance(exc, openai.OpenAIError):
-        status = getattr(exc, "status_code", None)
-        return ModelUnavailable(
-            f"the model failed: {type(exc).__name__}" + (f" (HTTP {status})" if status else ""),
-            session_id=lease.session_id,
-            status_code=status,
-        )
+        return _model_error(exc, lease.session_id)
     log.error("turn on %s failed", lease.session_id, exc_info=exc)
     return TurnFailed(
         f"the turn failed ({type(exc).__name__}) and was rolled back",
         session_id=lease.session_id,
     )
+
+
+def _model_error(exc: openai.OpenAIError, session_id: str) -> ModelUnavailable:
+    """A model failure (after the client's own retries) as the caller should see it.
+
+    ``retryable`` tells the client whether resending the same message may succeed; the
+    session is unchanged either way.
+    """
+    status = getattr(exc, "status_code", None)
+    what = f"the model failed: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+    if isinstance(exc, openai.RateLimitError):
+        retry_after = exc.response.headers.get("retry-after")
+        return ModelRateLimited(
+            what + "; retry later",
+            session_id=session_id,
+            status_code=status,
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if isinstance(exc, openai.APIStatusError) and status is not None and status < 500:
+        return ModelRejected(what, session_id=session_id, status_code=status, retryable=False)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return ModelBadResponse(what, session_id=session_id, retryable=True)
+    return ModelUnavailable(what, session_id=session_id, status_code=status, retryable=True)
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

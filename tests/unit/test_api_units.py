@@ -90,8 +90,16 @@ class TestErrorMap:
         assert statuses["SessionExpired"] == 404
         assert statuses["SessionBusy"] == statuses["SessionInactive"] == 409
         assert statuses["ModelUnavailable"] == 503
+        assert statuses["ModelRateLimited"] == 429
+        assert statuses["ModelRejected"] == statuses["ModelBadResponse"] == 502
+        assert statuses["AwaitingApproval"] == statuses["NothingToResume"] == 409
         server_faults = {name for name, status in statuses.items() if status >= 500}
-        assert server_faults == {"ModelUnavailable", "TurnFailed"}
+        assert server_faults == {
+            "ModelUnavailable",
+            "ModelRejected",
+            "ModelBadResponse",
+            "TurnFailed",
+        }
 
 
 class TestMetadataFilter:

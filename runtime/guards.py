@@ -1,0 +1,380 @@
+"""Guardrails for one turn: budgets, tool permissions, idempotent writes, approvals.
+
+The compiled graph is shared by every session of a template version, so nothing here is
+compiled in. The turn runner builds a :class:`TurnGuard` per turn and hands it to the graph
+in ``config["configurable"]["guard"]`` (an object, so it never lands in checkpoint
+metadata). The graph's nodes ask it:
+
+- the ``agent`` node, before each model call: may the turn go on (``max_steps``,
+  ``deadline_seconds``, a budget already hit)? Which tools may the model be offered (the
+  caller's roles)? The model call itself runs under the deadline, and malformed responses
+  are retried here with a bounded backoff;
+- the ``approve`` node: which calls need a human (``requires_approval``)?
+- the ``tools`` node (``ToolNode``'s ``awrap_tool_call``), per call: is it permitted, within
+  ``max_tool_calls`` / ``max_write_calls`` / ``max_repeated_calls``, already recorded (an
+  idempotent write), rejected by a human? It runs under the tool timeout; a tool that raises
+  or times out becomes an error tool result and the model carries on.
+
+When a budget stops a turn, every call of the pending assistant message still gets a tool
+result ("not executed"), and the next ``agent`` step answers with a final assistant message
+instead of calling the model, so the stored conversation stays valid for the next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import Runnable
+from langgraph.types import Command
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.database import Pool
+from runtime.errors import InvalidInput, ModelBadResponse
+from runtime.keys import ADMIN_ROLE
+from runtime.templates import Budgets
+from runtime.tools import ToolSpec
+
+__all__ = [
+    "BudgetLimits",
+    "Decision",
+    "ToolRecords",
+    "TurnGuard",
+    "canonical_args",
+    "effective_budgets",
+    "guarded_tool_call",
+]
+
+log = logging.getLogger(__name__)
+
+# Errors that mean the model endpoint answered something unusable (bad JSON, a body that
+# does not parse as a completion). The OpenAI client already retries timeouts, 429 (with
+# Retry-After) and 5xx itself; these it does not, so the guard does.
+MALFORMED_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError)
+
+
+class BudgetLimits(BaseModel):
+    """Per-request budgets. Each may only tighten the template's (a looser one is ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int | None = Field(default=None, ge=1, le=1000)
+    deadline_seconds: float | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_write_calls: int | None = Field(default=None, ge=0)
+    max_repeated_calls: int | None = Field(default=None, ge=1)
+
+
+def effective_budgets(template: Budgets, request: BudgetLimits | None) -> Budgets:
+    """The tighter of the template's and the request's value for every budget."""
+    if request is None:
+        return template
+    merged: dict[str, Any] = {}
+    for name in Budgets.model_fields:
+        mine, asked = getattr(template, name), getattr(request, name)
+        merged[name] = mine if asked is None else asked if mine is None else min(mine, asked)
+    return Budgets(**merged)
+
+
+def canonical_args(args: Mapping[str, Any]) -> str:
+    """Arguments as canonical JSON: the same call always gives the same string."""
+    return json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _call_key(name: str, args: Mapping[str, Any]) -> str:
+    key = args.get("idempotency_key")
+    basis = f"key:{key}" if isinstance(key, str) and key else canonical_args(args)
+    return hashlib.sha256(f"{name}\x00{basis}".encode()).hexdigest()
+
+
+class ToolRecords:
+    """Results of write tools, per session thread, in Postgres (they outlive restarts)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def get(self, thread_id: str, key: str) -> str | None:
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT content FROM tool_records WHERE thread_id = %s AND call_key = %s",
+                    (thread_id, key),
+                )
+            ).fetchone()
+        return None if row is None else str(row["content"])
+
+    async def put(self, thread_id: str, key: str, tool: str, content: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO tool_records (thread_id, call_key, tool, content) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (thread_id, key, tool, content),
+            )
+
+
+class Decision(BaseModel):
+    """A human's answer to one pending tool call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool_call_id: str = Field(min_length=1, max_length=200)
+    action: Literal["approve", "reject", "edit"]
+    args: dict[str, Any] | None = Field(
+        default=None, description="For `edit`: the arguments to run the tool with instead."
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class _DeadlineReached(Exception):
+    pass
+
+
+@dataclass
+class TurnGuard:
+    """The budgets, permissions and approvals of one turn (see the module docstring)."""
+
+    budgets: Budgets
+    specs: Mapping[str, ToolSpec]
+    roles: frozenset[str] = frozenset({ADMIN_ROLE})
+    thread_id: str | None = None
+    records: ToolRecords | None = None
+    tool_timeout_seconds: float = 30.0
+    model_retries: int = 2
+    retry_backoff_seconds: float = 0.5
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    steps: int = 0
+    tool_calls: int = 0
+    write_calls: int = 0
+    repeats: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    # -- permissions ------------------------------------------------------------------------
+
+    def permits(self, spec: ToolSpec) -> bool:
+        """Whether the caller's roles allow this tool (admins may use every tool)."""
+        return not spec.roles or ADMIN_ROLE in self.roles or bool(spec.roles & self.roles)
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """The tools the model is offered this turn."""
+        return frozenset(name for name, spec in self.specs.items() if self.permits(spec))
+
+    # -- budgets ----------------------------------------------------------------------------
+
+    def remaining(self) -> float | None:
+        """Seconds left before ``deadline_seconds`` (None: no deadline)."""
+        if self.budgets.deadline_seconds is None:
+            return None
+        return self.budgets.deadline_seconds - (time.monotonic() - self.started)
+
+    def stop(self, budget: str, detail: str) -> None:
+        """Stop the turn at the next model step, naming the budget in the warnings."""
+        if self.stop_reason is None:
+            self.stop_reason = budget
+            self.warnings.append(f"{budget}: {detail}")
+
+    def final_message(self) -> AIMessage:
+        """The assistant's last word when a budget stopped the turn."""
+        return AIMessage(
+            f"I stopped before finishing because this turn reached its {self.stop_reason} "
+            "budget. Tell me to continue if you want me to carry on."
+        )
+
+    def before_model(self) -> bool:
+        """Count a model step; False when the turn must end instead."""
+        if self.stop_reason is None:
+            if self.steps >= self.budgets.max_steps:
+                self.stop("max_steps", f"the turn used its {self.budgets.max_steps} model steps")
+            elif (left := self.remaining()) is not None and left <= 0:
+                self.stop(
+                    "deadline_seconds", f"the turn ran past {self.budgets.deadline_seconds} s"
+                )
+        if self.stop_reason is not None:
+            return False
+        self.steps += 1
+        return True
+
+    async def invoke_model(
+        self, model: Runnable[Any, BaseMessage], prompt: Sequence[BaseMessage], config: Any
+    ) -> BaseMessage:
+        """Call the model under the deadline, retrying malformed answers with backoff.
+
+        Returns the final budget message instead when the deadline passes mid-call.
+        """
+        if not self.before_model():
+            return self.final_message()
+        attempt = 0
+        while True:
+            try:
+                return await self._within_deadline(model.ainvoke(prompt, config))
+            except _DeadlineReached:
+                self.stop(
+                    "deadline_seconds",
+                    f"the model did not answer within the {self.budgets.deadline_seconds} s "
+                    "deadline",
+                )
+                return self.final_message()
+            except MALFORMED_ERRORS as exc:
+                attempt += 1
+                delay = self.retry_backoff_seconds * 2 ** (attempt - 1)
+                left = self.remaining()
+                if attempt > self.model_retries or (left is not None and left < delay):
+                    raise ModelBadResponse(
+                        f"the model's response was malformed ({type(exc).__name__}) "
+                        f"after {attempt} attempt(s)",
+                        retryable=True,
+                    ) from exc
+                log.warning("malformed model response (%s); retry %d", exc, attempt)
+                await asyncio.sleep(delay)
+
+    async def _within_deadline(self, awaitable: Awaitable[Any]) -> Any:
+        left = self.remaining()
+        if left is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, timeout=max(left, 0.001))
+        except TimeoutError as exc:
+            raise _DeadlineReached from exc
+
+    # -- tool calls -------------------------------------------------------------------------
+
+    def pending_approvals(self, calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The calls that need a human decision before they run."""
+        return [
+            {"tool_call_id": c["id"], "name": c["name"], "args": c["args"]}
+            for c in calls
+            if (spec := self.specs.get(c["name"])) is not None
+            and spec.requires_approval
+            and self.permits(spec)
+            and c["id"] not in self.decisions
+        ]
+
+    def accept_decisions(
+        self, pending: Sequence[Mapping[str, Any]], raw: Any
+    ) -> dict[str, Decision]:
+        """Validate a resume value: one decision per pending call, nothing else."""
+        items = raw.get("decisions") if isinstance(raw, dict) else raw
+        if not isinstance(items, list):
+            raise InvalidInput("resume with {'decisions': [...]}, one per pending call")
+        try:
+            decisions = [Decision.model_validate(d) for d in items]
+        except Exception as exc:
+            raise InvalidInput(f"invalid decision: {exc}") from exc
+        wanted = {p["tool_call_id"] for p in pending}
+        given = {d.tool_call_id for d in decisions}
+        if given != wanted or len(decisions) != len(given):
+            raise InvalidInput(
+                "give exactly one decision per pending call",
+                pending=sorted(wanted),
+                given=sorted(given),
+            )
+        for d in decisions:
+            if d.action == "edit" and d.args is None:
+                raise InvalidInput("an edit decision needs args", tool_call_id=d.tool_call_id)
+        self.decisions.update({d.tool_call_id: d for d in decisions})
+        return self.decisions
+
+    def _refusal(self, call: Mapping[str, Any], spec: ToolSpec | None) -> str | None:
+        """Why this call must not run (and count it if it may)."""
+        name = call["name"]
+        if spec is None:
+            return f"error: unknown tool {name!r}; not executed"
+        if not self.permits(spec):
+            return f"error: tool {name!r} is not permitted for this caller; not executed"
+        decision = self.decisions.get(call["id"])
+        if decision is not None and decision.action == "reject":
+            why = f": {decision.reason}" if decision.reason else ""
+            return f"rejected by a human reviewer{why}; not executed"
+        if self.stop_reason is not None:
+            return f"not executed: the turn reached its {self.stop_reason} budget"
+        b = self.budgets
+        if (left := self.remaining()) is not None and left <= 0:
+            self.stop("deadline_seconds", f"the turn ran past {b.deadline_seconds} s")
+        elif b.max_tool_calls is not None and self.tool_calls >= b.max_tool_calls:
+            self.stop("max_tool_calls", f"the turn made its {b.max_tool_calls} tool calls")
+        elif (
+            spec.writes and b.max_write_calls is not None and self.write_calls >= b.max_write_calls
+        ):
+            self.stop("max_write_calls", f"the turn made its {b.max_write_calls} write calls")
+        else:
+            key = _call_key(name, call["args"])
+            if b.max_repeated_calls is not None and self.repeats[key] >= b.max_repeated_calls:
+                self.stop(
+                    "max_repeated_calls",
+                    f"{name} was called {b.max_repeated_calls} time(s) with the same arguments",
+                )
+            else:
+                self.repeats[key] += 1
+                self.tool_calls += 1
+                self.write_calls += int(spec.writes)
+                return None
+        return f"not executed: the turn reached its {self.stop_reason} budget"
+
+    async def run_tool(
+        self,
+        call: Mapping[str, Any],
+        execute: Callable[[Mapping[str, Any]], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        """Run one tool call through every guard; always returns a result for the call."""
+        spec = self.specs.get(call["name"])
+        refusal = self._refusal(call, spec)
+        if refusal is not None:
+            return ToolMessage(refusal, tool_call_id=call["id"], name=call["name"], status="error")
+        assert spec is not None
+        decision = self.decisions.get(call["id"])
+        if decision is not None and decision.action == "edit" and decision.args is not None:
+            call = {**call, "args": decision.args}
+        key = _call_key(spec.name, call["args"])
+        record = spec.writes and spec.idempotent and self.records is not None and self.thread_id
+        if record:
+            assert self.records is not None and self.thread_id is not None
+            recorded = await self.records.get(self.thread_id, key)
+            if recorded is not None:
+                return ToolMessage(recorded, tool_call_id=call["id"], name=spec.name)
+        timeout = self.tool_timeout_seconds
+        if (left := self.remaining()) is not None:
+            timeout = min(timeout, max(left, 0.001))
+        try:
+            result = await asyncio.wait_for(execute(call), timeout=timeout)
+        except TimeoutError:
+            return ToolMessage(
+                f"error: {spec.name} did not finish within {timeout:.3g} s",
+                tool_call_id=call["id"],
+                name=spec.name,
+                status="error",
+            )
+        if (
+            record
+            and isinstance(result, ToolMessage)
+            and result.status != "error"
+            and self.records is not None
+            and self.thread_id is not None
+        ):
+            await self.records.put(self.thread_id, key, spec.name, result.text)
+        return result
+
+
+async def guarded_tool_call(request: Any, execute: Callable[[Any], Awaitable[Any]]) -> Any:
+    """``ToolNode``'s ``awrap_tool_call``: route each call through the turn's guard.
+
+    Without a guard (``langgraph dev``, Studio) tools run as plain ``ToolNode`` runs them.
+    """
+    config: Any = getattr(request.runtime, "config", None) or {}
+    guard = (config.get("configurable") or {}).get("guard")
+    if not isinstance(guard, TurnGuard):
+        return await execute(request)
+
+    async def run(call: Mapping[str, Any]) -> Any:
+        return await execute(request.override(tool_call={**request.tool_call, **call}))
+
+    return await guard.run_tool(request.tool_call, run)
