@@ -83,8 +83,9 @@ def model_input(
 
     Messages are kept in whole units (an assistant tool call with all its results), newest
     first, until the next unit would pass ``max_context_tokens``; the newest unit is always
-    kept, and the kept part starts on a user message when it holds one. Tokens are counted offline (``count_tokens_approximately``). The stored history is
-    untouched: only the model's input is trimmed.
+    kept, and the kept part starts on a user message when it holds one. Tokens are counted
+    offline (``count_tokens_approximately``). The stored history is untouched: only the
+    model's input is trimmed.
     """
     system = SystemMessage(system_prompt)
     if max_context_tokens is None:
