@@ -11,10 +11,12 @@ Commands:
   its secret, once. ``keys list [--all]`` and ``keys revoke KEY_ID`` manage them.
 * ``agents apply FILE.yaml [--owner OWNER]``: create or update agent templates from YAML,
   idempotently (an unchanged template keeps its version).
-* ``chat AGENT_ID [--session ID] [--url URL] [--key KEY]``: talk to an agent in the
-  terminal, in-process on the database, or over HTTP with ``--url`` (``SESSIONGRAPH_URL``).
+* ``chat AGENT_ID [--session ID] [--url URL] [--key KEY] [--owner OWNER]``: talk to an
+  agent in the terminal, in-process on the database (as ``--owner``), or over HTTP with
+  ``--url`` (``SESSIONGRAPH_URL``) and ``--key`` (``SESSIONGRAPH_API_KEY``).
 
-Errors the runtime raises on purpose print ``error: <message>`` on stderr and exit 1.
+Errors the runtime raises on purpose, and the CLI's own (a bad file, an unreachable
+server), print ``error: <message>`` on stderr and exit 1, without a traceback.
 """
 
 from __future__ import annotations
@@ -575,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # end the line the terminal echoed ^C on
         return 130
 
 
