@@ -80,6 +80,7 @@ class _TooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body is over the {limit}-byte limit")
+        self.details = {"limit": limit}
 
 
 class BodyLimitMiddleware:

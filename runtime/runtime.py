@@ -20,7 +20,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from graphs import GRAPH_KINDS
 from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
-from runtime.errors import InvalidInput
+from runtime.errors import InvalidInput, ModelUnavailable
 from runtime.keys import KeyStore
 from runtime.models import make_chat_model
 from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, position
@@ -131,7 +131,11 @@ class Runtime:
                 f"unknown graph kind {spec.graph_kind!r}", available=sorted(GRAPH_KINDS)
             )
         self.tools.resolve(spec.tools)
-        make_chat_model(spec.model, self.settings)
+        try:
+            make_chat_model(spec.model, self.settings)
+        except ModelUnavailable as exc:
+            # A template naming a model this server cannot build is bad input, not an outage.
+            raise InvalidInput(exc.message, field="model") from exc
 
     def _build_graph(self, template: AgentTemplate) -> Any:
         spec = template.spec

@@ -35,7 +35,6 @@ import uvicorn
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from schemathesis import Case, CheckContext, GenerationMode
 from schemathesis import Response as StResponse
 from schemathesis.checks import not_a_server_error
@@ -48,37 +47,6 @@ from runtime import Settings
 MAX_EXAMPLES = 25
 START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0
-
-
-def _install_many_more_shim() -> None:
-    """Let hypothesis-jsonschema run on this Hypothesis.
-
-    hypothesis-jsonschema 0.23.1 (schemathesis 4.15 requires <0.24) still drives
-    Hypothesis' internal ``many`` collection helper through ``many.more()``, which newer
-    Hypothesis releases (6.170 is locked here) replaced by ``with many(...) as e: for _ in
-    e``. Without ``more()`` every object schema fails to generate with ``AttributeError:
-    'many' object has no attribute 'more'``. This adapter maps the old calling convention
-    onto the new one; it does nothing once Hypothesis has ``more()`` again.
-    """
-    many = conjecture_utils.many
-    if hasattr(many, "more"):
-        return
-
-    def more(self: Any) -> bool:
-        if getattr(self, "_legacy_iterator", None) is None:
-            self.__enter__()
-            self._legacy_iterator = iter(self)
-        try:
-            next(self._legacy_iterator)
-        except StopIteration:
-            self.__exit__(None)
-            return False
-        return True
-
-    many.more = more  # type: ignore[attr-defined]
-
-
-_install_many_more_shim()
 
 
 @contextmanager

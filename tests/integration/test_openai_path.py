@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime import ModelUnavailable, Runtime, Settings
+from runtime import InvalidInput, ModelUnavailable, Runtime, Settings
 from runtime.templates import ModelSpec, TemplateSpec
 from tests.support.openai_server import OpenAICompatServer
 
@@ -86,8 +86,8 @@ class TestOpenAIPath:
         assert openai_server.requests[-1]["model"] == "gpt-x"
 
     async def test_openai_without_credentials_is_refused(self, runtime: Runtime) -> None:
-        """An openai template with neither key nor base URL is refused up front."""
-        with pytest.raises(ModelUnavailable):
+        """An openai template with neither key nor base URL is refused up front, as bad input."""
+        with pytest.raises(InvalidInput, match="SESSIONGRAPH_OPENAI_API_KEY"):
             await runtime.templates.create(
                 TemplateSpec(name="nokey", model=ModelSpec.parse("openai:gpt-4o")),
                 owner="local",
