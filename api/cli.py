@@ -40,6 +40,7 @@ import httpx
 import yaml
 from pydantic import ValidationError
 
+from api.middleware import log_config
 from runtime import DEFAULT_OWNER, NotFound, Runtime, SessiongraphError, Settings
 from runtime.database import embedded_postgres
 from runtime.keys import ApiKey
@@ -63,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
             # Workers build their settings from the environment: hand them the URL.
             os.environ["DATABASE_URL"] = url
             log.info("embedded Postgres in %s", settings.data_dir.resolve())
+        # Workers decide whether auth may be off from the address they serve on.
+        os.environ["SESSIONGRAPH_HOST"] = host
         log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
         uvicorn.run(
             "api.app:create_app",
@@ -72,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=None if args.reload else workers,
             reload=args.reload,
             log_level=settings.log_level.lower(),
+            log_config=log_config(settings.log_level),
             proxy_headers=True,
         )
         # A second Ctrl-C (terminals and `uv run` both deliver one) must not interrupt the
@@ -260,7 +264,7 @@ async def _agents_apply(path: Path, owner: str) -> int:
         # Tools, graph kind and model are checked for every agent before any is written.
         for agent_id, spec in agents:
             try:
-                rt._validate_template(spec)
+                rt.validate_template(spec)
             except SessiongraphError as exc:
                 raise _Failure(f"agent {agent_id!r}: {exc.message}") from exc
         for agent_id, spec in agents:
