@@ -11,10 +11,12 @@ Commands:
   its secret, once. ``keys list [--all]`` and ``keys revoke KEY_ID`` manage them.
 * ``agents apply FILE.yaml [--owner OWNER]``: create or update agent templates from YAML,
   idempotently (an unchanged template keeps its version).
-* ``chat AGENT_ID [--session ID] [--url URL] [--key KEY]``: talk to an agent in the
-  terminal, in-process on the database, or over HTTP with ``--url`` (``SESSIONGRAPH_URL``).
+* ``chat AGENT_ID [--session ID] [--url URL] [--key KEY] [--owner OWNER]``: talk to an
+  agent in the terminal, in-process on the database (as ``--owner``), or over HTTP with
+  ``--url`` (``SESSIONGRAPH_URL``) and ``--key`` (``SESSIONGRAPH_API_KEY``).
 
-Errors the runtime raises on purpose print ``error: <message>`` on stderr and exit 1.
+Errors the runtime raises on purpose, and the CLI's own (a bad file, an unreachable
+server), print ``error: <message>`` on stderr and exit 1, without a traceback.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import httpx
 import yaml
 from pydantic import ValidationError
 
+from api.middleware import log_config
 from runtime import DEFAULT_OWNER, NotFound, Runtime, SessiongraphError, Settings
 from runtime.database import embedded_postgres
 from runtime.keys import ApiKey
@@ -61,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
             # Workers build their settings from the environment: hand them the URL.
             os.environ["DATABASE_URL"] = url
             log.info("embedded Postgres in %s", settings.data_dir.resolve())
+        # Workers decide whether auth may be off from the address they serve on.
+        os.environ["SESSIONGRAPH_HOST"] = host
         log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
         uvicorn.run(
             "api.app:create_app",
@@ -70,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=None if args.reload else workers,
             reload=args.reload,
             log_level=settings.log_level.lower(),
+            log_config=log_config(settings.log_level),
             proxy_headers=True,
         )
         # A second Ctrl-C (terminals and `uv run` both deliver one) must not interrupt the
@@ -258,7 +264,7 @@ async def _agents_apply(path: Path, owner: str) -> int:
         # Tools, graph kind and model are checked for every agent before any is written.
         for agent_id, spec in agents:
             try:
-                rt._validate_template(spec)
+                rt.validate_template(spec)
             except SessiongraphError as exc:
                 raise _Failure(f"agent {agent_id!r}: {exc.message}") from exc
         for agent_id, spec in agents:
@@ -575,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # end the line the terminal echoed ^C on
         return 130
 
 

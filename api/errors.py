@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -117,8 +118,20 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         _count(request, code)
-        body = {"error": code, "message": str(exc.detail), "details": {}}
+        details = getattr(exc, "details", None) or {}
+        body = {"error": code, "message": str(exc.detail), "details": details}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def data_error(request: Request, exc: Exception) -> JSONResponse:
+        # Postgres refuses some values outright, above all NUL characters in text; that is
+        # the caller's input, not a server fault.
+        _count(request, "invalid_input")
+        body = {
+            "error": "invalid_input",
+            "message": "a value cannot be stored (text may not contain NUL characters)",
+            "details": {},
+        }
+        return JSONResponse(body, status_code=422)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -129,4 +142,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SessiongraphError, runtime_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(psycopg.DataError, data_error)
     app.add_exception_handler(Exception, unexpected)

@@ -18,8 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "BodyLimitMiddleware",
+    "RequestIdFilter",
     "RequestIdMiddleware",
     "install_request_id_logging",
+    "log_config",
     "request_id",
 ]
 
@@ -45,6 +47,38 @@ def install_request_id_logging() -> None:
 
     factory._sessiongraph = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+class RequestIdFilter(logging.Filter):
+    """A handler filter giving each record a ``request_id`` (for logging configs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id.get()
+        return True
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` the server runs with: request id on every line."""
+    fmt = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "filters": ["request_id"],
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {"default": {"format": fmt}},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
 
 
 class RequestIdMiddleware:
@@ -80,6 +114,7 @@ class _TooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body is over the {limit}-byte limit")
+        self.details = {"limit": limit}
 
 
 class BodyLimitMiddleware:

@@ -78,7 +78,7 @@ class Runtime:
         self.pool = pool
         self.checkpointer = checkpointer
         self.tools = tools
-        self.templates = TemplateStore(pool, self._validate_template)
+        self.templates = TemplateStore(pool, self.validate_template)
         self.graphs = GraphCache(self._build_graph, checkpointer)
         self.sessions = SessionStore(
             pool,
@@ -142,7 +142,12 @@ class Runtime:
 
     # -- templates ----------------------------------------------------------------------------
 
-    def _validate_template(self, spec: TemplateSpec) -> None:
+    def validate_template(self, spec: TemplateSpec) -> None:
+        """Check a template against this server: graph kind, tool names, model.
+
+        Raises:
+            InvalidInput: something in it cannot be built here.
+        """
         if spec.graph_kind not in GRAPH_KINDS:
             raise InvalidInput(
                 f"unknown graph kind {spec.graph_kind!r}", available=sorted(GRAPH_KINDS)

@@ -297,7 +297,7 @@ class TemplateStore:
         owner: str | None = None,
         system: bool = False,
     ) -> AgentTemplate:
-        """Apply a partial update and bump the version, atomically.
+        """Apply a partial update and bump the version, atomically (no change, no bump).
 
         ``system`` lets the caller (an admin) change a system template.
         """
@@ -317,6 +317,8 @@ class TemplateStore:
                     "invalid template", errors=exc.errors(include_url=False)
                 ) from exc
             self._validate(spec)
+            if spec == TemplateSpec.model_validate(row["spec"]):
+                return template_from_row(row)  # nothing changes: same version
             row = await (
                 await conn.execute(
                     "UPDATE agents SET spec = %s, version = version + 1, updated_at = now() "

@@ -5,6 +5,11 @@ sends them to a real uvicorn serving the app through its real lifespan on this m
 own database. Every response must be a non-5xx, and every 4xx JSON response must have the
 shared error body ``{"error", "message", "details"}``.
 
+Every operation gets a positive run with generated ids, a positive run with its path ids
+pinned to an agent and a session that exist (so generated bodies reach the database, not
+just "not found"), and a negative run when some input can be made invalid. All failures
+of all runs are collected and reported together, each with a curl command to reproduce it.
+
 The server runs on a background thread with its own event loop, so the test itself is a
 plain synchronous function driving Hypothesis (no async fixture in the way). Generation is
 derandomized, so a CI run sees the same requests every time. WebSocket routes are not in
@@ -14,10 +19,12 @@ the OpenAPI schema and are not fuzzed.
 from __future__ import annotations
 
 import asyncio
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,50 +33,20 @@ import requests
 import schemathesis
 import uvicorn
 from fastapi import FastAPI
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from schemathesis import Case, CheckContext, GenerationMode
 from schemathesis import Response as StResponse
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
 
 from runtime import Settings
 
-# Per operation and generation mode. 22 operations x 2 modes x 25 examples ~ 1100 requests.
+# Per run (an operation in one mode): about 53 runs x 25 examples, ~1300 requests in all.
 MAX_EXAMPLES = 25
 START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0
-
-
-def _install_many_more_shim() -> None:
-    """Let hypothesis-jsonschema run on this Hypothesis.
-
-    hypothesis-jsonschema 0.23.1 (the newest schemathesis 4.x allows) still drives
-    Hypothesis' internal ``many`` collection helper through ``many.more()``, which newer
-    Hypothesis releases (6.170 is locked here) replaced by ``with many(...) as e: for _ in
-    e``. Without ``more()`` every object schema fails to generate with ``AttributeError:
-    'many' object has no attribute 'more'``. This adapter maps the old calling convention
-    onto the new one; it does nothing once Hypothesis has ``more()`` again.
-    """
-    many = conjecture_utils.many
-    if hasattr(many, "more"):
-        return
-
-    def more(self: Any) -> bool:
-        if getattr(self, "_legacy_iterator", None) is None:
-            self.__enter__()
-            self._legacy_iterator = iter(self)
-        try:
-            next(self._legacy_iterator)
-        except StopIteration:
-            self.__exit__(None)
-            return False
-        return True
-
-    many.more = more  # type: ignore[attr-defined]
-
-
-_install_many_more_shim()
 
 
 @contextmanager
@@ -111,9 +88,7 @@ def error_body_shape(ctx: CheckContext, response: StResponse, case: Case) -> boo
     """Every 4xx JSON answer is ``{"error": str, "message": str, "details": {...}}``."""
     if not 400 <= response.status_code < 500:
         return None
-    content_type = response.headers.get("content-type", [""])
-    if isinstance(content_type, list):
-        content_type = content_type[0] if content_type else ""
+    content_type = ", ".join(response.headers.get("content-type", []))
     if "json" not in content_type:
         raise AssertionError(f"{response.status_code} answered {content_type!r}, not JSON")
     body: Any = response.json()
@@ -146,18 +121,86 @@ def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield url
 
 
-def _fuzz_operation(
-    operation: schemathesis.APIOperation,
-    mode: GenerationMode,
-    base_url: str,
-    session: requests.Session,
-) -> None:
+# Two targets that exist while the fuzzer runs, so that generated requests also reach the
+# handlers' database writes instead of stopping at "not found": some runs pin the path's
+# agent_id / session_id to them, and each of their examples first recreates them (an
+# earlier example may have deleted the agent, the session, or deactivated it).
+FUZZ_AGENT_ID = "fuzz-agent"
+FUZZ_SESSION_ID = "fuzz-session"
+_CONSTRAINTS = {"pattern", "minLength", "maxLength", "enum", "const", "format"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One Hypothesis run: an operation, a generation mode and any pinned path values."""
+
+    operation: schemathesis.APIOperation
+    mode: GenerationMode
+    path_parameters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        pinned = ", ".join(f"{k}={v}" for k, v in self.path_parameters.items())
+        return f"{self.operation.label} [{self.mode.value}{'; ' + pinned if pinned else ''}]"
+
+
+def plans_for(operation: schemathesis.APIOperation) -> list[Plan]:
+    """Positive runs (free ids, then pinned to the fuzz targets) and a negative run."""
+    plans = [Plan(operation, GenerationMode.POSITIVE)]
+    path_names = [p.name for p in operation.iter_parameters() if p.location == "path"]
+    targets = {"agent_id": FUZZ_AGENT_ID, "session_id": FUZZ_SESSION_ID}
+    if path_names and all(name in targets for name in path_names):
+        pinned = {name: targets[name] for name in path_names}
+        plans.append(Plan(operation, GenerationMode.POSITIVE, pinned))
+
+    # Negative: something must be possible to make invalid. A path parameter without any
+    # constraint (agent_id) cannot be, yet schemathesis 4 still tries and then rejects
+    # every case; pin such parameters to the fuzz agent.
+    unconstrained: dict[str, str] = {}
+    negatable = len(operation.body) > 0
+    for parameter in operation.iter_parameters():
+        schema = parameter.definition.get("schema", {})
+        if parameter.location == "path" and not _CONSTRAINTS & set(schema):
+            unconstrained[parameter.name] = FUZZ_AGENT_ID
+        else:
+            negatable = True
+    if negatable:
+        plans.append(Plan(operation, GenerationMode.NEGATIVE, unconstrained))
+    return plans
+
+
+def ensure_targets(base_url: str, session: requests.Session) -> None:
+    """(Re)create the fuzz agent and an active fuzz session on it."""
+    agent = session.post(
+        f"{base_url}/v1/agents",
+        json={"id": FUZZ_AGENT_ID, "name": "fuzz target", "tools": ["calculator"]},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert agent.status_code in (201, 409), agent.text
+    created = session.put(
+        f"{base_url}/v1/sessions/{FUZZ_SESSION_ID}",
+        json={"agent_id": FUZZ_AGENT_ID},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert created.status_code in (200, 201), created.text
+    active = session.post(
+        f"{base_url}/v1/sessions/{FUZZ_SESSION_ID}/activate", timeout=REQUEST_TIMEOUT
+    )
+    assert active.status_code == 200, active.text
+
+
+def fuzz(plan: Plan, base_url: str, session: requests.Session) -> None:
+    """Run one plan; raises what Hypothesis found (after shrinking)."""
+    kwargs: dict[str, Any] = {"generation_mode": plan.mode}
+    if plan.path_parameters:
+        kwargs["path_parameters"] = plan.path_parameters
+    uses_targets = bool(plan.path_parameters)
+
     @hsettings(
         max_examples=MAX_EXAMPLES,
         derandomize=True,
         database=None,
         deadline=None,
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
         suppress_health_check=[
             HealthCheck.too_slow,
             HealthCheck.filter_too_much,
@@ -165,19 +208,32 @@ def _fuzz_operation(
         ],
         print_blob=False,
     )
-    @given(case=operation.as_strategy(generation_mode=mode))
+    @given(case=plan.operation.as_strategy(**kwargs))
     def run(case: Case) -> None:
+        if uses_targets:
+            ensure_targets(base_url, session)
         response = case.call(base_url=base_url, session=session, timeout=REQUEST_TIMEOUT)
         case.validate_response(response, checks=CHECKS)
 
     run()
 
 
+def _describe(exc: BaseException, depth: int = 0) -> str:
+    """An exception with its notes and, for groups, every sub-exception, indented."""
+    lines = [f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", [])]
+    if isinstance(exc, BaseExceptionGroup):
+        lines += [_describe(sub, depth + 1) for sub in exc.exceptions]
+    return textwrap.indent("\n".join(lines), "    " * depth)
+
+
 @pytest.mark.timeout(240)
 def test_no_server_errors_on_any_operation(base_url: str) -> None:
     """Valid and invalid requests to every operation: no 5xx, 4xx bodies well-formed."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=REQUEST_TIMEOUT)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the app's schema has an invalid operation: {result}"
+        operations.append(result.ok())
     labels = {op.label for op in operations}
     # Sanity: the fuzz really covers the API, not an empty or partial schema.
     assert len(operations) >= 20, sorted(labels)
@@ -185,15 +241,15 @@ def test_no_server_errors_on_any_operation(base_url: str) -> None:
     assert "DELETE /v1/agents/{agent_id}" in labels
 
     failures: list[str] = []
+    plans = [plan for operation in operations for plan in plans_for(operation)]
+    assert len(plans) >= 45, [plan.label for plan in plans]
     with requests.Session() as session:
-        for operation in operations:
-            modes = [GenerationMode.POSITIVE]
-            if len(operation.body) or any(True for _ in operation.iter_parameters()):
-                # An operation without inputs has no invalid request to generate.
-                modes.append(GenerationMode.NEGATIVE)
-            for mode in modes:
-                try:
-                    _fuzz_operation(operation, mode, base_url, session)
-                except Exception as exc:  # collect every operation's failure, then report
-                    failures.append(f"--- {operation.label} [{mode.value}]\n{exc}")
-    assert not failures, "\n\n".join(failures)
+        ensure_targets(base_url, session)
+        for plan in plans:
+            try:
+                fuzz(plan, base_url, session)
+            # Collect every run's failures (schemathesis raises a FailureGroup, which is a
+            # BaseExceptionGroup), then report them all at once.
+            except (Exception, FailureGroup) as exc:
+                failures.append(f"--- {plan.label}\n{_describe(exc)}")
+    assert not failures, f"{len(failures)} of {len(plans)} runs failed:\n\n" + "\n\n".join(failures)
