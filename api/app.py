@@ -21,6 +21,7 @@ from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_request_id_logging
 from api.routes import admin, agents, health, messages, sessions, ws
 from runtime import Runtime, Settings, get_settings
+from runtime.tools import ToolRegistry
 
 __all__ = ["OpenServerRefused", "State", "create_app"]
 
@@ -55,15 +56,15 @@ async def _check_auth(runtime: Runtime) -> None:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; ``settings`` defaults to the environment's."""
+def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None = None) -> FastAPI:
+    """Build the app; ``settings`` defaults to the environment's, ``tools`` to the built-ins."""
     settings = settings or get_settings()
     install_request_id_logging()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        async with Runtime.open(settings) as runtime:
+        async with Runtime.open(settings, tools=tools) as runtime:
             await _check_auth(runtime)
             metrics.attach(runtime)
             yield {"runtime": runtime}

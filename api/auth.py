@@ -17,7 +17,14 @@ from runtime import DEFAULT_OWNER, Runtime, Settings
 from runtime.errors import PermissionDenied, Unauthenticated
 from runtime.keys import ADMIN_ROLE, Principal
 
-__all__ = ["OPEN_PRINCIPAL", "authenticate", "may_run_open", "require_admin"]
+__all__ = [
+    "OPEN_PRINCIPAL",
+    "TRUSTED_ROLE",
+    "authenticate",
+    "may_run_open",
+    "require_admin",
+    "turn_roles",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,25 @@ async def authenticate(conn: HTTPConnection, runtime: Runtime) -> Principal:
     if may_run_open(runtime.settings) and not await runtime.keys.any_active():
         return OPEN_PRINCIPAL
     raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+
+
+TRUSTED_ROLE = "trusted"
+
+
+def turn_roles(principal: Principal, requested: list[str] | None) -> frozenset[str]:
+    """The roles a turn runs with: the key's, or the end user's as a trusted backend says.
+
+    Raises:
+        PermissionDenied: roles were given by a key that is neither trusted nor admin.
+    """
+    if requested is None:
+        return principal.roles
+    if not (principal.roles & {TRUSTED_ROLE, ADMIN_ROLE}):
+        raise PermissionDenied(
+            "only trusted backends (keys with the trusted role) may set roles per request",
+            field="roles",
+        )
+    return frozenset(requested)
 
 
 def require_admin(principal: Principal) -> Principal:

@@ -11,6 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runtime.guards import BudgetLimits, Decision
 from runtime.sessions import MAX_METADATA_BYTES, Session
 from runtime.templates import AgentTemplate, Budgets, ModelSpec, TemplateSpec
 from runtime.turns import MAX_MESSAGE_CHARS
@@ -100,6 +101,14 @@ class AgentPublic(TemplateSpec):
 # -- sessions ----------------------------------------------------------------------------
 
 
+class PendingApproval(BaseModel):
+    """A tool call waiting for a human decision."""
+
+    tool_call_id: str
+    name: str
+    args: dict[str, Any]
+
+
 class SessionUpsert(BaseModel):
     """Get-or-create a session. A different ``agent_id`` than the existing one is a 409."""
 
@@ -146,6 +155,10 @@ class SessionPublic(BaseModel):
     messages: int
     tokens_in: int
     tokens_out: int
+    awaiting_approval: bool = Field(
+        description="Paused on tool calls that need a decision: resume it before new messages."
+    )
+    pending_approvals: list[PendingApproval]
 
     @classmethod
     def of(cls, session: Session) -> SessionPublic:
@@ -165,6 +178,10 @@ class SessionPublic(BaseModel):
             messages=session.messages,
             tokens_in=session.tokens_in,
             tokens_out=session.tokens_out,
+            awaiting_approval=session.awaiting_approval,
+            pending_approvals=[
+                PendingApproval.model_validate(p) for p in session.pending_approvals or []
+            ],
         )
 
 
@@ -178,6 +195,15 @@ class MessageCreate(BaseModel):
 
     content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
     agent_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    budgets: BudgetLimits | None = Field(
+        default=None, description="Tighter budgets for this turn (never looser than the agent's)."
+    )
+    roles: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description="The end user's roles, for tool permissions; only `trusted` or `admin` keys "
+        "may set them (default: the key's roles).",
+    )
 
 
 class AgentChat(BaseModel):
@@ -187,6 +213,32 @@ class AgentChat(BaseModel):
 
     content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
     session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    budgets: BudgetLimits | None = Field(
+        default=None, description="Tighter budgets for this turn (never looser than the agent's)."
+    )
+    roles: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description="The end user's roles, for tool permissions; only `trusted` or `admin` keys "
+        "may set them (default: the key's roles).",
+    )
+
+
+class ResumeRequest(BaseModel):
+    """Decisions on the calls a paused turn waits for: one per pending call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decisions: list[Decision] = Field(min_length=1, max_length=64)
+    budgets: BudgetLimits | None = Field(
+        default=None, description="Tighter budgets for this turn (never looser than the agent's)."
+    )
+    roles: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description="The end user's roles, for tool permissions; only `trusted` or `admin` keys "
+        "may set them (default: the key's roles).",
+    )
 
 
 class ToolCall(BaseModel):
@@ -225,7 +277,11 @@ class TurnPublic(BaseModel):
     usage: Usage
     latency_ms: float
     model_latency_ms: float
-    warnings: list[str]
+    warnings: list[str] = Field(description="Budgets that stopped the turn, by name.")
+    status: Literal["completed", "awaiting_approval"]
+    pending_approvals: list[PendingApproval] = Field(
+        description="With status awaiting_approval: the calls to approve, reject or edit."
+    )
 
 
 # -- admin -------------------------------------------------------------------------------

@@ -6,9 +6,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
+from api.auth import turn_roles
 from api.deps import PrincipalDep, RuntimeDep
 from api.routes.sessions import SessionId
-from api.schemas import ErrorBody, MessageCreate, MessagePublic, Page, TurnPublic
+from api.schemas import (
+    ErrorBody,
+    MessageCreate,
+    MessagePublic,
+    Page,
+    ResumeRequest,
+    TurnPublic,
+)
 from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
 
 router = APIRouter(
@@ -24,7 +32,9 @@ router = APIRouter(
     response_model=TurnPublic,
     responses={
         **SSE_RESPONSES,
-        409: {"model": ErrorBody, "description": "Busy or inactive session"},
+        409: {"model": ErrorBody, "description": "Busy, inactive, or awaiting approval"},
+        429: {"model": ErrorBody, "description": "The model is rate-limited; see Retry-After"},
+        502: {"model": ErrorBody, "description": "The model refused or answered garbage"},
         413: {"model": ErrorBody},
         503: {"model": ErrorBody, "description": "The model failed; the turn was rolled back"},
     },
@@ -36,10 +46,43 @@ async def send_message(
     runtime: RuntimeDep,
     who: PrincipalDep,
 ) -> Any:
-    kwargs: dict[str, Any] = {"owner": who.owner, "agent_id": body.agent_id}
+    kwargs: dict[str, Any] = {
+        "owner": who.owner,
+        "agent_id": body.agent_id,
+        "roles": turn_roles(who, body.roles),
+        "budgets": body.budgets,
+    }
     if wants_stream(request):
         return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
     return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
+
+
+@router.post(
+    "/{session_id}/resume",
+    summary="Approve, reject or edit the tool calls a paused turn waits for, and finish it",
+    response_model=TurnPublic,
+    responses={
+        **SSE_RESPONSES,
+        409: {"model": ErrorBody, "description": "Nothing awaits approval, or busy"},
+        503: {"model": ErrorBody, "description": "The model failed; the resume was rolled back"},
+    },
+)
+async def resume(
+    session_id: SessionId,
+    body: ResumeRequest,
+    request: Request,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+) -> Any:
+    decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
+    kwargs: dict[str, Any] = {
+        "owner": who.owner,
+        "roles": turn_roles(who, body.roles),
+        "budgets": body.budgets,
+    }
+    if wants_stream(request):
+        return await stream_turn(runtime.resume_stream(session_id, decisions, **kwargs))
+    return (await runtime.resume(session_id, decisions, **kwargs)).to_dict()
 
 
 @router.get("/{session_id}/messages", summary="Read the conversation, one page at a time")

@@ -1,11 +1,17 @@
 """WebSocket chat: several turns per connection, with the SSE event vocabulary as frames.
 
-Client frames: ``{"type": "message", "content": "..."}`` (``{"type": "ping"}`` answers
-``pong``). Server frames: ``{"type": "session", "data": <session>}`` once on connect, then
-per turn ``token``, ``tool_call``, ``tool_result``, ``message``, ``usage`` and ``done`` or
-``error`` frames, each ``{"type", "data"}``. A bad frame or a refused turn answers an
-``error`` frame and the connection stays open. Authentication failures close with 4401, a
-missing session with 4404. The key goes in the ``Authorization`` header or ``?token=``.
+Client frames:
+
+- ``{"type": "message", "content": "..."}`` (optionally ``budgets``, and ``roles`` from
+  trusted keys);
+- ``{"type": "resume", "decisions": [...]}`` to finish a turn paused for approval;
+- ``{"type": "ping"}``, answered ``{"type": "pong"}``.
+
+Server frames, each ``{"type", "data"}``: ``session`` once on connect, then per turn
+``token``, ``tool_call``, ``tool_result``, ``message``, ``approval_required``, ``usage``,
+and ``done`` or ``error``. A bad frame or a refused turn answers an ``error`` frame and the
+connection stays open. Authentication failures close with 4401, a missing session with
+4404. The key goes in the ``Authorization`` header or ``?token=``.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from api.auth import authenticate
+from api.auth import authenticate, turn_roles
 from api.errors import error_body
-from api.schemas import ID_PATTERN, MessageCreate, SessionPublic
+from api.schemas import ID_PATTERN, MessageCreate, ResumeRequest, SessionPublic
 from runtime import Runtime
 from runtime.errors import InvalidInput, NotFound, SessiongraphError, Unauthenticated
 from runtime.keys import Principal
@@ -87,11 +93,21 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
         while True:
             frame = await websocket.receive_text()
             try:
-                content = _parse(frame)
-                if content is None:
+                body = _parse(frame)
+                if body is None:
                     await _send(websocket, "pong", {})
                     continue
-                async for event in runtime.stream(session_id, content, owner=principal.owner):
+                kwargs: dict[str, Any] = {
+                    "owner": principal.owner,
+                    "roles": turn_roles(principal, body.roles),
+                    "budgets": body.budgets,
+                }
+                if isinstance(body, ResumeRequest):
+                    decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
+                    events = runtime.resume_stream(session_id, decisions, **kwargs)
+                else:
+                    events = runtime.stream(session_id, body.content, **kwargs)
+                async for event in events:
                     await _send(websocket, event.type, event.data)
             except SessiongraphError as exc:
                 await _send(websocket, "error", error_body(exc))
@@ -108,8 +124,8 @@ def _close_code(exc: SessiongraphError) -> int:
     return 4400  # a refused session (another agent's, bad id)
 
 
-def _parse(frame: str) -> str | None:
-    """The message content of a client frame; None for a ping."""
+def _parse(frame: str) -> MessageCreate | ResumeRequest | None:
+    """A client frame as a message or a resume; None for a ping."""
     try:
         data = json.loads(frame)
     except ValueError as exc:
@@ -121,10 +137,12 @@ def _parse(frame: str) -> str | None:
     kind = data.pop("type", "message")
     if kind == "ping":
         return None
-    if kind != "message":
-        raise InvalidInput(f"unknown frame type {kind!r}; send 'message' or 'ping'")
+    if kind not in ("message", "resume"):
+        raise InvalidInput(f"unknown frame type {kind!r}; send 'message', 'resume' or 'ping'")
     try:
-        return MessageCreate.model_validate(data).content
+        if kind == "resume":
+            return ResumeRequest.model_validate(data)
+        return MessageCreate.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise InvalidInput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
