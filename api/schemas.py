@@ -67,6 +67,7 @@ class AgentUpdate(BaseModel):
     system_prompt: str | None = Field(default=None, max_length=100_000)
     model: ModelSpec | None = None
     tools: list[str] | None = Field(default=None, max_length=64)
+    require_approval: list[str] | None = Field(default=None, max_length=64)
     graph_kind: str | None = None
     budgets: Budgets | None = None
     max_context_tokens: int | None = Field(default=None, ge=64)

@@ -29,7 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
@@ -40,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from runtime.database import Pool
 from runtime.errors import InvalidInput, ModelBadResponse
 from runtime.keys import ADMIN_ROLE
-from runtime.templates import Budgets
-from runtime.tools import ToolSpec
+from runtime.templates import Budgets, TemplateSpec
+from runtime.tools import ToolRegistry, ToolSpec
 
 __all__ = [
     "BudgetLimits",
@@ -51,6 +51,7 @@ __all__ = [
     "canonical_args",
     "effective_budgets",
     "guarded_tool_call",
+    "template_tools",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,13 @@ def effective_budgets(template: Budgets, request: BudgetLimits | None) -> Budget
         mine, asked = getattr(template, name), getattr(request, name)
         merged[name] = mine if asked is None else asked if mine is None else min(mine, asked)
     return Budgets(**merged)
+
+
+def template_tools(registry: ToolRegistry, spec: TemplateSpec) -> list[ToolSpec]:
+    """A template's tools from the registry, with the template's own approval list applied."""
+    tools = registry.resolve(spec.tools)
+    extra = set(spec.require_approval)
+    return [replace(t, requires_approval=True) if t.name in extra else t for t in tools]
 
 
 def canonical_args(args: Mapping[str, Any]) -> str:
@@ -125,7 +133,12 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tool_call_id: str = Field(min_length=1, max_length=200)
+    tool_call_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The pending call this decides; omitted: every pending call not named.",
+    )
     action: Literal["approve", "reject", "edit"]
     args: dict[str, Any] | None = Field(
         default=None, description="For `edit`: the arguments to run the tool with instead."
@@ -262,7 +275,11 @@ class TurnGuard:
     def accept_decisions(
         self, pending: Sequence[Mapping[str, Any]], raw: Any
     ) -> dict[str, Decision]:
-        """Validate a resume value: one decision per pending call, nothing else."""
+        """Validate a resume value: one decision per pending call, nothing else.
+
+        A decision without ``tool_call_id`` applies to every pending call that has no
+        decision of its own ("approve all"); it may not be an ``edit``.
+        """
         items = raw.get("decisions") if isinstance(raw, dict) else raw
         if not isinstance(items, list):
             raise InvalidInput("resume with {'decisions': [...]}, one per pending call")
@@ -270,18 +287,31 @@ class TurnGuard:
             decisions = [Decision.model_validate(d) for d in items]
         except Exception as exc:
             raise InvalidInput(f"invalid decision: {exc}") from exc
-        wanted = {p["tool_call_id"] for p in pending}
-        given = {d.tool_call_id for d in decisions}
-        if given != wanted or len(decisions) != len(given):
+        wanted = [p["tool_call_id"] for p in pending]
+        named = [d for d in decisions if d.tool_call_id is not None]
+        blanket = [d for d in decisions if d.tool_call_id is None]
+        given = {d.tool_call_id for d in named}
+        if (
+            len(blanket) > 1
+            or len(given) != len(named)
+            or not given <= set(wanted)
+            or (not blanket and given != set(wanted))
+        ):
             raise InvalidInput(
-                "give exactly one decision per pending call",
-                pending=sorted(wanted),
-                given=sorted(given),
+                "give one decision per pending call (or one without tool_call_id for all)",
+                pending=wanted,
+                given=sorted(str(g) for g in given),
             )
         for d in decisions:
             if d.action == "edit" and d.args is None:
                 raise InvalidInput("an edit decision needs args", tool_call_id=d.tool_call_id)
-        self.decisions.update({d.tool_call_id: d for d in decisions})
+            if d.action == "edit" and d.tool_call_id is None:
+                raise InvalidInput("an edit decision must name its tool_call_id")
+        resolved = {str(d.tool_call_id): d for d in named}
+        for call_id in wanted:
+            if call_id not in resolved:
+                resolved[call_id] = blanket[0].model_copy(update={"tool_call_id": call_id})
+        self.decisions.update(resolved)
         return self.decisions
 
     def _refusal(self, call: Mapping[str, Any], spec: ToolSpec | None) -> str | None:

@@ -21,7 +21,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from graphs import GRAPH_KINDS
 from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
 from runtime.errors import InvalidInput, ModelUnavailable
-from runtime.guards import BudgetLimits, ToolRecords
+from runtime.guards import BudgetLimits, ToolRecords, template_tools
 from runtime.keys import KeyStore
 from runtime.models import make_chat_model
 from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, position
@@ -164,7 +164,7 @@ class Runtime:
         return GRAPH_KINDS[spec.graph_kind](
             spec,
             model=make_chat_model(spec.model, self.settings),
-            tools=self.tools.resolve(spec.tools),
+            tools=template_tools(self.tools, spec),
         )
 
     # -- sessions and turns -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from runtime.database import Pool, delete_threads
 from runtime.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SessionBusy
@@ -107,10 +107,23 @@ class TemplateSpec(BaseModel):
     system_prompt: str = Field(default="You are a helpful assistant.", max_length=100_000)
     model: ModelSpec = Field(default_factory=ModelSpec)
     tools: list[str] = Field(default_factory=list, max_length=64)
+    require_approval: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Tools of this template that pause the turn for a human decision "
+        "(besides those registered with requires_approval).",
+    )
     graph_kind: str = "react"
     budgets: Budgets = Field(default_factory=Budgets)
     max_context_tokens: int | None = Field(default=None, ge=64)
     session_ttl_seconds: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _approvals_name_tools(self) -> TemplateSpec:
+        unknown = sorted(set(self.require_approval) - set(self.tools))
+        if unknown:
+            raise ValueError(f"require_approval names tools the agent does not have: {unknown}")
+        return self
 
 
 class AgentTemplate(BaseModel):

@@ -39,7 +39,13 @@ from runtime.errors import (
     SessiongraphError,
     TurnFailed,
 )
-from runtime.guards import BudgetLimits, ToolRecords, TurnGuard, effective_budgets
+from runtime.guards import (
+    BudgetLimits,
+    ToolRecords,
+    TurnGuard,
+    effective_budgets,
+    template_tools,
+)
 from runtime.keys import ADMIN_ROLE
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.templates import Budgets, GraphCache
@@ -283,7 +289,7 @@ class TurnRunner:
         policy = self._policies.get(key)
         if policy is None:
             spec = lease.template().spec
-            policy = (spec.budgets, {t.name: t for t in self._tools.resolve(spec.tools)})
+            policy = (spec.budgets, {t.name: t for t in template_tools(self._tools, spec)})
             if len(self._policies) > 512:
                 self._policies.clear()
             self._policies[key] = policy

@@ -21,7 +21,32 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
+def run_example(code: str, database_url: str, tmp_path: Path) -> list[str]:
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONGRAPH_")}
+    env |= {"DATABASE_URL": database_url, "SESSIONGRAPH_SWEEP_INTERVAL_SECONDS": "0"}
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
 class TestReadme:
+    def test_guardrails_example_runs(self, fresh_database: str, tmp_path: Path) -> None:
+        """The guardrails example pauses for approval, runs the edited call, refunds once."""
+        (code,) = [b for b in python_blocks() if b.startswith("# guardrails example")]
+        lines = run_example(code, fresh_database, tmp_path)
+        assert lines[0].startswith("awaiting_approval [{") and "'order_id': 7" in lines[0]
+        assert lines[1].startswith("completed ") and lines[1].endswith("[8]")
+        assert lines[2] == "[8]"
+
     def test_runtime_example_runs(self, database_url: str, tmp_path: Path) -> None:
         """The 'engine without HTTP' example runs and prints what its comments promise."""
         blocks = python_blocks()
