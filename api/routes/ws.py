@@ -79,14 +79,7 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
         principal, session = await _open(websocket, runtime, session_id, agent_id)
     except SessiongraphError as exc:
         await _send(websocket, "error", error_body(exc))
-        code = (
-            4401
-            if isinstance(exc, Unauthenticated)
-            else 4404
-            if isinstance(exc, NotFound)
-            else 4400
-        )
-        await websocket.close(code=code, reason=exc.code)
+        await websocket.close(code=_close_code(exc), reason=exc.code)
         return
     await _send(websocket, "session", SessionPublic.of(session).model_dump(mode="json"))
     try:
