@@ -340,6 +340,7 @@ class TurnRunner:
             modes = ["updates", "messages"] if emit else ["updates"]
             current = asyncio.current_task()
             assert current is not None
+            streamed = False  # tokens went out since the last complete message
             async with self._sessions.renewing(lease, current):
                 async for mode, chunk in graph.astream(graph_input, config, stream_mode=modes):
                     if mode == "messages":
@@ -351,17 +352,28 @@ class TurnRunner:
                             and meta.get("langgraph_node") == "agent"
                         ):
                             emit(TurnEvent("token", {"content": message.text}))
+                            streamed = True
                         continue
                     if "__interrupt__" in chunk:
                         pending = list(chunk["__interrupt__"][0].value.get("pending", []))
                         continue
-                    for update in chunk.values():
+                    for node, update in chunk.items():
                         for message in _updated_messages(update):
                             # The state reducer stamps messages too, but updates stream
                             # before it runs; the same object gets the same stamp either way.
                             message.response_metadata.setdefault("created_at", _now())
                             added.append(message)
                             if emit:
+                                if (
+                                    node == "agent"
+                                    and isinstance(message, AIMessage)
+                                    and message.text
+                                    and not streamed
+                                ):
+                                    # Not from the model (a budget's final word): send its
+                                    # text as tokens too, so tokens always add up to replies.
+                                    emit(TurnEvent("token", {"content": message.text}))
+                                streamed = False
                                 _emit_message(emit, message)
             result = self._result(lease, added, started, timer, guard, pending)
             await self._sessions.release(

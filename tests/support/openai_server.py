@@ -19,6 +19,9 @@ Behaviour is a pure function of the request messages:
   messages are joined with ``", "``);
 * a ``calculator`` tool is offered and the last user text contains an arithmetic
   expression -> an assistant ``tool_calls`` reply for ``calculator``;
+* ``"call TOOL with {json}"`` (the whole last user text) -> an assistant ``tool_calls``
+  reply for ``TOOL`` with those arguments, *even when TOOL is not offered* (a misbehaving
+  model, for permission tests);
 * ``"my name is X"`` -> ``"Nice to meet you, X."``; ``"what is my name?"`` ->
   ``"Your name is X."`` recalled from earlier user messages;
 * anything else -> ``"echo: <text>"``.
@@ -59,6 +62,9 @@ _ASK_NAME_RE = re.compile(r"\bwhat(?:'s| is)\s+my name\b", re.IGNORECASE)
 _EXPR_CANDIDATE_RE = re.compile(r"[(\d][\d\s.()+\-*/%^]*[\d)]")
 _HAS_OPERATOR_RE = re.compile(r"[\d)]\s*(?:\*\*|[-+*/%^])\s*[\d(]")
 _PIECE_RE = re.compile(r"\S+\s*|\s+")
+_FORCED_CALL_RE = re.compile(
+    r"^\s*call\s+(?P<name>[A-Za-z_][\w.\-]*)(?:\s+with)?\s*(?P<args>\{.*\})?\s*$", re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,25 @@ def _decide(body: dict[str, Any]) -> _Reply:
 
     user_texts = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
     text = user_texts[-1] if user_texts else ""
+
+    forced = _FORCED_CALL_RE.match(text)
+    if forced is not None:
+        try:
+            args = json.loads(forced.group("args") or "{}")
+        except json.JSONDecodeError:
+            args = None
+        if isinstance(args, dict):
+            name = forced.group("name")
+            arguments = json.dumps(args)
+            digest = hashlib.sha256(f"{len(messages)}:{name}:{arguments}".encode()).hexdigest()
+            return _Reply(
+                content=None,
+                tool_call={
+                    "id": f"call_{digest[:24]}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                },
+            )
 
     if "calculator" in _offered_tools(body):
         expression = _find_expression(text)
