@@ -299,6 +299,11 @@ class _TurnPrinter:
         elif kind == "tool_result":
             content = str(data.get("content", ""))
             self._line(f"  [result] {content.replace(chr(10), _RESULT_INDENT)}")
+        elif kind == "approval_required":
+            for call in data.get("pending") or []:
+                args = json.dumps(call.get("args") or {}, ensure_ascii=False)
+                self._line(f"  [approval] {call.get('name')}({args}) awaits a decision")
+            self._line("  type /approve, or /reject [reason]")
         elif kind == "done":
             if not self._streamed:  # a model that does not stream: show the reply whole
                 self._write(str(data.get("reply") or ""))
@@ -344,6 +349,16 @@ def _read_message() -> str | None:
             return text
 
 
+def _decisions(text: str) -> list[dict[str, Any]] | None:
+    """``/approve`` or ``/reject [reason]`` as resume decisions for every pending call."""
+    command, _, reason = text.partition(" ")
+    if command == "/approve":
+        return [{"action": "approve"}]
+    if command == "/reject":
+        return [{"action": "reject", **({"reason": reason.strip()} if reason.strip() else {})}]
+    return None
+
+
 async def _read_message_async() -> str | None:
     """:func:`_read_message` on a daemon thread, so a blocked read never holds up the loop.
 
@@ -379,8 +394,13 @@ async def _chat_local(agent_id: str, session_id: str, owner: str) -> int:
         print(f"session: {session.session_id}", flush=True)
         printer = _TurnPrinter()
         while (content := await _read_message_async()) is not None:
+            decisions = _decisions(content)
             try:
-                async for event in rt.stream(session.session_id, content, owner=owner):
+                if decisions is not None:
+                    events = rt.resume_stream(session.session_id, decisions, owner=owner)
+                else:
+                    events = rt.stream(session.session_id, content, owner=owner)
+                async for event in events:
                     printer.show(event.type, event.data)
             except SessiongraphError as exc:
                 printer.show("error", {"message": exc.message})
@@ -432,13 +452,14 @@ def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 def _send_http(
     client: httpx.Client, path: str, content: str, show: Callable[[str, dict[str, Any]], None]
 ) -> None:
-    """Post one message and show the events of its streamed reply."""
-    with client.stream(
-        "POST",
-        f"{path}/messages",
-        json={"content": content},
-        headers={"Accept": "text/event-stream"},
-    ) as response:
+    """Post one message (or a ``/approve`` / ``/reject``) and show the streamed reply."""
+    decisions = _decisions(content)
+    url, body = (
+        (f"{path}/resume", {"decisions": decisions})
+        if decisions is not None
+        else (f"{path}/messages", {"content": content})
+    )
+    with client.stream("POST", url, json=body, headers={"Accept": "text/event-stream"}) as response:
         if not response.is_success:
             response.read()
             show("error", {"message": _error_message(response)})

@@ -19,7 +19,8 @@ Rules, in order (the first that applies wins):
 3. Otherwise the text of the last human message decides:
 
    * ``use tool NAME with {json}`` / ``call NAME {json}`` (NAME bound): call NAME with those
-     arguments (``{}`` when none are given).
+     arguments (``{}`` when none are given). Several joined by ``and`` (``use tool a with
+     {...} and use tool b with {...}``) make several calls in one message.
    * ``note: ...`` / ``note that ...`` / ``remember that ...`` with ``save_note`` bound: call
      ``save_note`` with ``{"text": "..."}``. ``what are my notes`` / ``read my notes`` /
      ``list my notes`` with ``read_notes`` bound: call ``read_notes``.
@@ -100,6 +101,8 @@ _EXPLICIT = re.compile(
     r"(?:\s+tool)?(?:\s+with)?(?:\s*(?P<args>\{.*\}))?\s*[.!]?\s*$",
     _FLAGS | re.DOTALL,
 )
+# "use tool a with {...} and use tool b with {...}": several calls in one message.
+_AND_CALL = re.compile(r"\s+and\s+(?=(?:please\s+)?(?:use|call)\s)", _FLAGS)
 _SAVE_NOTE = re.compile(
     r"^\s*(?:note\s*:|note\s+that\b|remember\s+that\b)\s*(?P<rest>.+?)\s*$", _FLAGS | re.DOTALL
 )
@@ -157,10 +160,10 @@ _TOKEN = re.compile(r"\s*\S+|\s+")
 
 @dataclass(frozen=True)
 class _Reply:
-    """What the model decided to say: text, or one tool call (with empty text)."""
+    """What the model decided to say: text, or tool calls (with empty text)."""
 
     text: str = ""
-    tool_call: ToolCall | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 def _message_text(message: BaseMessage) -> str:
@@ -215,18 +218,20 @@ def _tool_names(tools: Sequence[Any] | None) -> frozenset[str]:
     return frozenset(names)
 
 
-def _tool_call_id(message_count: int, name: str, args: dict[str, Any]) -> str:
+def _tool_call_id(message_count: int, name: str, args: dict[str, Any], index: int = 0) -> str:
     """A deterministic tool-call id, unique per conversation turn, tool and arguments.
 
     Args:
         message_count: How many messages the model was given.
         name: The tool name.
         args: The tool arguments.
+        index: The call's position in its message (calls after the first).
 
     Returns:
         ``call_`` followed by 12 hex digits.
     """
-    payload = json.dumps([message_count, name, args], sort_keys=True, ensure_ascii=False)
+    key: list[Any] = [message_count, name, args] + ([index] if index else [])
+    payload = json.dumps(key, sort_keys=True, ensure_ascii=False)
     return "call_" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
 
 
@@ -346,16 +351,15 @@ def _decide(
         always_call_tool: The tool every reply calls, if it is bound.
 
     Returns:
-        The reply: text, or a single tool call.
+        The reply: text, or tool calls.
     """
 
-    def call(name: str, args: dict[str, Any]) -> _Reply:
-        call_id = _tool_call_id(len(messages), name, args)
-        return _Reply(tool_call=tool_call(name=name, args=args, id=call_id))
+    def call(name: str, args: dict[str, Any], index: int = 0) -> ToolCall:
+        return tool_call(name=name, args=args, id=_tool_call_id(len(messages), name, args, index))
 
     if always_call_tool and always_call_tool in tools:
         args = {"expression": "1+1"} if always_call_tool == "calculator" else {}
-        return call(always_call_tool, args)
+        return _Reply(tool_calls=(call(always_call_tool, args),))
 
     answer = _answer_tool_results(messages)
     if answer is not None:
@@ -371,23 +375,25 @@ def _decide(
     if not text:
         return _Reply(text="You said nothing.")
 
-    explicit = _EXPLICIT.match(text)
-    if explicit and explicit.group("name") in tools:
-        name = explicit.group("name")
-        raw_args = explicit.group("args")
-        parsed: Any
-        try:
-            parsed = json.loads(raw_args) if raw_args else {}
-        except json.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            return _Reply(text=f"The arguments for {name} must be a JSON object.")
-        return call(name, parsed)
+    parts = _AND_CALL.split(text)
+    explicit = [_EXPLICIT.match(part) for part in parts]
+    if all(m is not None and m.group("name") in tools for m in explicit):
+        calls = []
+        for index, match in enumerate(m for m in explicit if m is not None):
+            name, raw_args = match.group("name"), match.group("args")
+            try:
+                parsed: Any = json.loads(raw_args) if raw_args else {}
+            except json.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                return _Reply(text=f"The arguments for {name} must be a JSON object.")
+            calls.append(call(name, parsed, index))
+        return _Reply(tool_calls=tuple(calls))
 
     if "save_note" in tools and (note := _SAVE_NOTE.match(text)):
-        return call("save_note", {"text": note.group("rest")})
+        return _Reply(tool_calls=(call("save_note", {"text": note.group("rest")}),))
     if "read_notes" in tools and _READ_NOTES.search(text):
-        return call("read_notes", {})
+        return _Reply(tool_calls=(call("read_notes", {}),))
 
     key = _memory_question_key(text)
     if key is not None:
@@ -407,13 +413,13 @@ def _decide(
         )
 
     if "current_time" in tools and _TIME.search(text):
-        return call("current_time", {})
+        return _Reply(tool_calls=(call("current_time", {}),))
 
     expression = _arithmetic_expression(text)
     if expression is not None:
         if "calculator" not in tools:
             return _Reply(text="I cannot calculate without the calculator tool.")
-        return call("calculator", {"expression": expression})
+        return _Reply(tool_calls=(call("calculator", {"expression": expression}),))
 
     if _INSTRUCTIONS.search(text):
         system = [_message_text(m).strip() for m in messages if isinstance(m, SystemMessage)]
@@ -510,7 +516,7 @@ class OfflineChatModel(BaseChatModel):
         """
         tools = kwargs.get("tools") or []
         reply = _decide(messages, _tool_names(tools), self.always_call_tool)
-        calls = [reply.tool_call] if reply.tool_call else []
+        calls = list(reply.tool_calls)
         message = AIMessage(content=reply.text, tool_calls=calls)
         countable_tools: list[BaseTool | dict[str, Any]] = [
             t for t in tools if isinstance(t, BaseTool | dict)
@@ -543,13 +549,12 @@ class OfflineChatModel(BaseChatModel):
             The chunks, in order.
         """
         pieces: list[AIMessageChunk] = []
-        if message.tool_calls:
-            call = message.tool_calls[0]
+        for index, call in enumerate(message.tool_calls):
             pieces.append(
                 AIMessageChunk(
                     content="",
                     tool_call_chunks=[
-                        tool_call_chunk(name=call["name"], args="", id=call["id"], index=0)
+                        tool_call_chunk(name=call["name"], args="", id=call["id"], index=index)
                     ],
                 )
             )
@@ -557,10 +562,12 @@ class OfflineChatModel(BaseChatModel):
                 pieces.append(
                     AIMessageChunk(
                         content="",
-                        tool_call_chunks=[tool_call_chunk(name=None, args=part, id=None, index=0)],
+                        tool_call_chunks=[
+                            tool_call_chunk(name=None, args=part, id=None, index=index)
+                        ],
                     )
                 )
-        else:
+        if not message.tool_calls:
             text = message.content if isinstance(message.content, str) else message.text
             pieces = [AIMessageChunk(content=token) for token in _split_tokens(text)]
         last = pieces[-1]

@@ -6,6 +6,7 @@ its exit status, and what it left in the database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -291,3 +292,64 @@ class TestChat:
         assert proc.returncode == 1
         assert "error: agent 'no-such-agent' not found" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+    def test_approval_in_the_terminal(self, database_url: str, tmp_path: Path) -> None:
+        """A call that needs approval is shown; `/approve` resumes the turn and runs it."""
+        spec = tmp_path / "notary.yaml"
+        spec.write_text(
+            "id: cli-notary\nname: Notary\ntools: [save_note, read_notes]\n"
+            "require_approval: [save_note]\n"
+        )
+        run_cli(database_url, "agents", "apply", str(spec))
+        proc = run_cli(
+            database_url,
+            "chat",
+            "cli-notary",
+            stdin="note: buy milk\nhello\n/approve\nwhat are my notes?\n",
+        )
+        out = proc.stdout
+        assert '  [approval] save_note({"text": "buy milk"}) awaits a decision' in out
+        assert "waiting for a decision" in proc.stderr  # "hello" is refused meanwhile
+        assert "  [result] Saved note: buy milk" in out
+        assert "  [result] buy milk" in out  # read_notes after the approved save
+
+
+class TestChatOverHttp:
+    async def test_chat_against_a_running_server(self, settings: Settings) -> None:
+        """`chat --url` streams a real server's turns, tool calls and approvals."""
+        from api.app import create_app
+        from tests.support.server import running_server
+
+        async with running_server(create_app(settings)) as url:
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("SESSIONGRAPH_") and k != "DATABASE_URL"
+            }
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "api.cli",
+                "chat",
+                "default",
+                "--url",
+                url,
+                "--session",
+                "cli-http-1",
+                cwd=ROOT,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            stdout, stderr = await asyncio.wait_for(
+                proc.communicate(b"my name is Alice\nwhat is 2+3?\nwhat is my name?\n"),
+                timeout=60,
+            )
+        assert proc.returncode == 0, stderr.decode()
+        lines = stdout.decode().splitlines()
+        assert lines[0] == "session: cli-http-1"
+        assert lines[1] == "Nice to meet you, Alice."
+        assert '  [tool] calculator({"expression": "2+3"})' in lines
+        assert "  [result] 5" in lines
+        assert lines[-1] == "Your name is Alice."

@@ -221,6 +221,18 @@ class TestToolCalls:
         reply = model.bind_tools(ALL_TOOLS).invoke(_human(text))
         assert [(c["name"], c["args"]) for c in reply.tool_calls] == [(name, args)]
 
+    def test_several_calls_in_one_message(self, model: OfflineChatModel) -> None:
+        """Explicit requests joined by `and` become several calls with distinct ids."""
+        text = 'use tool save_note with {"text": "a"} and use tool save_note with {"text": "a"}'
+        bound = model.bind_tools(ALL_TOOLS)
+        reply = bound.invoke(_human(text))
+        assert [(c["name"], c["args"]) for c in reply.tool_calls] == [
+            ("save_note", {"text": "a"}),
+            ("save_note", {"text": "a"}),
+        ]
+        assert len({c["id"] for c in reply.tool_calls}) == 2
+        assert _merge(list(bound.stream(_human(text)))).tool_calls == reply.tool_calls
+
     def test_unbound_tool_is_not_called(self, model: OfflineChatModel) -> None:
         """An explicit request for a tool that is not bound falls through to the echo."""
         reply = model.bind_tools([calculator]).invoke(_human("call current_time"))
