@@ -315,12 +315,16 @@ class TestChat:
 
 
 class TestChatOverHttp:
-    async def test_chat_against_a_running_server(self, settings: Settings) -> None:
-        """`chat --url` streams a real server's turns, tool calls and approvals."""
+    async def test_chat_against_a_running_server(
+        self, settings: Settings, fresh_database: str
+    ) -> None:
+        """`chat --url` streams a real server's turns and tool calls."""
         from api.app import create_app
         from tests.support.server import running_server
 
-        async with running_server(create_app(settings)) as url:
+        # Its own database: the key tests above turn auth on for the module's.
+        s = settings.model_copy(update={"database_url": fresh_database})
+        async with running_server(create_app(s)) as url:
             env = {
                 k: v
                 for k, v in os.environ.items()
