@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -36,7 +38,9 @@ def own_db(settings: Settings, database_url: str, **extra: Any) -> Settings:
     return settings.model_copy(update={"database_url": database_url, **extra})
 
 
-async def create_key(settings: Settings, owner: str, roles: list[str] | None = None) -> tuple[str, str]:
+async def create_key(
+    settings: Settings, owner: str, roles: list[str] | None = None
+) -> tuple[str, str]:
     """A new key for ``owner``: its id and its secret."""
     async with Runtime.open(settings, sweeper=False) as rt:
         key, secret = await rt.keys.create(owner, roles=roles or [])
@@ -106,7 +110,7 @@ class TestKeyRequired:
             malformed = await http.get("/v1/sessions", headers={"Authorization": "Basic abc"})
             assert malformed.status_code == 401
             assert malformed.json()["error"] == "unauthenticated"
-            empty = await http.get("/v1/sessions", headers={"Authorization": "Bearer "})
+            empty = await http.get("/v1/sessions", headers={"Authorization": "Bearer"})
             assert empty.status_code == 401
             ok = await http.get("/v1/sessions", headers=bearer(secret))
             assert ok.status_code == 200 and ok.json()["items"] == []
@@ -137,6 +141,31 @@ class TestKeyRequired:
             assert refused.status_code == 401
             assert refused.json()["error"] == "unauthenticated"
             assert (await http.get("/v1/sessions", headers=bearer(keep))).status_code == 200
+
+    async def test_query_token_is_ignored_over_http(
+        self, settings: Settings, fresh_database: str
+    ) -> None:
+        """Plain HTTP requests do not accept the key as ?token= (sockets only)."""
+        s = own_db(settings, fresh_database)
+        _, secret = await create_key(s, "alice")
+        async with serve(s) as http:
+            response = await http.get("/v1/sessions", params={"token": secret})
+            assert response.status_code == 401
+            assert response.json()["error"] == "unauthenticated"
+
+    async def test_revoking_last_key_reopens_loopback_but_not_that_key(
+        self, settings: Settings, fresh_database: str
+    ) -> None:
+        """With its only key revoked a loopback server runs open; the revoked key stays refused."""
+        s = own_db(settings, fresh_database)
+        key_id, secret = await create_key(s, "alice")
+        async with serve(s) as http:
+            assert (await http.get("/v1/sessions")).status_code == 401
+            async with Runtime.open(s, sweeper=False) as rt:
+                await rt.keys.revoke(key_id)
+            assert (await http.get("/v1/sessions", headers=bearer(secret))).status_code == 401
+            response = await http.put(f"/v1/sessions/{uid()}", json={})
+            assert response.status_code == 201 and response.json()["owner"] == "local"
 
 
 class TestOwnerIsolation:
@@ -240,6 +269,38 @@ class TestOwnerIsolation:
         agent = (await http.get("/v1/agents/default", headers=alice)).json()
         assert agent["name"] != "hijacked"
 
+    async def test_other_owner_socket_is_refused(
+        self, two_owners: tuple[httpx.AsyncClient, dict[str, str], dict[str, str]]
+    ) -> None:
+        """Bob's socket to Alice's session closes 4404; with agent_id he gets his own session."""
+        http, alice, bob = two_owners
+        sid = uid()
+        said = await http.post(
+            f"/v1/sessions/{sid}/messages",
+            json={"content": "my name is Alice", "agent_id": "default"},
+            headers=alice,
+        )
+        assert said.status_code == 200
+        async with connect(
+            ws_url(http.base_url, f"/v1/sessions/{sid}/ws"), additional_headers=bob
+        ) as ws:
+            frame = await recv(ws)
+            assert frame["type"] == "error" and frame["data"]["error"] == "not_found"
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+        async with connect(
+            ws_url(http.base_url, f"/v1/sessions/{sid}/ws?agent_id=default"),
+            additional_headers=bob,
+        ) as ws:
+            first = await recv(ws)
+            assert first["type"] == "session" and first["data"]["owner"] == "bob"
+            assert first["data"]["turns"] == 0
+            await ws.send(json.dumps({"type": "message", "content": "what is my name?"}))
+            while (frame := await recv(ws))["type"] not in ("done", "error"):
+                pass
+            assert frame["type"] == "done" and "Alice" not in frame["data"]["reply"]
+
 
 class TestAdminRoutes:
     async def test_admin_routes_need_admin_role(
@@ -274,9 +335,7 @@ class TestAdminRoutes:
             pairs = {(item["id"], item["owner"]) for item in everyone.json()["items"]}
             assert {(a_sid, "alice"), (b_sid, "bob")} <= pairs
             only_alice = await http.get("/v1/admin/sessions?owner=alice", headers=bearer(root))
-            assert [(i["id"], i["owner"]) for i in only_alice.json()["items"]] == [
-                (a_sid, "alice")
-            ]
+            assert [(i["id"], i["owner"]) for i in only_alice.json()["items"]] == [(a_sid, "alice")]
             stats = await http.get("/v1/admin/stats", headers=bearer(root))
             default = [i for i in stats.json()["items"] if i["agent_id"] == "default"]
             assert default and default[0]["sessions_total"] == 2
@@ -343,12 +402,28 @@ class TestStartupRefusal:
     async def test_public_bind_without_keys_refuses_real_server(
         self, settings: Settings, fresh_database: str
     ) -> None:
-        """A real server bound for 0.0.0.0 with no key does not start."""
+        """A real uvicorn serving the app for 0.0.0.0 with no key exits at start-up."""
         s = own_db(settings, fresh_database, host="0.0.0.0")
-        with pytest.raises(BaseException) as raised:
-            async with running_server(create_app(s)):
-                pass
-        assert not isinstance(raised.value, (KeyboardInterrupt, asyncio.CancelledError))
+        config = uvicorn.Config(
+            create_app(s), host="127.0.0.1", port=0, lifespan="on", log_level="warning"
+        )
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logger = logging.getLogger("uvicorn.error")
+        logger.addHandler(handler)
+        server = uvicorn.Server(config)
+        try:
+            with pytest.raises(SystemExit):
+                await server.serve()
+        finally:
+            logger.removeHandler(handler)
+        assert not server.started
+        logged = "\n".join(
+            r.getMessage() + (error_chain(r.exc_info[1]) if r.exc_info and r.exc_info[1] else "")
+            for r in records
+        )
+        assert "OpenServerRefused" in logged and "SESSIONGRAPH_ALLOW_OPEN" in logged
 
     async def test_refusal_is_open_server_refused(
         self, settings: Settings, fresh_database: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
 from uuid import uuid4
@@ -81,6 +82,14 @@ async def wait_for_messages(
         await asyncio.sleep(0.1)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def ws_url(server_url: str, path: str) -> str:
     return server_url.replace("http://", "ws://", 1) + path
 
@@ -148,9 +157,7 @@ class TestSSE:
             assert response.headers["content-type"].startswith("text/event-stream")
             await read_sse(response)
 
-    async def test_tool_call_then_result_before_final_tokens(
-        self, http: httpx.AsyncClient
-    ) -> None:
+    async def test_tool_call_then_result_before_final_tokens(self, http: httpx.AsyncClient) -> None:
         """A calculator turn streams tool_call, then tool_result "5", then the reply tokens."""
         sid = uid()
         _, events = await sse_turn(
@@ -206,6 +213,65 @@ class TestSSE:
         assert done["session_id"].startswith("ses_")
         assert len(await messages_of(http, done["session_id"])) == 2
 
+    async def test_too_large_message_is_json_413(self, http: httpx.AsyncClient) -> None:
+        """A streamed turn with an over-long message answers a plain JSON 413."""
+        sid = uid()
+        async with http.stream(
+            "POST",
+            f"/v1/sessions/{sid}/messages",
+            json={"content": "x" * 32_001, "agent_id": "default"},
+            headers=SSE,
+        ) as response:
+            await response.aread()
+        assert response.status_code == 413
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"] == "payload_too_large"
+
+    async def test_unknown_agent_chat_is_json_404(self, http: httpx.AsyncClient) -> None:
+        """A streamed chat with an unknown agent answers a plain JSON 404."""
+        async with http.stream(
+            "POST", f"/v1/agents/{uid('ghost')}/chat", json={"content": "hi"}, headers=SSE
+        ) as response:
+            await response.aread()
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"] == "not_found"
+
+    async def test_failing_turn_ends_with_error_event(self, http: httpx.AsyncClient) -> None:
+        """A turn whose model fails ends its stream with an error event and is rolled back."""
+        agent_id = uid("flaky")
+        created = await http.post("/v1/agents", json={"id": agent_id, "name": "flaky"})
+        assert created.status_code == 201, created.text
+        sid = uid()
+        url = f"/v1/sessions/{sid}/messages"
+        ok = await http.post(url, json={"content": "before", "agent_id": agent_id})
+        assert ok.status_code == 200, ok.text
+        dead = {"base_url": f"http://127.0.0.1:{closed_port()}/v1", "max_retries": 0, "timeout": 5}
+        patched = await http.patch(
+            f"/v1/agents/{agent_id}",
+            json={"model": {"provider": "openai", "name": "gpt-test", "params": dead}},
+        )
+        assert patched.status_code == 200, patched.text
+        response, events = await sse_turn(http, url, {"content": "during"})
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kinds = [kind for kind, _ in events]
+        assert kinds[-1] == "error" and "done" not in kinds and "usage" not in kinds
+        assert events[-1][1]["error"] == "model_unavailable"
+        assert set(events[-1][1]) == {"error", "message", "details"}
+        assert [m["content"] for m in await messages_of(http, sid)] == [
+            "before",
+            "You said: before",
+        ]
+        assert (await http.get(f"/v1/sessions/{sid}")).json()["turns"] == 1
+        restored = await http.patch(
+            f"/v1/agents/{agent_id}", json={"model": {"provider": "offline"}}
+        )
+        assert restored.status_code == 200, restored.text
+        after = await http.post(url, json={"content": "after"})
+        assert after.status_code == 200, after.text  # the lease was released
+        assert len(await messages_of(http, sid)) == 4
+
 
 class TestClientDisconnect:
     async def test_disconnect_after_headers_completes_turn(self, http: httpx.AsyncClient) -> None:
@@ -225,6 +291,32 @@ class TestClientDisconnect:
         follow_up = await http.post(f"/v1/sessions/{sid}/messages", json={"content": "again"})
         assert follow_up.status_code == 200, follow_up.text
         assert follow_up.json()["reply"] == "You said: again"
+        assert len(await messages_of(http, sid)) == 4
+
+    async def test_disconnect_before_headers_completes_turn(self, http: httpx.AsyncClient) -> None:
+        """A client leaving before the first event arrives still gets a complete turn."""
+        agent_id = await slow_agent(http)
+        sid = uid()
+
+        async def request() -> None:
+            async with http.stream(
+                "POST",
+                f"/v1/sessions/{sid}/messages",
+                json={"content": "never mind", "agent_id": agent_id},
+                headers=SSE,
+            ) as response:
+                await response.aread()
+
+        task = asyncio.create_task(request())
+        await asyncio.sleep(0.3)
+        assert not task.done()  # the model is still thinking: no headers yet
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        items = await wait_for_messages(http, sid, 2)
+        assert [m["content"] for m in items] == ["never mind", "You said: never mind"]
+        follow_up = await http.post(f"/v1/sessions/{sid}/messages", json={"content": "still ok"})
+        assert follow_up.status_code == 200, follow_up.text
         assert len(await messages_of(http, sid)) == 4
 
     async def test_disconnect_between_model_calls_completes_turn(
@@ -314,6 +406,49 @@ class TestWebSocket:
                 await asyncio.wait_for(ws.recv(), timeout=15)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
 
+    async def test_inactive_session_error_frame_keeps_connection(
+        self, server_url: str, http: httpx.AsyncClient
+    ) -> None:
+        """A turn refused as inactive answers an error frame; the socket stays open."""
+        sid = uid()
+        async with connect(ws_url(server_url, f"/v1/sessions/{sid}/ws?agent_id=default")) as ws:
+            assert (await recv(ws))["type"] == "session"
+            assert (await http.post(f"/v1/sessions/{sid}/deactivate")).status_code == 200
+            frames = await ws_turn(ws, "anyone there?")
+            assert [f["type"] for f in frames] == ["error"]
+            assert frames[0]["data"]["error"] == "session_inactive"
+            assert (await http.post(f"/v1/sessions/{sid}/activate")).status_code == 200
+            frames = await ws_turn(ws, "back again")
+            assert frames[-1]["type"] == "done"
+            assert frames[-1]["data"]["reply"] == "You said: back again"
+
+    async def test_disconnect_mid_turn_completes_turn(
+        self, server_url: str, http: httpx.AsyncClient
+    ) -> None:
+        """Closing the socket mid-turn leaves the turn complete and the session free."""
+        agent_id = await slow_agent(http)
+        sid = uid()
+        async with connect(ws_url(server_url, f"/v1/sessions/{sid}/ws?agent_id={agent_id}")) as ws:
+            assert (await recv(ws))["type"] == "session"
+            await ws.send(json.dumps({"type": "message", "content": "gone soon"}))
+            await asyncio.sleep(0.2)
+        items = await wait_for_messages(http, sid, 2)
+        assert [m["role"] for m in items] == ["user", "assistant"]
+        assert items[1]["content"] == "You said: gone soon"
+        follow_up = await http.post(f"/v1/sessions/{sid}/messages", json={"content": "next"})
+        assert follow_up.status_code == 200, follow_up.text
+        assert len(await messages_of(http, sid)) == 4
+
+    async def test_invalid_session_id_closes(self, server_url: str) -> None:
+        """A session id outside the id pattern answers an error frame, then a 44xx close."""
+        async with connect(ws_url(server_url, "/v1/sessions/-bad/ws?agent_id=default")) as ws:
+            frame = await recv(ws)
+            assert frame["type"] == "error"
+            assert frame["data"]["error"] == "invalid_input"
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+
 
 class TestConcurrency:
     async def test_concurrent_posts_one_busy(self, http: httpx.AsyncClient) -> None:
@@ -332,3 +467,52 @@ class TestConcurrency:
         busy = first if first.status_code == 409 else second
         assert busy.json()["error"] == "session_busy"
         assert len(await messages_of(http, sid)) == 2
+
+    async def test_stream_while_busy_is_json_409(self, http: httpx.AsyncClient) -> None:
+        """A streamed turn on a session with a turn in flight answers JSON 409 session_busy."""
+        agent_id = await slow_agent(http)
+        sid = uid()
+        assert (
+            await http.put(f"/v1/sessions/{sid}", json={"agent_id": agent_id})
+        ).status_code == 201
+        url = f"/v1/sessions/{sid}/messages"
+        running = asyncio.create_task(http.post(url, json={"content": "first"}))
+        try:
+            await asyncio.sleep(0.4)
+            async with http.stream(
+                "POST", url, json={"content": "second"}, headers=SSE
+            ) as response:
+                await response.aread()
+            assert response.status_code == 409
+            assert response.headers["content-type"].startswith("application/json")
+            assert response.json()["error"] == "session_busy"
+        finally:
+            first = await running
+        assert first.status_code == 200
+        items = await messages_of(http, sid)
+        assert [m["content"] for m in items] == ["first", "You said: first"]
+
+    async def test_socket_turn_while_busy_is_error_frame(
+        self, server_url: str, http: httpx.AsyncClient
+    ) -> None:
+        """A socket turn on a busy session answers session_busy; the socket stays usable."""
+        agent_id = await slow_agent(http)
+        sid = uid()
+        assert (
+            await http.put(f"/v1/sessions/{sid}", json={"agent_id": agent_id})
+        ).status_code == 201
+        async with connect(ws_url(server_url, f"/v1/sessions/{sid}/ws")) as ws:
+            assert (await recv(ws))["type"] == "session"
+            running = asyncio.create_task(
+                http.post(f"/v1/sessions/{sid}/messages", json={"content": "http turn"})
+            )
+            try:
+                await asyncio.sleep(0.4)
+                frames = await ws_turn(ws, "socket turn")
+                assert [f["type"] for f in frames] == ["error"]
+                assert frames[0]["data"]["error"] == "session_busy"
+            finally:
+                assert (await running).status_code == 200
+            frames = await ws_turn(ws, "socket again")
+            assert frames[-1]["type"] == "done"
+        assert len(await messages_of(http, sid)) == 4
