@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,14 +15,13 @@ from uuid import uuid4
 
 import httpx
 import pytest
-import uvicorn
 from asgi_lifespan import LifespanManager
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.app import OpenServerRefused, create_app
 from runtime import Runtime, Settings
-from tests.support.server import running_server
+from tests.support.server import ServerStartupFailed, running_server
 
 
 def uid(prefix: str = "s") -> str:
@@ -400,28 +398,16 @@ class TestStartupRefusal:
         assert "SESSIONGRAPH_ALLOW_OPEN" in chain
 
     async def test_public_bind_without_keys_refuses_real_server(
-        self, settings: Settings, fresh_database: str
+        self, settings: Settings, fresh_database: str, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A real uvicorn serving the app for 0.0.0.0 with no key exits at start-up."""
+        """A real uvicorn serving the app for 0.0.0.0 with no key fails at start-up."""
         s = own_db(settings, fresh_database, host="0.0.0.0")
-        config = uvicorn.Config(
-            create_app(s), host="127.0.0.1", port=0, lifespan="on", log_level="warning"
-        )
-        records: list[logging.LogRecord] = []
-        handler = logging.Handler()
-        handler.emit = records.append  # type: ignore[method-assign]
-        logger = logging.getLogger("uvicorn.error")
-        logger.addHandler(handler)
-        server = uvicorn.Server(config)
-        try:
-            with pytest.raises(SystemExit):
-                await server.serve()
-        finally:
-            logger.removeHandler(handler)
-        assert not server.started
+        with pytest.raises(ServerStartupFailed):
+            async with running_server(create_app(s)):
+                pass
         logged = "\n".join(
             r.getMessage() + (error_chain(r.exc_info[1]) if r.exc_info and r.exc_info[1] else "")
-            for r in records
+            for r in caplog.records
         )
         assert "OpenServerRefused" in logged and "SESSIONGRAPH_ALLOW_OPEN" in logged
 
