@@ -86,7 +86,10 @@ class ModelSpec(BaseModel):
 
 
 class Budgets(BaseModel):
-    """Per-turn limits. Stored now; the guardrails enforce them."""
+    """Per-turn limits, enforced by the turn's guard (:mod:`runtime.guards`).
+
+    ``max_steps`` counts model calls; ``None`` means no limit for the others.
+    """
 
     model_config = ConfigDict(extra="forbid")
 

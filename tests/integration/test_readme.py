@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from api.app import create_app
@@ -84,6 +85,27 @@ def curl_script(base_url: str) -> str:
     # Every curl fails the script on an HTTP error status, so "works as written" means 2xx.
     prelude = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n'
     return prelude + "\n".join(blocks).replace("localhost:8000", base_url.removeprefix("http://"))
+
+
+class TestReadmeCli:
+    def test_agents_file_applies(self, fresh_database: str, tmp_path: Path) -> None:
+        """The README's `agents apply` file is valid and creates its agent."""
+        text = (ROOT / "README.md").read_text()
+        (block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+        path = tmp_path / "agents.yaml"
+        path.write_text(textwrap.dedent(block))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONGRAPH_")}
+        env |= {"DATABASE_URL": fresh_database, "SESSIONGRAPH_SWEEP_INTERVAL_SECONDS": "0"}
+        out = subprocess.run(
+            [sys.executable, "-m", "api.cli", "agents", "apply", str(path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "created support (version 1)"
 
 
 class TestReadmeHttp:
