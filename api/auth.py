@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import Any
 
 from fastapi.requests import HTTPConnection
 
@@ -23,6 +24,7 @@ __all__ = [
     "authenticate",
     "may_run_open",
     "require_admin",
+    "turn_options",
     "turn_roles",
 ]
 
@@ -91,6 +93,15 @@ def turn_roles(principal: Principal, requested: list[str] | None) -> frozenset[s
             field="roles",
         )
     return frozenset(requested)
+
+
+def turn_options(principal: Principal, body: Any) -> dict[str, Any]:
+    """The runtime keyword arguments of a turn request: owner, roles and budgets."""
+    return {
+        "owner": principal.owner,
+        "roles": turn_roles(principal, body.roles),
+        "budgets": body.budgets,
+    }
 
 
 def require_admin(principal: Principal) -> Principal:

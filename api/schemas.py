@@ -189,57 +189,40 @@ class SessionPublic(BaseModel):
 # -- messages and turns ------------------------------------------------------------------
 
 
-class MessageCreate(BaseModel):
-    """A user message. ``agent_id`` creates the session first if it does not exist."""
+class TurnOptions(BaseModel):
+    """What any turn request may add: tighter budgets, and the end user's roles."""
 
     model_config = ConfigDict(extra="forbid")
+
+    budgets: BudgetLimits | None = Field(
+        default=None, description="Tighter budgets for this turn (never looser than the agent's)."
+    )
+    roles: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description="The end user's roles, for tool permissions; only `trusted` or `admin` keys "
+        "may set them (default: the key's roles).",
+    )
+
+
+class MessageCreate(TurnOptions):
+    """A user message. ``agent_id`` creates the session first if it does not exist."""
 
     content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
     agent_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    budgets: BudgetLimits | None = Field(
-        default=None, description="Tighter budgets for this turn (never looser than the agent's)."
-    )
-    roles: list[str] | None = Field(
-        default=None,
-        max_length=32,
-        description="The end user's roles, for tool permissions; only `trusted` or `admin` keys "
-        "may set them (default: the key's roles).",
-    )
 
 
-class AgentChat(BaseModel):
+class AgentChat(TurnOptions):
     """A user message to an agent; without ``session_id`` a new session is started."""
-
-    model_config = ConfigDict(extra="forbid")
 
     content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
     session_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    budgets: BudgetLimits | None = Field(
-        default=None, description="Tighter budgets for this turn (never looser than the agent's)."
-    )
-    roles: list[str] | None = Field(
-        default=None,
-        max_length=32,
-        description="The end user's roles, for tool permissions; only `trusted` or `admin` keys "
-        "may set them (default: the key's roles).",
-    )
 
 
-class ResumeRequest(BaseModel):
+class ResumeRequest(TurnOptions):
     """Decisions on the calls a paused turn waits for: one per pending call."""
 
-    model_config = ConfigDict(extra="forbid")
-
     decisions: list[Decision] = Field(min_length=1, max_length=64)
-    budgets: BudgetLimits | None = Field(
-        default=None, description="Tighter budgets for this turn (never looser than the agent's)."
-    )
-    roles: list[str] | None = Field(
-        default=None,
-        max_length=32,
-        description="The end user's roles, for tool permissions; only `trusted` or `admin` keys "
-        "may set them (default: the key's roles).",
-    )
 
 
 class ToolCall(BaseModel):

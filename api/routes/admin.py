@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from api.deps import AdminDep, RuntimeDep
-from api.routes.sessions import MetadataFilter, parse_metadata_filter
+from api.routes.sessions import SessionFilters, session_page
 from api.schemas import (
     AgentStatsPublic,
     ErrorBody,
@@ -41,22 +41,10 @@ async def stats(
 async def all_sessions(
     runtime: RuntimeDep,
     _: AdminDep,
+    filters: SessionFilters,
     owner: Annotated[str | None, Query(max_length=128)] = None,
-    agent_id: Annotated[str | None, Query(max_length=128)] = None,
-    status: Annotated[str | None, Query(pattern="^(active|inactive)$")] = None,
-    metadata: MetadataFilter = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Page[SessionPublic]:
-    page = await runtime.sessions.list(
-        owner=owner,
-        agent_id=agent_id,
-        status=status,  # type: ignore[arg-type]
-        metadata=parse_metadata_filter(metadata),
-        limit=limit,
-        cursor=cursor,
-    )
-    return Page(items=[SessionPublic.of(s) for s in page.items], next_cursor=page.next_cursor)
+    return await session_page(runtime, owner, filters)
 
 
 @router.post("/sweep", summary="Remove expired sessions now, or those idle for max_idle_hours")

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import turn_roles
+from api.auth import turn_options
 from api.deps import PrincipalDep, RuntimeDep
 from api.routes.sessions import SessionId
 from api.schemas import (
@@ -46,12 +46,7 @@ async def send_message(
     runtime: RuntimeDep,
     who: PrincipalDep,
 ) -> Any:
-    kwargs: dict[str, Any] = {
-        "owner": who.owner,
-        "agent_id": body.agent_id,
-        "roles": turn_roles(who, body.roles),
-        "budgets": body.budgets,
-    }
+    kwargs = {**turn_options(who, body), "agent_id": body.agent_id}
     if wants_stream(request):
         return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
     return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
@@ -75,11 +70,7 @@ async def resume(
     who: PrincipalDep,
 ) -> Any:
     decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
-    kwargs: dict[str, Any] = {
-        "owner": who.owner,
-        "roles": turn_roles(who, body.roles),
-        "budgets": body.budgets,
-    }
+    kwargs = turn_options(who, body)
     if wants_stream(request):
         return await stream_turn(runtime.resume_stream(session_id, decisions, **kwargs))
     return (await runtime.resume(session_id, decisions, **kwargs)).to_dict()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.deps import PrincipalDep, RuntimeDep
 from api.schemas import ID_PATTERN, ErrorBody, Page, SessionPublic, SessionUpdate, SessionUpsert
+from runtime import Runtime
 from runtime.errors import InvalidInput
 
 router = APIRouter(
@@ -39,6 +40,33 @@ def parse_metadata_filter(values: list[str] | None) -> dict[str, Any] | None:
     return out
 
 
+def session_filters(
+    agent_id: Annotated[str | None, Query(max_length=128)] = None,
+    status: Annotated[Literal["active", "inactive"] | None, Query()] = None,
+    metadata: MetadataFilter = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> dict[str, Any]:
+    """The list filters both session lists share, as ``SessionStore.list`` arguments."""
+    return {
+        "agent_id": agent_id,
+        "status": status,
+        "metadata": parse_metadata_filter(metadata),
+        "limit": limit,
+        "cursor": cursor,
+    }
+
+
+SessionFilters = Annotated[dict[str, Any], Depends(session_filters)]
+
+
+async def session_page(
+    runtime: Runtime, owner: str | None, filters: dict[str, Any]
+) -> Page[SessionPublic]:
+    page = await runtime.sessions.list(owner=owner, **filters)
+    return Page(items=[SessionPublic.of(s) for s in page.items], next_cursor=page.next_cursor)
+
+
 @router.put(
     "/{session_id}",
     summary="Get or create a session (201 created, 200 existing)",
@@ -60,23 +88,9 @@ async def upsert_session(
 
 @router.get("", summary="List sessions, newest first")
 async def list_sessions(
-    runtime: RuntimeDep,
-    who: PrincipalDep,
-    agent_id: Annotated[str | None, Query(max_length=128)] = None,
-    status: Annotated[str | None, Query(pattern="^(active|inactive)$")] = None,
-    metadata: MetadataFilter = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    runtime: RuntimeDep, who: PrincipalDep, filters: SessionFilters
 ) -> Page[SessionPublic]:
-    page = await runtime.sessions.list(
-        owner=who.owner,
-        agent_id=agent_id,
-        status=status,  # type: ignore[arg-type]
-        metadata=parse_metadata_filter(metadata),
-        limit=limit,
-        cursor=cursor,
-    )
-    return Page(items=[SessionPublic.of(s) for s in page.items], next_cursor=page.next_cursor)
+    return await session_page(runtime, who.owner, filters)
 
 
 @router.get("/{session_id}", summary="Get a session")

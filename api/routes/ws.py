@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from api.auth import authenticate, turn_roles
+from api.auth import authenticate, turn_options
 from api.errors import error_body
 from api.schemas import ID_PATTERN, MessageCreate, ResumeRequest, SessionPublic
 from runtime import Runtime
@@ -90,11 +90,7 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
                 if body is None:
                     await _send(websocket, "pong", {})
                     continue
-                kwargs: dict[str, Any] = {
-                    "owner": principal.owner,
-                    "roles": turn_roles(principal, body.roles),
-                    "budgets": body.budgets,
-                }
+                kwargs = turn_options(principal, body)
                 if isinstance(body, ResumeRequest):
                     decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
                     events = runtime.resume_stream(session_id, decisions, **kwargs)

@@ -52,20 +52,7 @@ class TestReadme:
         """The 'engine without HTTP' example runs and prints what its comments promise."""
         blocks = python_blocks()
         assert blocks, "README.md has no python example"
-        script = tmp_path / "example.py"
-        script.write_text(blocks[0])
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONGRAPH_")}
-        env |= {"DATABASE_URL": database_url, "SESSIONGRAPH_SWEEP_INTERVAL_SECONDS": "0"}
-        out = subprocess.run(
-            [sys.executable, str(script)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr
-        lines = out.stdout.splitlines()
+        lines = run_example(blocks[0], database_url, tmp_path)
         assert "Your name is Alice." in lines
         assert "The result is 20." in lines
         assert "My instructions are: You are a polite support agent." in lines

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 
 from runtime.database import SCHEMA_VERSION
+from tests.support.processes import clean_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -51,25 +51,6 @@ while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
     time.sleep(0.002)
 sys.exit(main(["migrate"]))
 """
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any sessiongraph or database settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("SESSIONGRAPH_")
-        and k not in {"DATABASE_URL", "OPENAI_API_KEY", "PYTHONPATH"}
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _finish(procs: list[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
