@@ -20,6 +20,7 @@ from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_request_id_logging
 from api.routes import admin, agents, health, messages, sessions, ws
+from api.routes import tools as tool_routes
 from runtime import Runtime, Settings, get_settings
 from runtime.tools import ToolRegistry
 
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, agents, sessions, messages, ws, admin):
+    for module in (health, agents, tool_routes, sessions, messages, ws, admin):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

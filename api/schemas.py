@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from runtime.guards import BudgetLimits, Decision
 from runtime.sessions import MAX_METADATA_BYTES, Session
 from runtime.templates import AgentTemplate, Budgets, ModelSpec, TemplateSpec
+from runtime.tools import ToolSpec
 from runtime.turns import MAX_MESSAGE_CHARS
 
 T = TypeVar("T")
@@ -96,6 +97,32 @@ class AgentPublic(TemplateSpec):
             created_at=template.created_at,
             updated_at=template.updated_at,
             **template.spec.model_dump(),
+        )
+
+
+class ToolPublic(BaseModel):
+    """A registered tool: name it in an agent's ``tools``."""
+
+    name: str
+    description: str
+    writes: bool = Field(description="Changes something; counts against max_write_calls.")
+    idempotent: bool = Field(description="A write whose result is recorded per session.")
+    requires_approval: bool = Field(description="Always pauses the turn for a human decision.")
+    roles: list[str] = Field(description="Roles that may use it; empty: everyone.")
+    args_schema: dict[str, Any] = Field(description="JSON schema of its arguments.")
+
+    @classmethod
+    def of(cls, spec: ToolSpec) -> ToolPublic:
+        return cls(
+            name=spec.name,
+            description=spec.tool.description,
+            writes=spec.writes,
+            idempotent=spec.writes and spec.idempotent,
+            requires_approval=spec.requires_approval,
+            roles=sorted(spec.roles),
+            args_schema=spec.tool.tool_call_schema.model_json_schema()
+            if hasattr(spec.tool.tool_call_schema, "model_json_schema")
+            else {},
         )
 
 

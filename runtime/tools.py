@@ -179,6 +179,10 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._specs)
 
+    def specs(self) -> list[ToolSpec]:
+        """Every registered tool, by name."""
+        return [self._specs[name] for name in self.names()]
+
     def get(self, name: str) -> ToolSpec:
         try:
             return self._specs[name]

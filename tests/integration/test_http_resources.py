@@ -671,3 +671,18 @@ class TestOpenApi:
             "/metrics",
         }
         assert expected <= paths, expected - paths
+
+
+class TestTools:
+    async def test_tools_are_listed_with_their_guards(self, http: httpx.AsyncClient) -> None:
+        """GET /v1/tools lists the registry: writes, roles, approval and model-facing args."""
+        r = await http.get("/v1/tools")
+        assert r.status_code == 200
+        tools = {t["name"]: t for t in r.json()["items"]}
+        assert set(tools) == {"calculator", "current_time", "read_notes", "save_note"}
+        assert tools["calculator"]["writes"] is False
+        assert tools["save_note"]["writes"] is True
+        assert tools["save_note"]["idempotent"] is False  # its effect is in session state
+        assert list(tools["save_note"]["args_schema"]["properties"]) == ["text"]  # no injected
+        assert tools["read_notes"]["args_schema"]["properties"] == {}
+        assert all(t["roles"] == [] and not t["requires_approval"] for t in tools.values())
