@@ -74,6 +74,15 @@ def curl_script(base_url: str) -> str:
     return prelude + "\n".join(blocks).replace("localhost:8000", base_url.removeprefix("http://"))
 
 
+class TestReadmeQuickStart:
+    def test_readyz_example_shows_the_schema_version(self) -> None:
+        """The quick start's /readyz output names this build's schema version."""
+        from runtime.database import SCHEMA_VERSION
+
+        text = (ROOT / "README.md").read_text()
+        assert f'{{"status":"ready","schema_version":{SCHEMA_VERSION}}}' in text
+
+
 class TestReadmeCli:
     def test_agents_file_applies(self, fresh_database: str, tmp_path: Path) -> None:
         """The README's `agents apply` file is valid and creates its agent."""
