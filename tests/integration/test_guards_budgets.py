@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -231,9 +230,7 @@ class TestBudgets:
     async def test_deadline_seconds(self, rt: Runtime, mode: str) -> None:
         """A 1 s deadline stops a slow runaway loop (0.4 s per model reply) on the deadline."""
         agent_id, sid = await loop_agent(rt, delay=0.4, deadline_seconds=1.0), uid("deadline")
-        started = time.monotonic()
         turn = await run_turn(rt, sid, "go", mode, agent_id=agent_id)
-        assert time.monotonic() - started < 20  # safety only; 25 steps would take 10 s
         await assert_stopped(rt, sid, turn, "deadline_seconds")
         assert 1 <= model_calls(turn.messages) < 25
         await assert_next_turn_works(rt, sid, agent_id, mode)
@@ -362,11 +359,9 @@ class TestRunawayLoopOverHTTP:
     ) -> None:
         """A calculator loop under max_tool_calls=5 ends within it, with a valid history."""
         agent_id, sid = await http_loop_agent(http, max_tool_calls=5), uid(f"loop-{mode}")
-        started = time.monotonic()
         result = await http_turn(
             http, server_url, sid, mode, {"content": "go", "agent_id": agent_id}
         )
-        assert time.monotonic() - started < 20  # safety only
         assert result["warnings"] == ["max_tool_calls: the turn made its 5 tool calls"]
         assert result["reply"] == budget_message("max_tool_calls")
         assert executed(result["messages"]) == 5
