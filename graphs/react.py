@@ -62,6 +62,26 @@ class AgentState(TypedDict, total=False):
     notes: Annotated[list[str], operator.add]
 
 
+def _answered(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The messages, with a "not executed" result after any tool call left without one.
+
+    Guards never store such a call, but a history can still hold one (a template changed
+    while a turn awaited approval, a state edited by hand); chat APIs refuse it. Only the
+    model's input is patched, never the stored history.
+    """
+    results = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    out: list[BaseMessage] = []
+    for message in messages:
+        out.append(message)
+        if isinstance(message, AIMessage):
+            out.extend(
+                ToolMessage("not executed", tool_call_id=c["id"], name=c["name"], status="error")
+                for c in message.tool_calls
+                if c["id"] not in results
+            )
+    return out
+
+
 def _units(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:
     """Messages grouped so that an assistant tool call and its results stay together."""
     units: list[list[BaseMessage]] = []
@@ -88,6 +108,7 @@ def model_input(
     model's input is trimmed.
     """
     system = SystemMessage(system_prompt)
+    messages = _answered(messages)
     if max_context_tokens is None:
         return [system, *messages]
     budget = max_context_tokens - count_tokens_approximately([system])

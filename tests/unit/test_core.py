@@ -123,6 +123,15 @@ class TestStrictSerializer:
 
 
 class TestModelInput:
+    def test_unanswered_tool_call_gets_a_result_in_the_input_only(self) -> None:
+        """A stored call without a result reaches the model answered "not executed"."""
+        call = {"id": "c1", "name": "save_note", "args": {"text": "x"}}
+        history = [HumanMessage("note: x"), AIMessage("", tool_calls=[call]), HumanMessage("hi")]
+        sent = model_input("sys", history, None)
+        assert [m.type for m in sent] == ["system", "human", "ai", "tool", "human"]
+        assert isinstance(sent[3], ToolMessage) and sent[3].tool_call_id == "c1"
+        assert sent[3].status == "error" and len(history) == 3  # history untouched
+
     def test_trimming_keeps_tool_pairs_and_system_prompt(self) -> None:
         """Trimming starts on a user message, so tool calls keep their results."""
         history = []
