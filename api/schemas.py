@@ -55,7 +55,7 @@ class AgentCreate(TemplateSpec):
         default=None, pattern=ID_PATTERN, description="Chosen id; generated when omitted."
     )
 
-    _model = field_validator("model", mode="before")(_model_spec)
+    _model = field_validator("model", "summary_model", mode="before")(_model_spec)
 
 
 class AgentUpdate(BaseModel):
@@ -72,9 +72,10 @@ class AgentUpdate(BaseModel):
     graph_kind: str | None = None
     budgets: Budgets | None = None
     max_context_tokens: int | None = Field(default=None, ge=64)
+    summary_model: ModelSpec | None = None
     session_ttl_seconds: int | None = Field(default=None, gt=0)
 
-    _model = field_validator("model", mode="before")(_model_spec)
+    _model = field_validator("model", "summary_model", mode="before")(_model_spec)
 
 
 class AgentPublic(TemplateSpec):

@@ -27,6 +27,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
@@ -38,7 +39,17 @@ if TYPE_CHECKING:  # graphs import nothing from runtime at import time (no cycle
     from runtime.templates import TemplateSpec
     from runtime.tools import ToolSpec
 
-__all__ = ["AgentState", "add_stamped_messages", "build_graph", "graph", "model_input"]
+__all__ = [
+    "SUMMARY_PREFIX",
+    "SUMMARY_PROMPT",
+    "AgentState",
+    "add_stamped_messages",
+    "build_graph",
+    "fit_context",
+    "graph",
+    "model_input",
+    "summarize",
+]
 
 
 def add_stamped_messages(left: Any, right: Any) -> Any:
@@ -54,12 +65,23 @@ def add_stamped_messages(left: Any, right: Any) -> Any:
     return add_messages(left, list(added))  # type: ignore[arg-type]
 
 
+SUMMARY_PROMPT = (
+    "Summarize the conversation so far for your own later reference. Keep every fact "
+    "about the user, decisions taken and open questions; be brief."
+)
+SUMMARY_PREFIX = "Summary of the earlier conversation:\n"
+
+
 class AgentState(TypedDict, total=False):
     """A session's conversation state."""
 
     messages: Annotated[list[AnyMessage], add_stamped_messages]
     # The per-session notepad written by the ``save_note`` tool.
     notes: Annotated[list[str], operator.add]
+    # With a summariser: the summary of the messages trimmed from the model's input, and how
+    # many leading messages it covers.
+    summary: str
+    summarized: int
 
 
 def _answered(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
@@ -96,22 +118,27 @@ def _units(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:
     return units
 
 
-def model_input(
-    system_prompt: str, messages: Sequence[BaseMessage], max_context_tokens: int | None
-) -> list[BaseMessage]:
-    """What the model sees: the system prompt plus the most recent messages that fit.
+def fit_context(
+    system_prompt: str,
+    messages: Sequence[BaseMessage],
+    max_context_tokens: int | None,
+    reserved_tokens: int = 0,
+) -> tuple[list[BaseMessage], list[BaseMessage]]:
+    """Split the conversation into ``(trimmed, kept)``: the model sees only ``kept``.
 
     Messages are kept in whole units (an assistant tool call with all its results), newest
-    first, until the next unit would pass ``max_context_tokens``; the newest unit is always
-    kept, and the kept part starts on a user message when it holds one. Tokens are counted
-    offline (``count_tokens_approximately``). The stored history is untouched: only the
-    model's input is trimmed.
+    first, until the next unit would pass ``max_context_tokens`` (less the system prompt and
+    ``reserved_tokens``); the newest unit is always kept, and the kept part starts on a user
+    message when it holds one. Tokens are counted offline (``count_tokens_approximately``).
     """
-    system = SystemMessage(system_prompt)
     messages = _answered(messages)
     if max_context_tokens is None:
-        return [system, *messages]
-    budget = max_context_tokens - count_tokens_approximately([system])
+        return [], messages
+    budget = (
+        max_context_tokens
+        - count_tokens_approximately([SystemMessage(system_prompt)])
+        - reserved_tokens
+    )
     kept: list[BaseMessage] = []
     used = 0
     for unit in reversed(_units(messages)):
@@ -127,7 +154,44 @@ def model_input(
             kept.pop(0)
     while kept and isinstance(kept[0], ToolMessage):
         kept.pop(0)
-    return [system, *kept]
+    return messages[: len(messages) - len(kept)], kept
+
+
+def model_input(
+    system_prompt: str,
+    messages: Sequence[BaseMessage],
+    max_context_tokens: int | None,
+    summary: str | None = None,
+) -> list[BaseMessage]:
+    """What the model sees: the system prompt, the summary of what was trimmed (if any), and
+    the most recent messages that fit (see :func:`fit_context`).
+
+    The stored history is untouched: only the model's input is trimmed.
+    """
+    head = [SystemMessage(system_prompt)]
+    if summary:
+        head.append(SystemMessage(SUMMARY_PREFIX + summary))
+    reserved = count_tokens_approximately(head[1:]) if summary else 0
+    _, kept = fit_context(system_prompt, messages, max_context_tokens, reserved)
+    return [*head, *kept]
+
+
+async def summarize(
+    model: Runnable[Any, BaseMessage],
+    previous: str | None,
+    trimmed: Sequence[BaseMessage],
+    config: RunnableConfig,
+) -> str:
+    """Fold newly trimmed messages into the running summary with the summariser model."""
+    transcript = "\n".join(f"{m.type}: {m.text}" for m in trimmed if m.text)
+    request = (f"Summary so far:\n{previous}\n\n" if previous else "") + (
+        f"Newly trimmed messages:\n{transcript}"
+    )
+    # nostream: the summary is not part of the reply, so its tokens are not streamed.
+    result = await model.with_config(tags=[TAG_NOSTREAM]).ainvoke(
+        [SystemMessage(SUMMARY_PROMPT), HumanMessage(request)], config
+    )
+    return result.text.strip()
 
 
 def _guard(config: RunnableConfig) -> Any:
@@ -135,13 +199,18 @@ def _guard(config: RunnableConfig) -> Any:
 
 
 def build_graph(
-    spec: TemplateSpec, *, model: BaseChatModel, tools: Sequence[ToolSpec]
+    spec: TemplateSpec,
+    *,
+    model: BaseChatModel,
+    tools: Sequence[ToolSpec],
+    summarizer: BaseChatModel | None = None,
 ) -> StateGraph[AgentState, Any, AgentState, AgentState]:
     """Build (not compile) the ReAct graph for one template, its model and its tools.
 
     Per-turn guards (budgets, permissions, approvals, idempotent writes) come from the
     ``guard`` the turn runner puts in ``config["configurable"]``; without one (``langgraph
-    dev``) the graph runs unguarded.
+    dev``) the graph runs unguarded. With a ``summarizer`` and ``max_context_tokens``, what
+    trimming drops from the model's input is summarised into the ``summary`` channel.
     """
     from runtime.guards import guarded_tool_call  # runtime imports graphs: import lazily
 
@@ -159,13 +228,35 @@ def build_graph(
     every_tool = frozenset(t.name for t in lc_tools)
 
     async def agent(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        prompt = model_input(system_prompt, state.get("messages", []), max_context_tokens)
+        messages = state.get("messages", [])
+        update = await _fold_trimmed(state, messages, config) if summarizer else {}
+        summary = update.get("summary", state.get("summary"))
+        prompt = model_input(system_prompt, messages, max_context_tokens, summary)
         guard = _guard(config)
         if guard is None:
             response = await offered(every_tool).ainvoke(prompt, config)
         else:
             response = await guard.invoke_model(offered(guard.allowed), prompt, config)
-        return {"messages": [response]}
+        return {**update, "messages": [response]}
+
+    async def _fold_trimmed(
+        state: AgentState, messages: Sequence[BaseMessage], config: RunnableConfig
+    ) -> dict[str, Any]:
+        assert summarizer is not None
+        summary = state.get("summary")
+        reserved = (
+            count_tokens_approximately([SystemMessage(SUMMARY_PREFIX + summary)])
+            if (summary)
+            else 0
+        )
+        trimmed, _ = fit_context(system_prompt, messages, max_context_tokens, reserved)
+        stored = {id(m) for m in messages}
+        trimmed = [m for m in trimmed if id(m) in stored]  # not the synthetic results
+        done = state.get("summarized", 0)
+        if len(trimmed) <= done:
+            return {}
+        summary = await summarize(summarizer, summary, trimmed[done:], config)
+        return {"summary": summary, "summarized": len(trimmed)}
 
     async def approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         guard = _guard(config)

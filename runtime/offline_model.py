@@ -8,6 +8,9 @@ tools, so the same conversation always produces the same reply and the same tool
 
 Rules, in order (the first that applies wins):
 
+0. The system prompt is the summariser's (``graphs.react.SUMMARY_PROMPT``): answer
+   ``The user said: a | b | ...``, every user statement of the previous summary and of the
+   newly trimmed messages. Memory questions (below) also read such a summary.
 1. ``always_call_tool`` is set and that tool is bound: *every* reply calls it, even right after
    a tool result (useful for simulating a runaway tool loop). The arguments are ``{}``, or
    ``{"expression": "1+1"}`` for ``calculator``.
@@ -84,6 +87,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from graphs.react import SUMMARY_PREFIX, SUMMARY_PROMPT
 
 __all__ = ["OfflineChatModel"]
 
@@ -265,15 +270,41 @@ def _memory_question_key(text: str) -> str | None:
     return None
 
 
+def _user_statements(message: BaseMessage) -> list[str]:
+    """What the user said in a message: a human message, or a summary of trimmed ones."""
+    if isinstance(message, HumanMessage):
+        return [_message_text(message)]
+    text = _message_text(message)
+    if isinstance(message, SystemMessage) and text.startswith(SUMMARY_PREFIX):
+        said = text.removeprefix(SUMMARY_PREFIX).strip().removeprefix(_SAID)
+        return [part.strip() for part in said.split(_SAID_SEP) if part.strip()]
+    return []
+
+
 def _recall(earlier: Sequence[BaseMessage], key: str) -> str | None:
-    """The most recent value stated for ``key`` in the earlier human messages, if any."""
+    """The most recent value stated for ``key`` by the user earlier (or in a summary)."""
     for message in reversed(earlier):
-        if not isinstance(message, HumanMessage):
-            continue
-        for fact_key, value in reversed(_facts(_message_text(message))):
-            if fact_key == key:
-                return value
+        for statement in reversed(_user_statements(message)):
+            for fact_key, value in reversed(_facts(statement)):
+                if fact_key == key:
+                    return value
     return None
+
+
+_SAID = "The user said: "
+_SAID_SEP = " | "
+
+
+def _summary(messages: Sequence[BaseMessage]) -> str:
+    """The summariser's answer: every user statement so far (the last 30), in order."""
+    request = _message_text(messages[-1]) if messages else ""
+    said: list[str] = []
+    for line in request.splitlines():
+        if line.startswith(_SAID):
+            said.extend(p.strip() for p in line.removeprefix(_SAID).split(_SAID_SEP))
+        elif line.startswith("human: "):
+            said.append(line.removeprefix("human: ").strip()[:200])
+    return _SAID + _SAID_SEP.join([s for s in said if s][-30:])
 
 
 def _arithmetic_expression(text: str) -> str | None:
@@ -356,6 +387,10 @@ def _decide(
 
     def call(name: str, args: dict[str, Any], index: int = 0) -> ToolCall:
         return tool_call(name=name, args=args, id=_tool_call_id(len(messages), name, args, index))
+
+    first_system = next((m for m in messages if isinstance(m, SystemMessage)), None)
+    if first_system is not None and _message_text(first_system).startswith(SUMMARY_PROMPT):
+        return _Reply(text=_summary(messages))
 
     if always_call_tool and always_call_tool in tools:
         args = {"expression": "1+1"} if always_call_tool == "calculator" else {}

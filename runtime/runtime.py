@@ -155,6 +155,8 @@ class Runtime:
         self.tools.resolve(spec.tools)
         try:
             make_chat_model(spec.model, self.settings)
+            if spec.summary_model is not None:
+                make_chat_model(spec.summary_model, self.settings)
         except ModelUnavailable as exc:
             # A template naming a model this server cannot build is bad input, not an outage.
             raise InvalidInput(exc.message, field="model") from exc
@@ -165,6 +167,9 @@ class Runtime:
             spec,
             model=make_chat_model(spec.model, self.settings),
             tools=template_tools(self.tools, spec),
+            summarizer=None
+            if spec.summary_model is None
+            else make_chat_model(spec.summary_model, self.settings),
         )
 
     # -- sessions and turns -------------------------------------------------------------------

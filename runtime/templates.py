@@ -119,6 +119,11 @@ class TemplateSpec(BaseModel):
     graph_kind: str = "react"
     budgets: Budgets = Field(default_factory=Budgets)
     max_context_tokens: int | None = Field(default=None, ge=64)
+    summary_model: ModelSpec | None = Field(
+        default=None,
+        description="With max_context_tokens: the model that summarises what is trimmed from "
+        "the model's input; the summary is kept in the session's state.",
+    )
     session_ttl_seconds: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
@@ -330,7 +335,10 @@ class TemplateStore:
                 spec = TemplateSpec.model_validate(merged)
             except ValidationError as exc:
                 raise InvalidInput(
-                    "invalid template", errors=exc.errors(include_url=False)
+                    "invalid template: " + "; ".join(e["msg"] for e in exc.errors()),
+                    errors=exc.errors(
+                        include_url=False, include_context=False, include_input=False
+                    ),
                 ) from exc
             self._validate(spec)
             if spec == TemplateSpec.model_validate(row["spec"]):

@@ -686,3 +686,19 @@ class TestTools:
         assert list(tools["save_note"]["args_schema"]["properties"]) == ["text"]  # no injected
         assert tools["read_notes"]["args_schema"]["properties"] == {}
         assert all(t["roles"] == [] and not t["requires_approval"] for t in tools.values())
+
+
+class TestApprovalList:
+    async def test_require_approval_must_name_the_agents_tools(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        """require_approval naming a tool the agent lacks is a 422, on create and on PATCH."""
+        body = {"name": "n", "tools": ["calculator"], "require_approval": ["save_note"]}
+        r = await http.post("/v1/agents", json=body)
+        assert r.status_code == 422 and r.json()["error"] == "invalid_input"
+        r = await http.post("/v1/agents", json={"name": "n", "tools": ["calculator"]})
+        agent_id = r.json()["id"]
+        r = await http.patch(f"/v1/agents/{agent_id}", json={"require_approval": ["save_note"]})
+        assert r.status_code == 422
+        assert "does not have" in r.json()["message"]
+        assert (await http.get(f"/v1/agents/{agent_id}")).json()["version"] == 1
