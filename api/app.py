@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.auth import may_run_open
 from api.errors import install_error_handlers
 from api.metrics import Metrics
-from api.middleware import BodyLimitMiddleware, RequestIdMiddleware, install_request_id_logging
+from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from api.routes import admin, agents, health, messages, sessions, ws
 from api.routes import tools as tool_routes
 from runtime import Runtime, Settings, get_settings
@@ -60,7 +60,6 @@ async def _check_auth(runtime: Runtime) -> None:
 def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None = None) -> FastAPI:
     """Build the app; ``settings`` defaults to the environment's, ``tools`` to the built-ins."""
     settings = settings or get_settings()
-    install_request_id_logging()
     metrics = Metrics()
 
     @asynccontextmanager

@@ -1,7 +1,8 @@
 """Prometheus metrics, one registry per app (so several apps in one process never clash).
 
 Turns and sweeps are counted from the runtime's listeners, so every way of running a turn
-(JSON, SSE, WebSocket) is measured the same; errors are counted by the error handler;
+(JSON, SSE, WebSocket) is measured the same, failed ones by their error code; error
+responses are counted once, by the error handler;
 active sessions are read from Postgres at scrape time. Each worker process reports its
 own counters (scrape them per worker, or run one worker per container).
 """
@@ -56,7 +57,8 @@ class Metrics:
         )
         self.errors = Counter(
             "sessiongraph_errors",
-            "Error responses and failed turns, by error code.",
+            "Error responses, by error code (a failed streamed turn is counted in "
+            "sessiongraph_turns_total by its outcome instead).",
             ["error"],
             registry=self.registry,
         )
@@ -69,8 +71,6 @@ class Metrics:
     def _on_turn(self, agent_id: str, outcome: str, seconds: float) -> None:
         self.turns.labels(outcome=outcome).inc()
         self.turn_latency.observe(seconds)
-        if outcome != "ok":
-            self.errors.labels(error=outcome).inc()
 
     def _on_sweep(self, removed: int) -> None:
         self.sweeps.inc()

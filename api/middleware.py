@@ -20,7 +20,6 @@ __all__ = [
     "BodyLimitMiddleware",
     "RequestIdFilter",
     "RequestIdMiddleware",
-    "install_request_id_logging",
     "log_config",
     "request_id",
 ]
@@ -28,25 +27,6 @@ __all__ = [
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def install_request_id_logging() -> None:
-    """Give every log record a ``request_id`` attribute (``-`` outside a request).
-
-    A record factory rather than a handler filter, so it reaches every handler, uvicorn's
-    included, and any format may use ``%(request_id)s``. Installing twice is harmless.
-    """
-    current = logging.getLogRecordFactory()
-    if getattr(current, "_sessiongraph", False):
-        return
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = current(*args, **kwargs)
-        record.request_id = request_id.get()
-        return record
-
-    factory._sessiongraph = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
 
 
 class RequestIdFilter(logging.Filter):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runtime.guards import BudgetLimits, Decision
 from runtime.sessions import MAX_METADATA_BYTES, Session
+from runtime.stats import AgentStats
 from runtime.templates import AgentTemplate, Budgets, ModelSpec, TemplateSpec
 from runtime.tools import ToolSpec
 from runtime.turns import MAX_MESSAGE_CHARS
@@ -299,20 +300,8 @@ class TurnPublic(BaseModel):
 # -- admin -------------------------------------------------------------------------------
 
 
-class AgentStatsPublic(BaseModel):
-    agent_id: str
-    sessions_total: int
-    sessions_active: int
-    turns: int
-    messages: int
-    tokens_in: int
-    tokens_out: int
-    latency_ms_mean: float | None
-    latency_ms_p95: float | None
-
-
 class StatsPublic(BaseModel):
-    items: list[AgentStatsPublic]
+    items: list[AgentStats]
 
 
 class SweepRequest(BaseModel):

@@ -362,7 +362,7 @@ class SessionStore:
 
         A new TTL also moves the expiry to ``now() + ttl_seconds``.
         """
-        allowed = {"name", "description", "metadata", "ttl_seconds", "status"}
+        allowed = {"name", "description", "metadata", "ttl_seconds"}
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidInput(f"cannot change {sorted(unknown)}", fields=sorted(unknown))
@@ -372,8 +372,6 @@ class SessionStore:
             changes["ttl_seconds"] is None or changes["ttl_seconds"] <= 0
         ):
             raise InvalidInput("ttl_seconds must be positive", field="ttl_seconds")
-        if changes.get("status", "active") not in ("active", "inactive"):
-            raise InvalidInput("status must be active or inactive", field="status")
         sets = [f"{name} = %({name})s" for name in sorted(changes)]
         if "ttl_seconds" in changes:
             sets.append("expires_at = now() + make_interval(secs => %(ttl_seconds)s)")

@@ -7,8 +7,7 @@ Rows older than ``stats_retention_days`` are pruned by the sweeper.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from runtime.database import Pool
 
@@ -28,9 +27,6 @@ class AgentStats:
     tokens_out: int
     latency_ms_mean: float | None
     latency_ms_p95: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 _STATS_SQL = """

@@ -209,16 +209,15 @@ class TurnRunner:
         """Turns currently running in this process."""
         return len(self._tasks)
 
-    async def run(self, owner: str, session_id: str, request: TurnRequest | str) -> TurnResult:
+    async def run(self, owner: str, session_id: str, request: TurnRequest) -> TurnResult:
         """Run one user message (or a resume) through the session's graph; return the result."""
-        request = TurnRequest(content=request) if isinstance(request, str) else request
         lease = await self._begin(owner, session_id, request)
         task = self._spawn(self._execute(lease, request, None))
         # shield: a cancelled caller (a dropped HTTP request) must not cut the turn short.
         return await asyncio.shield(task)
 
     async def stream(
-        self, owner: str, session_id: str, request: TurnRequest | str
+        self, owner: str, session_id: str, request: TurnRequest
     ) -> AsyncIterator[TurnEvent]:
         """Run one user message (or a resume) and yield its events as they happen.
 
@@ -226,7 +225,6 @@ class TurnRunner:
         approval) are raised before the first event; errors during the turn arrive as an
         ``error`` event.
         """
-        request = TurnRequest(content=request) if isinstance(request, str) else request
         lease = await self._begin(owner, session_id, request)
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
         self._spawn(self._execute(lease, request, queue.put_nowait))

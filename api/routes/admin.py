@@ -9,7 +9,6 @@ from fastapi import APIRouter, Body, Query
 from api.deps import AdminDep, RuntimeDep
 from api.routes.sessions import SessionFilters, session_page
 from api.schemas import (
-    AgentStatsPublic,
     ErrorBody,
     Page,
     SessionPublic,
@@ -33,8 +32,7 @@ async def stats(
     agent_id: Annotated[str | None, Query(max_length=128)] = None,
     owner: Annotated[str | None, Query(max_length=128)] = None,
 ) -> StatsPublic:
-    rows = await runtime.stats(agent_id=agent_id, owner=owner)
-    return StatsPublic(items=[AgentStatsPublic(**r.to_dict()) for r in rows])
+    return StatsPublic(items=await runtime.stats(agent_id=agent_id, owner=owner))
 
 
 @router.get("/sessions", summary="Sessions of every owner")

@@ -24,6 +24,7 @@ from runtime import InvalidInput, Runtime, Settings
 from runtime.errors import AwaitingApproval, NothingToResume
 from runtime.templates import TemplateSpec
 from runtime.tools import ToolRegistry, ToolSpec, default_registry
+from tests.support.checks import assert_valid_history, read_sse
 from tests.support.server import running_server
 
 SSE = {"Accept": "text/event-stream"}
@@ -50,22 +51,6 @@ def make_registry() -> ToolRegistry:
 
 def uid(prefix: str = "ap") -> str:
     return f"{prefix}-{uuid4().hex[:10]}"
-
-
-def assert_valid_history(history: list[dict[str, Any]]) -> None:
-    """Every assistant tool call is followed by exactly its results, and no result dangles."""
-    i = 0
-    while i < len(history):
-        message = history[i]
-        assert message["role"] != "tool", f"tool result without its call at {i}: {message}"
-        i += 1
-        if message["role"] == "assistant" and message.get("tool_calls"):
-            wanted = {c["id"] for c in message["tool_calls"]}
-            got: list[str] = []
-            while i < len(history) and history[i]["role"] == "tool":
-                got.append(history[i]["tool_call_id"])
-                i += 1
-            assert sorted(got) == sorted(wanted), f"results {got} for calls {wanted}"
 
 
 @pytest.fixture(autouse=True)
@@ -115,25 +100,6 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
         )
         assert response.status_code == 201, response.text
         yield Api(client, url, response.json()["id"])
-
-
-async def read_sse(response: httpx.Response) -> list[tuple[str, Any]]:
-    """The (event, JSON data) pairs of an SSE response, in order."""
-    events: list[tuple[str, Any]] = []
-    event: str | None = None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                events.append((event or "message", json.loads("\n".join(data))))
-            event, data = None, []
-        elif line.startswith("event:"):
-            event = line[len("event:") :].strip()
-        elif line.startswith("data:"):
-            data.append(line[len("data:") :].removeprefix(" "))
-    if data:
-        events.append((event or "message", json.loads("\n".join(data))))
-    return events
 
 
 async def sse_post(api: Api, path: str, body: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -24,6 +24,7 @@ from api.app import create_app
 from runtime import Runtime, Settings
 from runtime.templates import Budgets, ModelSpec, TemplateSpec
 from runtime.tools import ToolRegistry, ToolSpec, default_registry
+from tests.support.checks import assert_valid_history, read_sse
 from tests.support.openai_server import OpenAICompatServer
 from tests.support.server import running_server
 
@@ -108,32 +109,6 @@ def budget_message(budget: str) -> str:
         f"I stopped before finishing because this turn reached its {budget} budget. "
         "Tell me to continue if you want me to carry on."
     )
-
-
-def assert_valid_history(messages: list[dict[str, Any]]) -> None:
-    """Each assistant tool call has exactly one later tool result; no result is orphaned.
-
-    Stricter still, as providers require: the results of an assistant message's calls come
-    right after it, before any other message.
-    """
-    call_ids: set[str] = set()
-    results: Counter[str] = Counter()
-    open_calls: set[str] = set()  # calls of the latest assistant message awaiting results
-    for message in messages:
-        if message["role"] == "tool":
-            call_id = message["tool_call_id"]
-            assert call_id in call_ids, f"orphaned tool result: {message}"
-            assert call_id in open_calls, f"tool result not right after its call: {message}"
-            results[call_id] += 1
-            open_calls.discard(call_id)
-            continue
-        assert not open_calls, f"calls without results before {message}: {open_calls}"
-        for call in message.get("tool_calls") or []:
-            assert call["id"] not in call_ids, f"duplicate tool call id {call['id']}"
-            call_ids.add(call["id"])
-            open_calls.add(call["id"])
-    assert not open_calls, f"calls without results at the end: {open_calls}"
-    assert all(results[c] == 1 for c in call_ids), results
 
 
 def tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -274,21 +249,6 @@ class TestBudgets:
 
 
 # -- over HTTP: JSON, SSE and WebSocket ---------------------------------------------------
-
-
-async def read_sse(response: httpx.Response) -> list[tuple[str, Any]]:
-    """The (event, JSON data) pairs of an SSE response (comments skipped)."""
-    events: list[tuple[str, Any]] = []
-    event, data = "message", ""
-    async for line in response.aiter_lines():
-        if line.startswith("event:"):
-            event = line.removeprefix("event:").strip()
-        elif line.startswith("data:"):
-            data += line.removeprefix("data:").removeprefix(" ")
-        elif line == "" and data:
-            events.append((event, json.loads(data)))
-            event, data = "message", ""
-    return events
 
 
 async def ws_turn(server_url: str, sid: str, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ raise or run too long become error tool results and the model carries on.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from runtime import Runtime, Settings
 from runtime.errors import ModelBadResponse, ModelRateLimited, ModelUnavailable
 from runtime.templates import ModelSpec, TemplateSpec
 from runtime.tools import ToolRegistry, ToolSpec, default_registry
+from tests.support.checks import read_sse
 from tests.support.openai_server import OpenAICompatServer
 from tests.support.server import running_server
 
@@ -37,21 +37,6 @@ PROMPT = "You are terse."
 
 def uid(prefix: str = "gf") -> str:
     return f"{prefix}-{uuid4().hex[:10]}"
-
-
-async def read_sse(response: httpx.Response) -> list[tuple[str, Any]]:
-    """The (event, JSON data) pairs of an SSE response, in order."""
-    events: list[tuple[str, Any]] = []
-    event, data = "message", ""
-    async for line in response.aiter_lines():
-        if line.startswith("event:"):
-            event = line[len("event:") :].strip()
-        elif line.startswith("data:"):
-            data += line[len("data:") :].removeprefix(" ")
-        elif line == "" and data:
-            events.append((event, json.loads(data)))
-            event, data = "message", ""
-    return events
 
 
 @pytest.fixture(scope="module")

@@ -14,33 +14,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.checks import read_sse
+
 SSE = {"Accept": "text/event-stream"}
 SLOW_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 1.0}}
 
 
 def uid(prefix: str = "s") -> str:
     return f"{prefix}-{uuid4().hex[:8]}"
-
-
-async def read_sse(response: httpx.Response) -> list[tuple[str, Any]]:
-    """The (event, JSON data) pairs of an SSE response, in order (comments skipped)."""
-    events: list[tuple[str, Any]] = []
-    event: str | None = None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                events.append((event or "message", json.loads("\n".join(data))))
-            event, data = None, []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            event = line[len("event:") :].strip()
-        elif line.startswith("data:"):
-            data.append(line[len("data:") :].removeprefix(" "))
-    if data:
-        events.append((event or "message", json.loads("\n".join(data))))
-    return events
 
 
 async def sse_turn(

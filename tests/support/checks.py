@@ -1,0 +1,54 @@
+"""Helpers several test modules share: reading an SSE response, checking a history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+__all__ = ["assert_valid_history", "read_sse"]
+
+
+async def read_sse(response: httpx.Response) -> list[tuple[str, Any]]:
+    """The (event, JSON data) pairs of an SSE response, in order (comments skipped)."""
+    events: list[tuple[str, Any]] = []
+    event: str | None = None
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                events.append((event or "message", json.loads("\n".join(data))))
+            event, data = None, []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            event = line[len("event:") :].strip()
+        elif line.startswith("data:"):
+            data.append(line[len("data:") :].removeprefix(" "))
+    if data:
+        events.append((event or "message", json.loads("\n".join(data))))
+    return events
+
+
+def assert_valid_history(messages: list[dict[str, Any]]) -> None:
+    """Each assistant tool call has exactly one tool result, right after its message.
+
+    That is what chat-completion providers require: the results of an assistant message's
+    calls come before any other message, and no result is orphaned or duplicated.
+    """
+    call_ids: set[str] = set()
+    open_calls: set[str] = set()  # calls of the latest assistant message awaiting results
+    for message in messages:
+        if message["role"] == "tool":
+            call_id = message["tool_call_id"]
+            assert call_id in call_ids, f"orphaned tool result: {message}"
+            assert call_id in open_calls, f"tool result not right after its call: {message}"
+            open_calls.discard(call_id)
+            continue
+        assert not open_calls, f"calls without results before {message}: {open_calls}"
+        for call in message.get("tool_calls") or []:
+            assert call["id"] not in call_ids, f"duplicate tool call id {call['id']}"
+            call_ids.add(call["id"])
+            open_calls.add(call["id"])
+    assert not open_calls, f"calls without results at the end: {open_calls}"
