@@ -14,8 +14,8 @@ from runtime.keys import Principal
 __all__ = ["AdminDep", "PrincipalDep", "RuntimeDep", "get_principal", "get_runtime"]
 
 
-def get_runtime(conn: HTTPConnection) -> Runtime:
-    """The runtime the lifespan opened."""
+async def get_runtime(conn: HTTPConnection) -> Runtime:
+    """The runtime the lifespan opened (async: a sync dependency costs a thread hop)."""
     runtime: Runtime = conn.state.runtime
     return runtime
 

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from graphs import GRAPH_KINDS
+from runtime.checkpointer import MessageCachingSerializer, SessionSaver
 from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
 from runtime.errors import InvalidInput, ModelUnavailable
 from runtime.guards import BudgetLimits, ToolRecords, template_tools
@@ -59,9 +59,10 @@ def strict_serializer() -> JsonPlusSerializer:
     """The checkpoint serializer: msgpack restricted to LangGraph's safe allow-list, no pickle.
 
     Loading a checkpoint never imports or calls arbitrary Python (GHSA-g48c-2wqr-h844,
-    CVE-2025-64439), whatever ``LANGGRAPH_STRICT_MSGPACK`` says.
+    CVE-2025-64439), whatever ``LANGGRAPH_STRICT_MSGPACK`` says. Each message object is
+    encoded once (:class:`~runtime.checkpointer.MessageCachingSerializer`).
     """
-    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+    return MessageCachingSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
 
 
 class Runtime:
@@ -71,7 +72,7 @@ class Runtime:
         self,
         settings: Settings,
         pool: Pool,
-        checkpointer: AsyncPostgresSaver,
+        checkpointer: SessionSaver,
         tools: ToolRegistry,
     ) -> None:
         self.settings = settings
@@ -86,6 +87,7 @@ class Runtime:
             default_ttl_seconds=settings.session_ttl_seconds,
             lease_timeout_seconds=settings.lease_timeout_seconds,
             lease_wait_seconds=settings.lease_wait_seconds,
+            checkpoints_kept=settings.checkpoints_kept,
         )
         self.turns = TurnRunner(
             self.sessions,
@@ -96,6 +98,7 @@ class Runtime:
                 tool_timeout_seconds=settings.tool_timeout_seconds,
                 model_retries=settings.model_retries,
             ),
+            durability=settings.checkpoint_durability,
         )
         self.keys = KeyStore(pool)
         # Called after every sweep with the number of sessions removed (for metrics).
@@ -125,7 +128,9 @@ class Runtime:
             if not url:
                 url = stack.enter_context(embedded_postgres(settings.data_dir))
             pool = await stack.enter_async_context(open_pool(url, settings))
-            checkpointer = AsyncPostgresSaver(pool, serde=strict_serializer())
+            checkpointer = SessionSaver(
+                pool, serde=strict_serializer(), cache_messages=settings.state_cache_messages
+            )
             if migrate_schema:
                 await migrate(pool)
             rt = cls(settings, pool, checkpointer, tools or default_registry())

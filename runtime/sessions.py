@@ -75,6 +75,28 @@ _LATEST_CHECKPOINT = (
 )
 
 
+# Retention: keep a thread's newest ``kept`` checkpoints, delete older ones with their writes
+# and every blob no kept checkpoint refers to (which also sweeps up blobs of rolled-back
+# turns). Runs right after ``release`` in the same pipeline, and only while no turn holds the
+# session: a turn that lost its lease, or a turn that took it meanwhile, prunes nothing.
+_PRUNE_SQL = (
+    "WITH keep AS (SELECT checkpoint_id, checkpoint FROM checkpoints "
+    "WHERE thread_id = %(thread)s AND checkpoint_ns = '' "
+    "ORDER BY checkpoint_id DESC LIMIT %(kept)s), "
+    "cutoff AS (SELECT min(checkpoint_id) AS id FROM keep HAVING count(*) >= %(kept)s), "
+    "gone AS (DELETE FROM checkpoints c USING cutoff WHERE c.thread_id = %(thread)s "
+    "AND c.checkpoint_ns = '' AND c.checkpoint_id < cutoff.id "
+    "AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.thread_id = %(thread)s "
+    "AND s.lease_token IS NOT NULL) RETURNING c.checkpoint_id), "
+    "gone_writes AS (DELETE FROM checkpoint_writes w USING gone "
+    "WHERE w.thread_id = %(thread)s AND w.checkpoint_ns = '' "
+    "AND w.checkpoint_id = gone.checkpoint_id) "
+    "DELETE FROM checkpoint_blobs b WHERE b.thread_id = %(thread)s AND b.checkpoint_ns = '' "
+    "AND EXISTS (SELECT 1 FROM gone) AND NOT EXISTS (SELECT 1 FROM keep k "
+    "WHERE k.checkpoint -> 'channel_versions' ->> b.channel = b.version)"
+)
+
+
 @dataclass(frozen=True)
 class Session:
     """A session's metadata and counters (its messages live in the checkpointer)."""
@@ -191,8 +213,11 @@ class SessionStore:
         default_ttl_seconds: int,
         lease_timeout_seconds: float,
         lease_wait_seconds: float = 0.0,
+        checkpoints_kept: int = 0,
     ) -> None:
         self._pool = pool
+        # Checkpoints kept per thread after each turn (0: all).
+        self.checkpoints_kept = checkpoints_kept
         self._templates = templates
         self.default_ttl_seconds = default_ttl_seconds
         self.lease_timeout_seconds = lease_timeout_seconds
@@ -600,9 +625,10 @@ class SessionStore:
             LeaseLost: the lease had lapsed and been taken by another turn.
         """
         c = counters or TurnCounters(turns=0)
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.pipeline():
             # One statement: free the lease, bump the counters, commit the checkpoint, and
-            # (for a real turn) log it for the per-agent statistics.
+            # (for a real turn) log it for the per-agent statistics. Retention's prune rides
+            # in the same round trip.
             cur = await conn.execute(
                 "WITH s AS (UPDATE sessions s SET lease_token = NULL, lease_expires_at = NULL, "
                 "turns = turns + %(turns)s, messages = messages + %(messages)s, "
@@ -632,6 +658,11 @@ class SessionStore:
                     "token": lease.token,
                 },
             )
+            if self.checkpoints_kept:
+                await conn.execute(
+                    _PRUNE_SQL,
+                    {"thread": lease.thread_id, "kept": self.checkpoints_kept},
+                )
             row = await cur.fetchone()
         if not row or not row["n"]:
             lease.lost = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -96,6 +96,30 @@ class Settings(BaseSettings):
     )
     tool_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A tool call running longer becomes an error result."
+    )
+    checkpoint_durability: Literal["exit", "async", "sync"] = Field(
+        default="exit",
+        description=(
+            "When a turn's checkpoints are written: `exit`, one per turn when it ends or pauses "
+            "(a turn that dies half-way is rolled back anyway); `async` or `sync`, one per "
+            "graph step, for step-by-step time travel in Studio."
+        ),
+    )
+    checkpoints_kept: int = Field(
+        default=5,
+        ge=0,
+        description=(
+            "Checkpoints kept per session for time travel (the newest ones; 0 keeps all). "
+            "Each holds a full copy of the messages, so this bounds a session's storage."
+        ),
+    )
+    state_cache_messages: int = Field(
+        default=10_000,
+        ge=0,
+        description=(
+            "Messages of recently used sessions' latest state kept in memory per process, so "
+            "a turn does not reload its history (0 turns the cache off)."
+        ),
     )
     stats_retention_days: float = Field(
         default=30.0, gt=0, description="Days of per-turn records kept for agent statistics."

@@ -28,6 +28,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
+from runtime.checkpointer import EXPECTED_CHECKPOINT
 from runtime.errors import (
     InvalidInput,
     LeaseLost,
@@ -64,6 +65,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 32_000
+
+Durability = Literal["exit", "async", "sync"]
 
 EventType = Literal[
     "token",
@@ -193,11 +196,21 @@ class TurnRunner:
         graphs: GraphCache,
         tools: ToolRegistry | None = None,
         guard_options: GuardOptions | None = None,
+        durability: Durability = "exit",
     ) -> None:
+        """
+        Args:
+            durability: when checkpoints are written. ``"exit"`` (the default): one per turn,
+                when the graph run ends or pauses. A turn is all-or-nothing anyway (one that
+                dies half-way is rolled back to the session's committed checkpoint), so
+                per-step checkpoints (``"async"``, ``"sync"``) only add writes, each
+                rewriting every message, unless you want step-by-step time travel.
+        """
         self._sessions = sessions
         self._graphs = graphs
         self._tools = tools or ToolRegistry()
         self._options = guard_options or GuardOptions()
+        self._durability: Durability = durability
         self._policies: dict[tuple[str, int], tuple[Budgets, dict[str, ToolSpec]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called after every turn with (agent_id, outcome, seconds); outcome is "ok" or the
@@ -329,7 +342,13 @@ class TurnRunner:
             graph = self._graph(lease)
             guard = self._guard(lease, request)
             config: RunnableConfig = {
-                "configurable": {"thread_id": lease.thread_id, "guard": guard},
+                "configurable": {
+                    "thread_id": lease.thread_id,
+                    "guard": guard,
+                    # The committed checkpoint is the thread's latest (the lease rolled back
+                    # anything newer): the saver may serve it from memory.
+                    EXPECTED_CHECKPOINT: lease.committed_checkpoint_id,
+                },
                 "callbacks": [timer],
                 "metadata": {"session_id": lease.session_id, "owner": lease.owner},
                 # The guard ends the turn at max_steps model calls; this is a backstop.
@@ -340,7 +359,9 @@ class TurnRunner:
             assert current is not None
             streamed = False  # tokens went out since the last complete message
             async with self._sessions.renewing(lease, current):
-                async for mode, chunk in graph.astream(graph_input, config, stream_mode=modes):
+                async for mode, chunk in graph.astream(
+                    graph_input, config, stream_mode=modes, durability=self._durability
+                ):
                     if mode == "messages":
                         message, meta = chunk
                         if (

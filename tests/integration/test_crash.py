@@ -171,15 +171,24 @@ async def kill_holder_mid_turn(
     session_id: str = "crash-1",
     agent_id: str = "slow",
     *,
-    min_step: int = 0,
+    min_step: int | None = 0,
+    durability: str = "async",
     **hold_env: str,
 ) -> str:
     """Run the holder until its turn has checkpointed step ``min_step``, then SIGKILL it.
 
     Step 0 holds the turn's user message (its model call is then under way); with tools,
-    step 2 also holds the assistant's tool call and its result. Returns the dead lease token.
+    step 2 also holds the assistant's tool call and its result. ``min_step=None`` kills as
+    soon as the turn holds the lease. Returns the dead lease token.
     """
-    hold_env = {"HOLD_SESSION_ID": session_id, "HOLD_AGENT_ID": agent_id, **hold_env}
+    hold_env = {
+        "HOLD_SESSION_ID": session_id,
+        "HOLD_AGENT_ID": agent_id,
+        # "async": per-step checkpoints, so the kill lands after some of the turn is written
+        # (the default, "exit", writes the turn's one checkpoint at its end).
+        "SESSIONGRAPH_CHECKPOINT_DURABILITY": durability,
+        **hold_env,
+    }
     async with holder_process(database_url, log_path, **hold_env) as proc:
         assert proc.stdout is not None
         try:
@@ -188,7 +197,8 @@ async def kill_holder_mid_turn(
             pytest.fail(f"hold_turn never said holding:\n{log_path.read_text()}")
         assert line.decode().strip() == "holding", log_path.read_text()
         token = await wait_for_lease(database_url, session_id)
-        await wait_for_turn_checkpoint(database_url, session_id, min_step=min_step)
+        if min_step is not None:
+            await wait_for_turn_checkpoint(database_url, session_id, min_step=min_step)
         assert proc.returncode is None, log_path.read_text()
         row = await lease_row(database_url, session_id)
         assert row is not None and row["lease_token"] == token, "the turn ended before the kill"
@@ -253,6 +263,36 @@ class TestCrashedHolder:
             assert row["lease_token"] is None, "the successful turn did not free its lease"
             assert row["turns"] == 1, "the killed turn was counted as completed"
             assert row["messages"] == len(history), "counters and history disagree"
+
+    @pytest.mark.timeout(180)
+    async def test_default_durability_writes_nothing_before_the_turn_ends(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        """With one checkpoint per turn, a turn killed mid-way leaves no checkpoint at all."""
+        settings = replica_settings(database_url, tmp_path)
+        async with Runtime.open(settings, sweeper=False) as rt:
+            await kill_holder_mid_turn(
+                database_url,
+                tmp_path / "hold_turn.log",
+                "crash-exit",
+                "slow-exit",
+                min_step=None,
+                durability="exit",
+            )
+            async with await psycopg.AsyncConnection.connect(database_url) as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FROM checkpoints c JOIN sessions s "
+                    "ON s.thread_id = c.thread_id WHERE s.session_id = 'crash-exit'"
+                )
+                assert await cur.fetchone() == (0,)
+            await rt.templates.update("slow-exit", {"model": FAST_MODEL})
+            result = await chat_once_lease_lapses(rt, "crash-exit", "my name is Eve")
+            assert result.reply == "Nice to meet you, Eve."
+            history = await rt.history("crash-exit")
+            assert [(m["role"], m["content"]) for m in history] == [
+                ("user", "my name is Eve"),
+                ("assistant", "Nice to meet you, Eve."),
+            ]
 
     @pytest.mark.timeout(180)
     async def test_killed_tool_turn_is_rolled_back_whole(

@@ -1,0 +1,221 @@
+"""The checkpointer: LangGraph's ``AsyncPostgresSaver``, tuned for a pool and for sessions.
+
+Two changes, both measured (``bench/RESULTS.md``):
+
+- **No process-wide lock.** ``AsyncPostgresSaver`` runs every query under one
+  ``asyncio.Lock`` (langgraph issue 7259), because a single connection cannot run two
+  pipelines at once. Given a pool, each query here takes a connection of its own, so the
+  lock only serialised unrelated sessions.
+- **The latest checkpoint of recently used sessions, kept in memory.** Loading a checkpoint
+  deserialises every message of the session, so a turn's cost grew with its history. A
+  turn's lease knows the session's committed checkpoint id; when the cache holds that very
+  checkpoint (this process wrote or read it last), the load is skipped. Checkpoint ids are
+  never reused and a checkpoint's content never changes, so a hit is exact, whichever
+  replica served the turns in between: another replica's turn moves the committed id and
+  misses the cache. Callers opt in per call with :data:`EXPECTED_CHECKPOINT` in
+  ``configurable``; without it (``langgraph dev``, history, Studio) every read goes to
+  Postgres. The cache is bounded by the number of messages it holds.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import ormsgpack
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    copy_checkpoint,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde import jsonplus
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["EXPECTED_CHECKPOINT", "MessageCachingSerializer", "SessionSaver"]
+
+# ``configurable`` key: the checkpoint id the caller knows to be the thread's latest.
+EXPECTED_CHECKPOINT = "sessiongraph_expected_checkpoint"
+
+
+class SessionSaver(AsyncPostgresSaver):
+    """``AsyncPostgresSaver`` on a pool, without its lock, with a latest-checkpoint cache."""
+
+    conn: AsyncConnectionPool[Any]
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        serde: SerializerProtocol | None = None,
+        cache_messages: int = 10_000,
+    ) -> None:
+        super().__init__(pool, serde=serde)
+        self.cache_messages = cache_messages
+        self._cache: OrderedDict[str, tuple[CheckpointTuple, int]] = OrderedDict()
+        self._cached_messages = 0
+        self.hits = 0
+        self.misses = 0
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        async with self.conn.connection() as conn:
+            if pipeline and self.supports_pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            elif pipeline:
+                async with (
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+
+    # -- the cache ----------------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        configurable = config.get("configurable") or {}
+        expected = configurable.get(EXPECTED_CHECKPOINT)
+        cacheable = configurable.get("checkpoint_ns", "") == "" and not configurable.get(
+            "checkpoint_id"
+        )
+        if expected and cacheable:
+            thread_id = str(configurable["thread_id"])
+            entry = self._cache.get(thread_id)
+            if entry is not None and entry[0].checkpoint["id"] == expected:
+                self._cache.move_to_end(thread_id)
+                self.hits += 1
+                return _fresh(entry[0])
+            self.misses += 1
+            found = await super().aget_tuple(config)
+            if (
+                found is not None
+                and found.checkpoint["id"] == expected
+                and not found.pending_writes
+            ):
+                self._remember(thread_id, found)
+            return found
+        return await super().aget_tuple(config)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        if configurable.get("checkpoint_ns", "") == "":
+            parent = configurable.get("checkpoint_id")
+            self._remember(
+                thread_id,
+                CheckpointTuple(
+                    saved,
+                    copy_checkpoint(checkpoint),
+                    get_serializable_checkpoint_metadata(config, metadata),
+                    (
+                        {
+                            "configurable": {
+                                "thread_id": thread_id,
+                                "checkpoint_ns": "",
+                                "checkpoint_id": parent,
+                            }
+                        }
+                        if parent
+                        else None
+                    ),
+                    [],
+                ),
+            )
+        return saved
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        # Pending writes (an interrupted step's) belong to the tuple: read it back whole.
+        self.forget(str(config["configurable"]["thread_id"]))
+        await super().aput_writes(config, writes, task_id, task_path)
+
+    def forget(self, thread_id: str) -> None:
+        """Drop the thread's cached checkpoint."""
+        entry = self._cache.pop(thread_id, None)
+        if entry is not None:
+            self._cached_messages -= entry[1]
+
+    def _remember(self, thread_id: str, found: CheckpointTuple) -> None:
+        self.forget(thread_id)
+        if self.cache_messages <= 0:
+            return
+        size = 1 + len(found.checkpoint["channel_values"].get("messages") or ())
+        self._cache[thread_id] = (found, size)
+        self._cached_messages += size
+        while self._cached_messages > self.cache_messages and self._cache:
+            _, (_, evicted) = self._cache.popitem(last=False)
+            self._cached_messages -= evicted
+
+
+def _fresh(found: CheckpointTuple) -> CheckpointTuple:
+    """A copy the graph loop may mutate (it updates versions in place) without harm."""
+    return CheckpointTuple(
+        found.config,
+        copy_checkpoint(found.checkpoint),
+        dict(found.metadata),  # type: ignore[arg-type]
+        found.parent_config,
+        [],
+    )
+
+
+class MessageCachingSerializer(JsonPlusSerializer):
+    """``JsonPlusSerializer`` that encodes each message object once.
+
+    A checkpoint stores a session's whole message list, so encoding it cost time in
+    proportion to the history on every turn although only the turn's new messages had
+    changed. Messages are never modified once in the state (updates replace them with
+    copies), so the encoding of a message object is kept, keyed by the object, for as
+    long as the object lives (a weak reference drops it with the object). The bytes are
+    exactly what the plain serializer writes.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._encoded: dict[int, tuple[weakref.ref[BaseMessage], Any]] = {}
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if obj is None or isinstance(obj, (bytes, bytearray)):
+            return super().dumps_typed(obj)
+        return "msgpack", ormsgpack.packb(obj, default=self._default, option=jsonplus._option)
+
+    def _default(self, obj: Any) -> Any:
+        if not isinstance(obj, BaseMessage):
+            return jsonplus._msgpack_default(obj)
+        key = id(obj)
+        entry = self._encoded.get(key)
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        encoded = jsonplus._msgpack_default(obj)
+        encoded_map = self._encoded
+        self._encoded[key] = (
+            weakref.ref(obj, lambda _, key=key: encoded_map.pop(key, None)),  # type: ignore[misc]
+            encoded,
+        )
+        return encoded
