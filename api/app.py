@@ -15,6 +15,7 @@ from typing import TypedDict
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api import compat
 from api.auth import may_run_open
 from api.errors import install_error_handlers
 from api.metrics import Metrics
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     install_error_handlers(app)
     for module in (health, agents, tool_routes, sessions, messages, ws, admin):
         app.include_router(module.router)
+    # The LangGraph Server API (assistants, threads, runs, store) at the root.
+    app.include_router(compat.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,0 +1,7 @@
+"""LangGraph Server API: meta endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
