@@ -2,8 +2,8 @@
 
 The product's own tables come from :data:`MIGRATIONS` (index = schema version), the same
 habit as the checkpointer's ``MIGRATIONS``. :func:`migrate` applies what is missing and
-then runs the checkpointer's ``setup()``, both under one advisory lock taken by polling
-``pg_try_advisory_lock``: ``setup()`` is not safe when several processes run it at once,
+then runs the checkpointer's and the store's ``setup()``, all under one advisory lock taken
+by polling ``pg_try_advisory_lock``: ``setup()`` is not safe when several processes run it at once,
 and a *blocking* advisory lock around it deadlocks with its ``CREATE INDEX CONCURRENTLY``.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -245,8 +246,10 @@ async def migrate(pool: Pool, *, poll_seconds: float = 0.05) -> int:
                     await conn.execute(MIGRATIONS[v])
                     await conn.execute("INSERT INTO sessiongraph_migrations (v) VALUES (%s)", (v,))
                 log.info("applied migration %d", v)
-            # The saver's own migrations run on this connection, still under the lock.
+            # The saver's and the store's own migrations run on this connection, still under
+            # the lock (the store backs the LangGraph API's /store endpoints).
             await AsyncPostgresSaver(conn).setup()
+            await AsyncPostgresStore(conn).setup()
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
     return SCHEMA_VERSION

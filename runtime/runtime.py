@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.postgres.aio import AsyncPostgresStore
 
 from graphs import GRAPH_KINDS
 from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
@@ -37,6 +38,7 @@ from runtime.templates import (
     TemplateStore,
     default_template_spec,
 )
+from runtime.threads import ThreadStates
 from runtime.tools import ToolRegistry, default_registry
 from runtime.turns import (
     GuardOptions,
@@ -98,6 +100,10 @@ class Runtime:
             ),
         )
         self.keys = KeyStore(pool)
+        # Thread state, history and state updates for the LangGraph API (committed only).
+        self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
+        # LangGraph's key-value store, for the LangGraph API's /store endpoints.
+        self.store = AsyncPostgresStore(pool)
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
 
