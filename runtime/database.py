@@ -132,6 +132,29 @@ MIGRATIONS: list[str] = [
         ADD COLUMN awaiting_approval boolean NOT NULL DEFAULT false,
         ADD COLUMN pending_approvals jsonb
     """,
+    """
+    -- Runs of the LangGraph Server API: one row per turn started through it, so any replica
+    -- can list, read, join or cancel a run. Deleted with the session (its thread).
+    CREATE TABLE runs (
+        run_id             text PRIMARY KEY,
+        owner              text NOT NULL,
+        session_id         text NOT NULL,
+        assistant_id       text NOT NULL,
+        status             text NOT NULL CHECK (status IN
+                           ('pending', 'running', 'success', 'error', 'interrupted', 'timeout')),
+        metadata           jsonb NOT NULL DEFAULT '{}'::jsonb,
+        multitask_strategy text NOT NULL,
+        kwargs             jsonb NOT NULL DEFAULT '{}'::jsonb,
+        error              jsonb,
+        -- Set by a cancel from any replica; the process running the run polls for it.
+        cancel_requested   boolean NOT NULL DEFAULT false,
+        created_at         timestamptz NOT NULL DEFAULT now(),
+        updated_at         timestamptz NOT NULL DEFAULT now(),
+        FOREIGN KEY (owner, session_id) REFERENCES sessions (owner, session_id)
+            ON DELETE CASCADE
+    )
+    """,
+    """CREATE INDEX runs_thread_idx ON runs (owner, session_id, created_at DESC)""",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1
