@@ -11,7 +11,10 @@ from fastapi import APIRouter
 
 from api.compat import assistants, meta, runs, store, threads
 
-__all__ = ["router"]
+__all__ = ["PATH_PREFIXES", "router"]
+
+# Where the surface lives (Studio's text/plain JSON bodies are accepted under these).
+PATH_PREFIXES = ("/assistants", "/threads", "/runs", "/store", "/info", "/ok")
 
 router = APIRouter()
 for _module in (meta, assistants, threads, runs, store):

@@ -20,6 +20,7 @@ from runtime.sessions import Session
 from runtime.templates import DEFAULT_AGENT_ID, SYSTEM_OWNER, AgentTemplate
 
 __all__ = [
+    "ASSISTANT_CONFIG_FIELDS",
     "GRAPH_ID",
     "assistant_dict",
     "checkpoint_dict",
@@ -53,20 +54,37 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+# Template fields an assistant's ``config.configurable`` (or ``context``) carries.
+ASSISTANT_CONFIG_FIELDS = (
+    "system_prompt",
+    "model",
+    "tools",
+    "require_approval",
+    "max_context_tokens",
+    "budgets",
+)
+
+
 def assistant_dict(template: AgentTemplate) -> dict[str, Any]:
-    """An agent template as a LangGraph assistant."""
-    metadata: dict[str, Any] = {"owner": template.owner}
+    """An agent template as a LangGraph assistant.
+
+    ``metadata`` is the template's, plus ``{"created_by": "system"}`` for system templates;
+    ``config.configurable`` holds the template fields of :data:`ASSISTANT_CONFIG_FIELDS`.
+    """
+    spec = template.spec
+    metadata = dict(spec.metadata)
     if template.owner == SYSTEM_OWNER:
         metadata["created_by"] = "system"
+    configurable = spec.model_dump(mode="json", include=set(ASSISTANT_CONFIG_FIELDS))
     return {
         "assistant_id": template.agent_id,
         "graph_id": GRAPH_ID,
-        "config": {},
+        "config": {"configurable": configurable},
         "context": {},
-        "metadata": metadata,
+        "metadata": jsonable(metadata),
         "version": template.version,
-        "name": template.spec.name,
-        "description": template.spec.description or None,
+        "name": spec.name,
+        "description": spec.description or None,
         "created_at": iso(template.created_at),
         "updated_at": iso(template.updated_at),
     }
