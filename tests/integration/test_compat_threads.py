@@ -7,7 +7,12 @@ database of their own. Each test uses ids of its own.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +24,8 @@ from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEnti
 from api.app import create_app
 from runtime import Runtime, Settings
 from tests.support.server import running_server
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def client_for(url: str, api_key: str | None = None) -> LangGraphClient:
@@ -410,3 +417,28 @@ class TestOwnership:
             await as_bob.store.put_item(["shared"], key="k", value={"by": "bob"})
             item = await as_ann.store.get_item(["shared"], key="k")
             assert item is not None and item["value"] == {"by": "ann"}
+
+
+class TestReadmeExample:
+    async def test_sdk_example_runs_as_written(self, server_url: str, tmp_path: Path) -> None:
+        """The README's langgraph-sdk example prints what its comments promise."""
+        readme = (ROOT / "README.md").read_text()
+        (code,) = [
+            b
+            for b in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+            if b.startswith("# langgraph sdk example")
+        ]
+        script = tmp_path / "sdk_example.py"
+        script.write_text(code.replace("http://localhost:8000", server_url))
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+        assert proc.returncode == 0, stderr.decode()
+        assert stdout.decode().splitlines() == ["The result is 42.", "4"]
