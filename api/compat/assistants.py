@@ -116,7 +116,9 @@ def _template_fields(
     config: dict[str, Any] | None, context: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Template fields from ``config.configurable`` and ``context`` (context wins)."""
-    configurable = (config or {}).get("configurable") or {}
+    configurable = (config or {}).get("configurable")
+    if configurable is None:
+        configurable = {}
     if not isinstance(configurable, dict):
         raise InvalidInput("config.configurable must be an object", field="config")
     given = {**configurable, **(context or {})}

@@ -442,3 +442,56 @@ class TestReadmeExample:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
         assert proc.returncode == 0, stderr.decode()
         assert stdout.decode().splitlines() == ["The result is 42.", "4"]
+
+
+BAD_REQUESTS: list[tuple[str, str, Any]] = [
+    ("POST", "/threads", {"thread_id": "not a valid id!"}),
+    ("POST", "/threads", {"if_exists": "sometimes"}),
+    ("POST", "/threads", {"ttl": -5}),
+    ("POST", "/threads", {"metadata": "not an object"}),
+    ("POST", "/threads/search", {"limit": 0}),
+    ("POST", "/threads/search", {"status": "sleepy"}),
+    ("POST", "/threads/search", {"sort_by": "colour"}),
+    ("POST", "/threads/search", {"metadata": {"k": "nul\u0000"}}),
+    ("POST", "/threads/{tid}/history", {"limit": "many"}),
+    ("POST", "/threads/{tid}/history", {"before": 7}),
+    ("GET", "/threads/{tid}/history?limit=0", None),
+    ("POST", "/threads/{tid}/state", {"values": ["not", "a", "dict"]}),
+    ("POST", "/threads/{tid}/state", {"values": {"messages": [{"nonsense": 1}]}}),
+    ("POST", "/threads/{tid}/state/checkpoint", {}),
+    ("GET", "/threads/{tid}/state/nope", None),
+    ("GET", "/threads/nope", None),
+    ("POST", "/assistants", {"graph_id": "agent", "assistant_id": "bad id!"}),
+    ("POST", "/assistants", {"graph_id": "agent", "config": {"configurable": []}}),
+    ("POST", "/assistants", {"graph_id": "agent", "config": {"configurable": {"model": "x:y"}}}),
+    ("POST", "/assistants", {"graph_id": "agent", "context": {"budgets": {"max_steps": 0}}}),
+    ("POST", "/assistants/search", {"sort_by": "colour"}),
+    ("POST", "/assistants/search", {"limit": -1}),
+    ("GET", "/assistants/default/graph?xray=sideways", None),
+    ("GET", "/assistants/default/graph?xray=-1", None),
+    ("PATCH", "/assistants/default", {"config": {"configurable": {"tools": ["nope"]}}}),
+    ("POST", "/assistants/default/latest", {"version": "new"}),
+    ("PUT", "/store/items", {"namespace": [], "key": "k", "value": {}}),
+    ("PUT", "/store/items", {"namespace": ["a.b"], "key": "k", "value": {}}),
+    ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": "text"}),
+    ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {}, "ttl": 5}),
+    ("PUT", "/store/items", {"namespace": ["a"], "key": "nul\u0000", "value": {}}),
+    ("GET", "/store/items?namespace=a", None),
+    ("POST", "/store/items/search", {"namespace_prefix": [""]}),
+    ("POST", "/store/namespaces", {"max_depth": 0}),
+]
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(("method", "path", "body"), BAD_REQUESTS)
+    async def test_is_a_4xx_naming_the_problem(
+        self, http: httpx.AsyncClient, method: str, path: str, body: Any
+    ) -> None:
+        tid = (await http.post("/threads", json={})).json()["thread_id"]
+        response = await http.request(
+            method, path.replace("{tid}", tid), json=body if body is not None else None
+        )
+        assert 400 <= response.status_code < 500, response.text
+        error = response.json()
+        assert set(error) == {"error", "message", "details"}, error
+        assert error["message"]
