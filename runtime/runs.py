@@ -167,6 +167,7 @@ class RunManager:
         self.poll_seconds = poll_seconds
         self._live: dict[str, _Live] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     # -- create and execute -----------------------------------------------------------------
@@ -259,13 +260,13 @@ class RunManager:
         except (Exception, asyncio.CancelledError) as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
             error = _error_payload(exc)
-            live.publish(TurnEvent("error", error))
             await asyncio.shield(
                 self._finish(
                     live,
                     request,
                     "interrupted" if cancelled else "error",
                     None if cancelled else error,
+                    TurnEvent("error", error),
                 )
             )
             return
@@ -278,20 +279,28 @@ class RunManager:
     async def _pump(
         self, live: _Live, request: RunRequest, events: AsyncIterator[TurnEvent]
     ) -> None:
-        """Forward the turn's events to subscribers; record how the run ended."""
+        """Forward the turn's events to subscribers; record how the run ended.
+
+        The last event (``done`` or ``error``) goes out once the run's row says how it
+        ended, so a client that saw the end of the stream reads the final status.
+        """
         status: RunStatus = "success"
         error: dict[str, Any] | None = None
+        last = TurnEvent("error", {"error": "internal_error", "message": "the run stopped"})
         try:
             async for event in events:
-                if event.type == "error":
-                    status = "interrupted" if live.cancelled else "error"
-                    error = None if live.cancelled else dict(event.data)
+                if event.type in ("done", "error"):
+                    last = event
+                    if event.type == "error":
+                        status = "interrupted" if live.cancelled else "error"
+                        error = None if live.cancelled else dict(event.data)
+                    continue
                 live.publish(event)
         except BaseException:
-            status, error = "error", {"error": "internal_error", "message": "run stopped"}
+            status, error = "error", dict(last.data)
             raise
         finally:
-            await asyncio.shield(self._finish(live, request, status, error))
+            await asyncio.shield(self._finish(live, request, status, error, last))
 
     async def _finish(
         self,
@@ -299,6 +308,7 @@ class RunManager:
         request: RunRequest,
         status: RunStatus,
         error: dict[str, Any] | None,
+        last: TurnEvent,
     ) -> None:
         try:
             live.run = await self._set_status(live.run.run_id, status, error) or live.run
@@ -309,6 +319,7 @@ class RunManager:
             log.exception("could not record the end of run %s", live.run.run_id)
         finally:
             self._live.pop(live.run.run_id, None)
+            live.publish(last)
             live.ended.set()
 
     # -- read, join, cancel, delete -----------------------------------------------------------
@@ -395,6 +406,14 @@ class RunManager:
             )
         self._cancel_local(run_id)
         return Run.from_row(row)
+
+    def cancel_soon(self, owner: str, session_id: str, run_id: str) -> None:
+        """:meth:`cancel` in a task of its own, for callers being cancelled themselves (a
+        stream whose client went away); an ended run is left alone."""
+        task = asyncio.create_task(self.cancel(owner, session_id, run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def delete(self, owner: str, session_id: str, run_id: str) -> None:
         """Delete an ended run's record.

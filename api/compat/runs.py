@@ -21,7 +21,6 @@ Accepted and ignored (documented): ``config`` and ``context`` (the graph takes n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -450,8 +449,7 @@ async def _stream_response(
             yield _sse("end", None)
         finally:
             if not finished and on_disconnect == "cancel":
-                with contextlib.suppress(Exception):
-                    await runtime.runs.cancel(request.owner, request.session_id, run.run_id)
+                runtime.runs.cancel_soon(request.owner, request.session_id, run.run_id)
 
     return EventSourceResponse(
         body(),
@@ -498,8 +496,7 @@ async def _wait_response(
             finished = True
         finally:
             if not finished and on_disconnect == "cancel":
-                with contextlib.suppress(Exception):
-                    await runtime.runs.cancel(request.owner, request.session_id, handle.run.run_id)
+                runtime.runs.cancel_soon(request.owner, request.session_id, handle.run.run_id)
 
     return StreamingResponse(
         body(),
@@ -523,6 +520,7 @@ async def _stream(
 async def _wait(
     runtime: Runtime, who: Principal, thread_id: str | None, body: RunCreate
 ) -> StreamingResponse:
+    _stream_modes(body)  # validated, though the output is the final values
     request = await _run_request(runtime, who, thread_id, body, ("values",))
     handle = await runtime.runs.create(request, subscribe=True)
     return await _wait_response(runtime, request, handle, body.on_disconnect or "continue")
@@ -628,7 +626,10 @@ async def join_run_stream(
     session = await runtime.sessions.get(who.owner, thread_id)
     requested: list[str] = []
     for value in stream_mode or []:
-        # The SDK repeats the parameter; LangGraph also accepts a JSON array in one value.
+        # The SDK repeats the parameter (and sends it empty for none); LangGraph also
+        # accepts a JSON array in one value.
+        if not value:
+            continue
         parsed = json.loads(value) if value.startswith("[") else value
         requested.extend(parsed if isinstance(parsed, list) else [parsed])
     modes = _stream_modes(RunCreate(assistant_id="-", stream_mode=requested or None))
@@ -657,8 +658,7 @@ async def join_run_stream(
             yield _sse("end", None)
         finally:
             if not finished and cancel_on_disconnect:
-                with contextlib.suppress(Exception):
-                    await runtime.runs.cancel(who.owner, thread_id, run_id)
+                runtime.runs.cancel_soon(who.owner, thread_id, run_id)
 
     return EventSourceResponse(body(), ping=15, headers={"Cache-Control": "no-cache"})
 
