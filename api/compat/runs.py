@@ -256,9 +256,11 @@ async def _run_request(
     content: str | None = None
     message_id: str | None = None
     decisions: list[dict[str, Any]] | None = None
+    given = any(v not in (None, [], "", {}) for v in (body.input or {}).values())
     if body.command is not None:
         decisions = _decisions(body.command["resume"])
-    elif body.input is not None or checkpoint_id is None:
+    elif given or checkpoint_id is None:
+        # No input with a checkpoint: continue from it (Studio's "re-run from here").
         content, message_id = _user_message(body.input or {})
     temporary = thread_id is None and body.on_completion != "keep"
     if thread_id is None:
