@@ -25,7 +25,7 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from api.app import create_app
-from runtime import Settings
+from runtime import Runtime, Settings
 from runtime.tools import ToolRegistry, ToolSpec, default_registry
 from tests.support.checks import read_sse
 from tests.support.server import running_server
@@ -604,3 +604,42 @@ class TestReplicas:
             assert values == {}
             assert (await other.runs.get(thread_id, run["run_id"]))["status"] == "interrupted"
         assert (await api.client.threads.get(thread_id))["status"] == "idle"
+
+
+async def _key(settings: Settings, owner: str) -> str:
+    async with Runtime.open(settings, sweeper=False) as rt:
+        _, secret = await rt.keys.create(owner)
+    return secret
+
+
+class TestOwnership:
+    async def test_another_owners_thread_runs_and_assistant_are_404(
+        self, settings: Settings, fresh_database: str
+    ) -> None:
+        own = settings.model_copy(update={"database_url": fresh_database})
+        ann, bob = await _key(own, "ann"), await _key(own, "bob")
+        async with running_server(create_app(own)) as url:
+            as_ann, as_bob = get_client(url=url, api_key=ann), get_client(url=url, api_key=bob)
+            tid = (await as_ann.threads.create())["thread_id"]
+            run = await as_ann.runs.create(tid, "agent", input=user("hello"))
+            await as_ann.runs.join(tid, run["run_id"])
+            with http_error(404):
+                await as_bob.runs.wait(tid, "agent", input=user("hi"))
+            with pytest.raises(NotFoundError):
+                await as_bob.runs.list(tid)
+            with pytest.raises(NotFoundError):
+                await as_bob.runs.get(tid, run["run_id"])
+            with http_error(404):
+                await as_bob.runs.join(tid, run["run_id"])
+            with pytest.raises(NotFoundError):
+                await as_bob.runs.cancel(tid, run["run_id"])
+            with pytest.raises(NotFoundError):
+                await as_bob.runs.delete(tid, run["run_id"])
+            aid = (await as_ann.assistants.create(graph_id="agent", name="Ann's"))["assistant_id"]
+            with http_error(404):
+                await as_bob.runs.wait(None, aid, input=user("hi"))
+            # Bob's own thread of the same id is his, with runs of its own.
+            await as_bob.threads.create(thread_id=tid)
+            values = await as_bob.runs.wait(tid, "agent", input=user("mine"))
+            assert texts(values) == ["mine", "You said: mine"]
+            assert [r["run_id"] for r in await as_ann.runs.list(tid)] == [run["run_id"]]
