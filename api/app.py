@@ -15,10 +15,11 @@ from typing import TypedDict
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api import compat
 from api.auth import may_run_open
 from api.errors import install_error_handlers
 from api.metrics import Metrics
-from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.middleware import BodyLimitMiddleware, PlainTextJsonMiddleware, RequestIdMiddleware
 from api.routes import admin, agents, health, messages, sessions, ws
 from api.routes import tools as tool_routes
 from runtime import Runtime, Settings, get_settings
@@ -79,6 +80,10 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     install_error_handlers(app)
     for module in (health, agents, tool_routes, sessions, messages, ws, admin):
         app.include_router(module.router)
+    # The LangGraph Server API (assistants, threads, runs, store) at the root. Its reference
+    # is LangGraph's own; /openapi.json stays the contract of the native API.
+    app.include_router(compat.router, include_in_schema=False)
+    app.add_middleware(PlainTextJsonMiddleware, prefixes=compat.PATH_PREFIXES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,9 +1,11 @@
-"""Who is calling: API keys (``Authorization: Bearer``), or nobody when auth is off.
+"""Who is calling: API keys (``Authorization: Bearer`` or ``x-api-key``), or nobody when auth
+is off.
 
 Auth is off when no key exists and the server may run open: it is bound to a loopback
 address, or ``allow_open`` is set. Then every caller is the ``local`` owner with the admin
-role. As soon as one key exists, every request needs a valid one. WebSockets may send the
-key as a ``token`` query parameter, since browsers cannot set headers on them.
+role. As soon as one key exists, every request needs a valid one. The LangGraph SDK and
+Studio send the key as ``x-api-key``. WebSockets may send the key as a ``token`` query
+parameter, since browsers cannot set headers on them.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def _bearer(conn: HTTPConnection) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         raise Unauthenticated("malformed Authorization header: use 'Bearer <key>'")
+    api_key = conn.headers.get("x-api-key")
+    if api_key is not None:
+        if not api_key.strip():
+            raise Unauthenticated("empty x-api-key header")
+        return api_key.strip()
     if conn.scope["type"] == "websocket":
         return conn.query_params.get("token") or None
     return None
@@ -73,7 +80,9 @@ async def authenticate(conn: HTTPConnection, runtime: Runtime) -> Principal:
         return principal
     if may_run_open(runtime.settings) and not await runtime.keys.any_active():
         return OPEN_PRINCIPAL
-    raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+    raise Unauthenticated(
+        "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+    )
 
 
 TRUSTED_ROLE = "trusted"

@@ -1,6 +1,7 @@
-"""ASGI middleware: a request id on every response and log line, and a body-size limit.
+"""ASGI middleware: a request id on every response and log line, a body-size limit, and JSON
+sent as ``text/plain`` read as JSON on the LangGraph API routes.
 
-Both are plain ASGI (no ``BaseHTTPMiddleware``), so streamed responses (SSE) and
+All are plain ASGI (no ``BaseHTTPMiddleware``), so streamed responses (SSE) and
 WebSockets pass through untouched.
 """
 
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "BodyLimitMiddleware",
+    "PlainTextJsonMiddleware",
     "RequestIdFilter",
     "RequestIdMiddleware",
     "log_config",
@@ -155,3 +157,32 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class PlainTextJsonMiddleware:
+    """Treat a ``text/plain`` request body as JSON on the given path prefixes.
+
+    LangGraph Studio sends its JSON bodies as ``text/plain`` (a "simple" request that needs
+    no CORS preflight); FastAPI would refuse them. Only the ``Content-Type`` header is
+    rewritten; a body that is not JSON still fails validation with the usual 422.
+    """
+
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.prefixes = prefixes
+
+    def _applies(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._applies(scope["path"]):
+            headers = scope["headers"]
+            for i, (name, value) in enumerate(headers):
+                if name == b"content-type" and value.split(b";")[0].strip().lower() == (
+                    b"text/plain"
+                ):
+                    headers = list(headers)
+                    headers[i] = (b"content-type", b"application/json")
+                    scope = {**scope, "headers": headers}
+                    break
+        await self.app(scope, receive, send)

@@ -2,8 +2,8 @@
 
 The product's own tables come from :data:`MIGRATIONS` (index = schema version), the same
 habit as the checkpointer's ``MIGRATIONS``. :func:`migrate` applies what is missing and
-then runs the checkpointer's ``setup()``, both under one advisory lock taken by polling
-``pg_try_advisory_lock``: ``setup()`` is not safe when several processes run it at once,
+then runs the checkpointer's and the store's ``setup()``, all under one advisory lock taken
+by polling ``pg_try_advisory_lock``: ``setup()`` is not safe when several processes run it at once,
 and a *blocking* advisory lock around it deadlocks with its ``CREATE INDEX CONCURRENTLY``.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps
@@ -134,6 +135,29 @@ MIGRATIONS: list[str] = [
         ADD COLUMN awaiting_approval boolean NOT NULL DEFAULT false,
         ADD COLUMN pending_approvals jsonb
     """,
+    """
+    -- Runs of the LangGraph Server API: one row per turn started through it, so any replica
+    -- can list, read, join or cancel a run. Deleted with the session (its thread).
+    CREATE TABLE runs (
+        run_id             text PRIMARY KEY,
+        owner              text NOT NULL,
+        session_id         text NOT NULL,
+        assistant_id       text NOT NULL,
+        status             text NOT NULL CHECK (status IN
+                           ('pending', 'running', 'success', 'error', 'interrupted', 'timeout')),
+        metadata           jsonb NOT NULL DEFAULT '{}'::jsonb,
+        multitask_strategy text NOT NULL,
+        kwargs             jsonb NOT NULL DEFAULT '{}'::jsonb,
+        error              jsonb,
+        -- Set by a cancel from any replica; the process running the run polls for it.
+        cancel_requested   boolean NOT NULL DEFAULT false,
+        created_at         timestamptz NOT NULL DEFAULT now(),
+        updated_at         timestamptz NOT NULL DEFAULT now(),
+        FOREIGN KEY (owner, session_id) REFERENCES sessions (owner, session_id)
+            ON DELETE CASCADE
+    )
+    """,
+    """CREATE INDEX runs_thread_idx ON runs (owner, session_id, created_at DESC)""",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1
@@ -270,8 +294,10 @@ async def migrate(pool: Pool, *, poll_seconds: float = 0.05) -> int:
                     await conn.execute(MIGRATIONS[v])
                     await conn.execute("INSERT INTO sessiongraph_migrations (v) VALUES (%s)", (v,))
                 log.info("applied migration %d", v)
-            # The saver's own migrations run on this connection, still under the lock.
+            # The saver's and the store's own migrations run on this connection, still under
+            # the lock (the store backs the LangGraph API's /store endpoints).
             await AsyncPostgresSaver(conn).setup()
+            await AsyncPostgresStore(conn).setup()
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
     return SCHEMA_VERSION

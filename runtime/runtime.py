@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.postgres.aio import AsyncPostgresStore
 
 from graphs import GRAPH_KINDS
 from runtime.checkpointer import MessageCachingSerializer, SessionSaver
@@ -25,6 +26,7 @@ from runtime.guards import BudgetLimits, ToolRecords, template_tools
 from runtime.keys import KeyStore
 from runtime.models import make_chat_model
 from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, position
+from runtime.runs import RunManager
 from runtime.sessions import Session, SessionStore, SweepResult
 from runtime.settings import Settings, get_settings
 from runtime.stats import AgentStats, agent_stats, prune_turn_log
@@ -37,6 +39,7 @@ from runtime.templates import (
     TemplateStore,
     default_template_spec,
 )
+from runtime.threads import ThreadStates
 from runtime.tools import ToolRegistry, default_registry
 from runtime.turns import (
     GuardOptions,
@@ -101,6 +104,12 @@ class Runtime:
             durability=settings.checkpoint_durability,
         )
         self.keys = KeyStore(pool)
+        # Runs of the LangGraph API: turns with a recorded id, status and multitask strategy.
+        self.runs = RunManager(pool, self.sessions, self.turns)
+        # Thread state, history and state updates for the LangGraph API (committed only).
+        self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
+        # LangGraph's key-value store, for the LangGraph API's /store endpoints.
+        self.store = AsyncPostgresStore(pool)
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
 
@@ -143,6 +152,8 @@ class Runtime:
                 task = asyncio.create_task(rt._sweep_forever(), name="sessiongraph-sweeper")
                 stack.push_async_callback(_cancel, task)
             stack.push_async_callback(rt.turns.drain, settings.lease_timeout_seconds)
+            # First on the way out: end queued runs, then wait for running ones.
+            stack.push_async_callback(rt.runs.close, settings.lease_timeout_seconds)
             yield rt
 
     # -- templates ----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from psycopg import AsyncConnection
@@ -59,7 +59,9 @@ __all__ = [
     "Lease",
     "Session",
     "SessionStore",
+    "THREAD_SORT_KEYS",
     "SweepResult",
+    "ThreadStatus",
     "TurnCounters",
 ]
 
@@ -123,10 +125,17 @@ class Session:
     # Paused on tool calls that need a human decision (listed in pending_approvals).
     awaiting_approval: bool = False
     pending_approvals: list[dict[str, Any]] | None = None
+    # When the turn lease lapses; None while no turn holds it.
+    lease_expires_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def busy(self) -> bool:
+        """Whether a turn held the lease when this row was read."""
+        return self.lease_expires_at is not None and self.lease_expires_at > datetime.now(UTC)
 
 
 @dataclass
@@ -183,6 +192,56 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
             limit=MAX_METADATA_BYTES,
         )
     return metadata
+
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+
+_LEASED = "(lease_token IS NOT NULL AND lease_expires_at >= now())"
+_THREAD_STATUS_SQL: dict[str, str] = {
+    "busy": _LEASED,
+    "interrupted": f"(awaiting_approval AND NOT {_LEASED})",
+    "idle": f"(NOT awaiting_approval AND NOT {_LEASED})",
+    "error": "false",
+}
+# The LangGraph thread sort keys and the columns they sort on.
+THREAD_SORT_KEYS: dict[str, str] = {
+    "thread_id": "session_id",
+    "created_at": "created_at",
+    "updated_at": "last_activity_at",
+    "state_updated_at": "last_activity_at",
+    "status": f"(CASE WHEN {_LEASED} THEN 1 WHEN awaiting_approval THEN 2 ELSE 0 END)",
+}
+
+
+def _search_filter(
+    owner: str,
+    agent_id: str | None,
+    metadata: dict[str, Any] | None,
+    ids: builtins.list[str] | None,
+    thread_status: str | None,
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its parameters) of a thread search or count."""
+    if thread_status is not None and thread_status not in _THREAD_STATUS_SQL:
+        raise InvalidInput(
+            "status must be idle, busy, interrupted or error",
+            field="status",
+            allowed=sorted(_THREAD_STATUS_SQL),
+        )
+    where = (
+        "owner = %(owner)s AND expires_at > now() "
+        "AND (%(agent)s::text IS NULL OR agent_id = %(agent)s) "
+        "AND (%(meta)s::jsonb IS NULL OR metadata @> %(meta)s::jsonb) "
+        "AND (%(ids)s::text[] IS NULL OR session_id = ANY(%(ids)s::text[]))"
+    )
+    if thread_status is not None:
+        where += f" AND {_THREAD_STATUS_SQL[thread_status]}"
+    params = {
+        "owner": owner,
+        "agent": agent_id,
+        "meta": Jsonb(metadata) if metadata else None,
+        "ids": ids,
+    }
+    return where, params
 
 
 async def rollback_thread(
@@ -381,6 +440,90 @@ class SessionStore:
                 )
             ).fetchone()
         return int(row["n"]) if row else 0
+
+    async def search(
+        self,
+        *,
+        owner: str,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        ids: builtins.list[str] | None = None,
+        thread_status: ThreadStatus | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: Literal["asc", "desc"] = "desc",
+    ) -> tuple[builtins.list[Session], bool]:
+        """One offset page of the owner's live sessions and whether more follow.
+
+        The LangGraph thread search: ``thread_status`` is ``idle``, ``busy`` (a turn holds
+        the lease), ``interrupted`` (awaiting approval) or ``error`` (never recorded, so
+        nothing matches); ``sort_by`` one of :data:`THREAD_SORT_KEYS`.
+        """
+        if sort_by not in THREAD_SORT_KEYS:
+            raise InvalidInput(
+                f"cannot sort by {sort_by!r}", field="sort_by", allowed=sorted(THREAD_SORT_KEYS)
+            )
+        if sort_order not in ("asc", "desc"):
+            raise InvalidInput("sort_order must be asc or desc", field="sort_order")
+        if limit < 1 or limit > 1000 or offset < 0:
+            raise InvalidInput("limit must be 1-1000 and offset not negative", field="limit")
+        where, params = _search_filter(owner, agent_id, metadata, ids, thread_status)
+        order = f"{THREAD_SORT_KEYS[sort_by]} {sort_order.upper()}, session_id {sort_order.upper()}"
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT * FROM sessions WHERE {where} ORDER BY {order} "
+                    "LIMIT %(n)s OFFSET %(offset)s",
+                    {**params, "n": limit + 1, "offset": offset},
+                )
+            ).fetchall()
+        return [Session.from_row(r) for r in rows[:limit]], len(rows) > limit
+
+    async def count(
+        self,
+        *,
+        owner: str,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        thread_status: ThreadStatus | None = None,
+    ) -> int:
+        """How many of the owner's live sessions match (filters as in :meth:`search`)."""
+        where, params = _search_filter(owner, agent_id, metadata, None, thread_status)
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(f"SELECT count(*) AS n FROM sessions WHERE {where}", params)
+            ).fetchone()
+        return int(row["n"]) if row else 0
+
+    async def bind_agent(self, owner: str, session_id: str, agent_id: str) -> Session:
+        """Move a session that has no conversation yet to another agent.
+
+        Raises:
+            NotFound: no such session, or an agent the owner cannot see.
+            Conflict: the session already has messages (or is running a turn).
+        """
+        await self._templates.get(agent_id, owner=owner)
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "UPDATE sessions SET agent_id = %s WHERE owner = %s AND session_id = %s "
+                    "AND expires_at > now() AND committed_checkpoint_id IS NULL "
+                    "AND (lease_token IS NULL OR lease_expires_at < now()) RETURNING *",
+                    (agent_id, owner, session_id),
+                )
+            ).fetchone()
+        if row is not None:
+            return Session.from_row(row)
+        session = await self.get(owner, session_id)
+        if session.agent_id == agent_id:
+            return session
+        raise Conflict(
+            f"session {session_id!r} already belongs to agent {session.agent_id!r} and has "
+            "messages (or is running a turn); it cannot move to another agent",
+            session_id=session_id,
+            agent_id=session.agent_id,
+        )
 
     async def update(self, owner: str, session_id: str, **changes: Any) -> Session:
         """Change ``name``, ``description``, ``metadata`` (replaced whole) or ``ttl_seconds``.

@@ -9,6 +9,7 @@ among every session of that version: a session is only ``(graph, thread_id)``.
 from __future__ import annotations
 
 import builtins
+import json
 import re
 import secrets
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from runtime.errors import Conflict, InvalidInput, NotFound, PermissionDenied, S
 from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, text
 
 __all__ = [
+    "ASSISTANT_SORT_KEYS",
     "DEFAULT_AGENT_ID",
     "SYSTEM_OWNER",
     "AgentTemplate",
@@ -43,6 +45,16 @@ __all__ = [
 DEFAULT_AGENT_ID = "default"
 # Templates owned by SYSTEM_OWNER are visible to every owner (the default agent).
 SYSTEM_OWNER = "system"
+
+MAX_TEMPLATE_METADATA_BYTES = 16 * 1024
+# The LangGraph assistant sort keys and the columns they sort on.
+ASSISTANT_SORT_KEYS: dict[str, str] = {
+    "assistant_id": "agent_id",
+    "graph_id": "agent_id",
+    "name": "spec->>'name'",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+}
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -125,12 +137,25 @@ class TemplateSpec(BaseModel):
         "the model's input; the summary is kept in the session's state.",
     )
     session_ttl_seconds: int | None = Field(default=None, gt=0)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form labels (the LangGraph API shows them as assistant metadata).",
+    )
 
     @model_validator(mode="after")
     def _approvals_name_tools(self) -> TemplateSpec:
         unknown = sorted(set(self.require_approval) - set(self.tools))
         if unknown:
             raise ValueError(f"require_approval names tools the agent does not have: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _metadata_size(self) -> TemplateSpec:
+        size = len(json.dumps(self.metadata, separators=(",", ":"), default=str).encode())
+        if size > MAX_TEMPLATE_METADATA_BYTES:
+            raise ValueError(
+                f"metadata is {size} bytes; the limit is {MAX_TEMPLATE_METADATA_BYTES}"
+            )
         return self
 
 
@@ -263,6 +288,56 @@ class TemplateStore:
         more = len(rows) > limit
         return Page(items, encode_cursor("agents", {"id": items[-1].agent_id}) if more else None)
 
+    async def search(
+        self,
+        *,
+        owner: str,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
+    ) -> tuple[builtins.list[AgentTemplate], bool]:
+        """One offset page of the templates ``owner`` sees, and whether more follow.
+
+        The LangGraph assistant search: ``metadata`` matches the template's metadata plus
+        ``{"created_by": "system"}`` for system templates; ``name`` is a substring.
+        """
+        if sort_by not in ASSISTANT_SORT_KEYS:
+            raise InvalidInput(
+                f"cannot sort by {sort_by!r}",
+                field="sort_by",
+                allowed=sorted(ASSISTANT_SORT_KEYS),
+            )
+        if sort_order not in ("asc", "desc"):
+            raise InvalidInput("sort_order must be asc or desc", field="sort_order")
+        if limit < 1 or limit > 1000 or offset < 0:
+            raise InvalidInput("limit must be 1-1000 and offset not negative", field="limit")
+        where, params = _search_filter(owner, name, metadata)
+        direction = sort_order.upper()
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT * FROM agents WHERE {where} "
+                    f"ORDER BY {ASSISTANT_SORT_KEYS[sort_by]} {direction}, agent_id {direction} "
+                    "LIMIT %(n)s OFFSET %(offset)s",
+                    {**params, "n": limit + 1, "offset": offset},
+                )
+            ).fetchall()
+        return [template_from_row(r) for r in rows[:limit]], len(rows) > limit
+
+    async def count(
+        self, *, owner: str, name: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> int:
+        """How many templates :meth:`search` would find with these filters."""
+        where, params = _search_filter(owner, name, metadata)
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(f"SELECT count(*) AS n FROM agents WHERE {where}", params)
+            ).fetchone()
+        return int(row["n"]) if row else 0
+
     async def delete(
         self, agent_id: str, *, owner: str | None, force: bool = False, system: bool = False
     ) -> builtins.list[str]:
@@ -352,6 +427,26 @@ class TemplateStore:
             ).fetchone()
         assert row is not None
         return template_from_row(row)
+
+
+def _search_filter(
+    owner: str, name: str | None, metadata: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    where = (
+        "(owner = %(owner)s OR owner = %(system)s) "
+        "AND (%(name)s::text IS NULL OR spec->>'name' ILIKE %(pattern)s) "
+        "AND (%(meta)s::jsonb IS NULL OR (coalesce(spec->'metadata', '{}'::jsonb) || "
+        ' CASE WHEN owner = %(system)s THEN \'{"created_by": "system"}\'::jsonb '
+        " ELSE '{}'::jsonb END) @> %(meta)s::jsonb)"
+    )
+    params = {
+        "owner": owner,
+        "system": SYSTEM_OWNER,
+        "name": name,
+        "pattern": "%" + _escape_like(name or "") + "%",
+        "meta": Jsonb(metadata) if metadata else None,
+    }
+    return where, params
 
 
 def _escape_like(value: str) -> str:

@@ -2,7 +2,9 @@
 
 Two entry points share one body: :meth:`TurnRunner.run` returns a :class:`TurnResult`;
 :meth:`TurnRunner.stream` yields :class:`TurnEvent` s (``token``, ``tool_call``,
-``tool_result``, ``message``, ``usage``, then ``done`` or ``error``).
+``tool_result``, ``message``, ``usage``, then ``done`` or ``error``). A request naming
+``stream_modes`` also gets LangGraph's raw stream parts of those modes as ``chunk`` events
+(``{"mode", "data"}``), for the LangGraph Server API surface.
 
 The graph runs in a task of its own, detached from the caller: if an HTTP client goes
 away mid-stream, the turn still finishes and its session stays consistent instead of
@@ -15,7 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -74,6 +76,7 @@ EventType = Literal[
     "tool_result",
     "message",
     "approval_required",
+    "chunk",
     "usage",
     "done",
     "error",
@@ -171,10 +174,24 @@ class TurnRequest:
     decisions: list[dict[str, Any]] | None = None
     roles: frozenset[str] | None = None  # None: every tool (library use, admins)
     budgets: BudgetLimits | None = None
+    # LangGraph stream modes ("values", "updates", "messages", "debug", "custom", ...) whose
+    # raw parts are emitted as ``chunk`` events while streaming.
+    stream_modes: tuple[str, ...] = ()
+    # Run from this (committed) checkpoint of the thread instead of the latest one: a fork.
+    # With neither content nor decisions, the graph continues from it with no new input.
+    checkpoint_id: str | None = None
+    run_id: str | None = None  # a UUID: the LangChain run id of the graph invocation
+    metadata: Mapping[str, Any] | None = None  # added to the run's (and checkpoints') metadata
+    message_id: str | None = None  # the id of the user message (generated when None)
 
     @property
     def resume(self) -> bool:
         return self.decisions is not None
+
+    @property
+    def replay(self) -> bool:
+        """Continue from ``checkpoint_id`` without new input."""
+        return self.content is None and self.decisions is None and self.checkpoint_id is not None
 
 
 @dataclass(frozen=True)
@@ -238,14 +255,30 @@ class TurnRunner:
         approval) are raised before the first event; errors during the turn arrive as an
         ``error`` event.
         """
+        events, _ = await self.start(owner, session_id, request)
+        async for event in events:
+            yield event
+
+    async def start(
+        self, owner: str, session_id: str, request: TurnRequest
+    ) -> tuple[AsyncIterator[TurnEvent], asyncio.Task[TurnResult]]:
+        """Start a turn (its lease taken when this returns) and return its events and task.
+
+        Errors that stop the turn from starting are raised here. Cancelling the task stops
+        the turn and rolls it back; the events then end with an ``error``.
+        """
         lease = await self._begin(owner, session_id, request)
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
-        self._spawn(self._execute(lease, request, queue.put_nowait))
-        while True:
-            event = await queue.get()
-            yield event
-            if event.type in ("done", "error"):
-                return
+        task = self._spawn(self._execute(lease, request, queue.put_nowait))
+
+        async def events() -> AsyncIterator[TurnEvent]:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.type in ("done", "error"):
+                    return
+
+        return events(), task
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` for running turns, then cancel what is left."""
@@ -267,7 +300,7 @@ class TurnRunner:
         return task
 
     async def _begin(self, owner: str, session_id: str, request: TurnRequest) -> Lease:
-        if not request.resume:
+        if not request.resume and not request.replay:
             content = request.content
             if not isinstance(content, str) or not content.strip():
                 raise InvalidInput("message content must be a non-empty string", field="content")
@@ -326,13 +359,13 @@ class TurnRunner:
         started = time.perf_counter()
         timer = _ModelTimer()
         added: list[BaseMessage] = []
-        graph_input: Any
+        graph_input: Any = None
         if request.resume:
             graph_input = Command(resume={"decisions": request.decisions})
-        else:
+        elif not request.replay:
             human = HumanMessage(
                 request.content or "",
-                id=str(uuid.uuid4()),
+                id=request.message_id or str(uuid.uuid4()),
                 response_metadata={"created_at": _now()},
             )
             added.append(human)
@@ -350,11 +383,21 @@ class TurnRunner:
                     EXPECTED_CHECKPOINT: lease.committed_checkpoint_id,
                 },
                 "callbacks": [timer],
-                "metadata": {"session_id": lease.session_id, "owner": lease.owner},
+                "metadata": {
+                    **(request.metadata or {}),
+                    "session_id": lease.session_id,
+                    "owner": lease.owner,
+                },
                 # The guard ends the turn at max_steps model calls; this is a backstop.
                 "recursion_limit": guard.budgets.max_steps * 3 + 10,
             }
+            if request.checkpoint_id:
+                config["configurable"]["checkpoint_id"] = request.checkpoint_id
+            if request.run_id:
+                config["run_id"] = UUID(request.run_id)
             modes = ["updates", "messages"] if emit else ["updates"]
+            raw = set(request.stream_modes) if emit else set()
+            modes += sorted(raw - set(modes))
             current = asyncio.current_task()
             assert current is not None
             streamed = False  # tokens went out since the last complete message
@@ -362,6 +405,10 @@ class TurnRunner:
                 async for mode, chunk in graph.astream(
                     graph_input, config, stream_mode=modes, durability=self._durability
                 ):
+                    if emit and mode in raw:
+                        emit(TurnEvent("chunk", {"mode": mode, "data": chunk}))
+                    if mode not in ("messages", "updates"):
+                        continue
                     if mode == "messages":
                         message, meta = chunk
                         if (

@@ -1,0 +1,373 @@
+"""LangGraph Server API: assistants, which are agent templates.
+
+An assistant id is an agent id; the graph id ``agent`` stands for the default agent. Every
+assistant belongs to the one graph, ``agent``. ``config.configurable`` (or ``context``)
+carries template fields (system prompt, model, tools, ...) on create and patch; only the
+current version of a template is kept, so the version endpoints list that one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.compat.common import (
+    ASSISTANT_CONFIG_FIELDS,
+    GRAPH_ID,
+    assistant_dict,
+    jsonable,
+    resolve_assistant_id,
+)
+from api.deps import PrincipalDep, RuntimeDep
+from runtime import Runtime
+from runtime.errors import Conflict, InvalidInput, NotFound
+from runtime.keys import Principal
+from runtime.templates import (
+    DEFAULT_AGENT_ID,
+    AgentTemplate,
+    ModelSpec,
+    TemplateSpec,
+    validate_id,
+)
+
+router = APIRouter(tags=["langgraph: assistants"])
+
+AssistantId = Annotated[str, Path(min_length=1, max_length=128)]
+SortBy = Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"]
+
+
+class _Lenient(BaseModel):
+    # Clients send fields this server has no use for (select, ttl, ...): ignore them.
+    model_config = ConfigDict(extra="ignore")
+
+
+class AssistantSearch(_Lenient):
+    """``POST /assistants/search``."""
+
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    sort_by: SortBy | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[str] | None = None
+
+
+class AssistantCount(_Lenient):
+    """``POST /assistants/count``."""
+
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = Field(default=None, max_length=200)
+
+
+class AssistantCreate(_Lenient):
+    """``POST /assistants``."""
+
+    graph_id: str = GRAPH_ID
+    assistant_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class AssistantPatch(_Lenient):
+    """``PATCH /assistants/{assistant_id}``."""
+
+    graph_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class VersionsSearch(_Lenient):
+    """``POST /assistants/{assistant_id}/versions``."""
+
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+class LatestVersion(_Lenient):
+    """``POST /assistants/{assistant_id}/latest``."""
+
+    version: int
+
+
+def _check_graph(graph_id: str | None) -> None:
+    if graph_id is not None and graph_id != GRAPH_ID:
+        raise NotFound(f"graph {graph_id!r} not found; this server has {GRAPH_ID!r}")
+
+
+def _select(item: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k in select} if select else item
+
+
+def _template_fields(
+    config: dict[str, Any] | None, context: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Template fields from ``config.configurable`` and ``context`` (context wins)."""
+    configurable = (config or {}).get("configurable")
+    if configurable is None:
+        configurable = {}
+    if not isinstance(configurable, dict):
+        raise InvalidInput("config.configurable must be an object", field="config")
+    given = {**configurable, **(context or {})}
+    fields = {k: v for k, v in given.items() if k in ASSISTANT_CONFIG_FIELDS}
+    if isinstance(fields.get("model"), str):
+        fields["model"] = ModelSpec.parse(fields["model"]).model_dump()
+    return fields
+
+
+def _spec(data: dict[str, Any]) -> TemplateSpec:
+    try:
+        return TemplateSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidInput(
+            f"invalid assistant: {where + ': ' if where else ''}{first['msg']}",
+            errors=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from exc
+
+
+async def _get(runtime: Runtime, principal: Principal, assistant_id: str) -> AgentTemplate:
+    return await runtime.templates.get(resolve_assistant_id(assistant_id), owner=principal.owner)
+
+
+@router.post("/assistants/search", summary="Search assistants (agent templates)")
+async def search_assistants(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    response: Response,
+    body: Annotated[AssistantSearch | None, Body()] = None,
+) -> list[dict[str, Any]]:
+    body = body or AssistantSearch()
+    if body.graph_id is not None and body.graph_id != GRAPH_ID:
+        items: list[AgentTemplate] = []
+        more = False
+    else:
+        items, more = await runtime.templates.search(
+            owner=principal.owner,
+            name=body.name,
+            metadata=body.metadata,
+            limit=body.limit,
+            offset=body.offset,
+            sort_by=body.sort_by or "created_at",
+            sort_order=body.sort_order or "desc",
+        )
+    if more:
+        response.headers["X-Pagination-Next"] = str(body.offset + len(items))
+        response.headers["X-Pagination-Total"] = str(body.offset + len(items) + 1)
+    else:
+        response.headers["X-Pagination-Total"] = str(body.offset + len(items))
+    return [_select(assistant_dict(t), body.select) for t in items]
+
+
+@router.post("/assistants/count", summary="Count assistants")
+async def count_assistants(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    body: Annotated[AssistantCount | None, Body()] = None,
+) -> int:
+    body = body or AssistantCount()
+    if body.graph_id is not None and body.graph_id != GRAPH_ID:
+        return 0
+    return await runtime.templates.count(
+        owner=principal.owner, name=body.name, metadata=body.metadata
+    )
+
+
+@router.post("/assistants", summary="Create an assistant (an agent template)")
+async def create_assistant(
+    runtime: RuntimeDep, principal: PrincipalDep, body: AssistantCreate
+) -> dict[str, Any]:
+    _check_graph(body.graph_id)
+    agent_id = validate_id(body.assistant_id or str(uuid.uuid4()), kind="assistant_id")
+    # A new assistant of the graph is the default agent, changed by what the request gives.
+    base = (await runtime.templates.get(DEFAULT_AGENT_ID)).spec.model_dump(mode="json")
+    base.update(_template_fields(body.config, body.context))
+    base.update(name=body.name or "Untitled", metadata=body.metadata or {})
+    base["description"] = body.description or ""
+    spec = _spec(base)
+    try:
+        template = await runtime.templates.create(spec, owner=principal.owner, agent_id=agent_id)
+    except Conflict:
+        if body.if_exists != "do_nothing":
+            raise
+        try:
+            template = await runtime.templates.get(agent_id, owner=principal.owner)
+        except NotFound:
+            raise Conflict(f"assistant {agent_id!r} already exists", agent_id=agent_id) from None
+    return assistant_dict(template)
+
+
+@router.get("/assistants/{assistant_id}", summary="Get an assistant")
+async def get_assistant(
+    runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId
+) -> dict[str, Any]:
+    return assistant_dict(await _get(runtime, principal, assistant_id))
+
+
+@router.patch("/assistants/{assistant_id}", summary="Change an assistant (a new version)")
+async def patch_assistant(
+    runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId, body: AssistantPatch
+) -> dict[str, Any]:
+    _check_graph(body.graph_id)
+    template = await _get(runtime, principal, assistant_id)
+    changes = _template_fields(body.config, body.context)
+    if body.name is not None:
+        changes["name"] = body.name
+    if body.description is not None:
+        changes["description"] = body.description
+    if body.metadata is not None:
+        changes["metadata"] = {**template.spec.metadata, **body.metadata}
+    updated = await runtime.templates.update(
+        template.agent_id, changes, owner=principal.owner, system=principal.is_admin
+    )
+    return assistant_dict(updated)
+
+
+@router.delete("/assistants/{assistant_id}", status_code=204, summary="Delete an assistant")
+async def delete_assistant(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    assistant_id: AssistantId,
+    delete_threads: Annotated[bool, Query()] = False,
+) -> Response:
+    await runtime.templates.delete(
+        resolve_assistant_id(assistant_id),
+        owner=principal.owner,
+        force=delete_threads,
+        system=principal.is_admin,
+    )
+    return Response(status_code=204)
+
+
+def _xray(value: str | None) -> bool | int:
+    if value is None or value in ("false", "False"):
+        return False
+    if value in ("true", "True"):
+        return True
+    try:
+        depth = int(value)
+    except ValueError:
+        depth = 0
+    if depth <= 0:
+        raise InvalidInput("xray must be true, false or a positive integer", field="xray")
+    return depth
+
+
+@router.get("/assistants/{assistant_id}/graph", summary="The assistant's graph, for drawing")
+async def get_assistant_graph(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    assistant_id: AssistantId,
+    xray: Annotated[str | None, Query(max_length=10)] = None,
+) -> dict[str, Any]:
+    depth = _xray(xray)
+    graph = runtime.graphs.get(await _get(runtime, principal, assistant_id))
+    drawing: dict[str, Any] = graph.get_graph(xray=depth).to_json()
+    for node in drawing.get("nodes", []):
+        if isinstance(node.get("data"), dict):
+            node["data"].pop("id", None)
+    result: dict[str, Any] = jsonable(drawing)
+    return result
+
+
+def _config_schema() -> dict[str, Any]:
+    """The JSON schema of the template fields an assistant's config may carry."""
+    full = TemplateSpec.model_json_schema()
+    properties = full["properties"]
+    model = {"anyOf": [{"type": "string", "description": "provider:name"}, properties["model"]]}
+    schema: dict[str, Any] = {
+        "title": "Configurable",
+        "type": "object",
+        "properties": {
+            name: model if name == "model" else properties[name] for name in ASSISTANT_CONFIG_FIELDS
+        },
+    }
+    if "$defs" in full:
+        schema["$defs"] = full["$defs"]
+    return schema
+
+
+@router.get("/assistants/{assistant_id}/schemas", summary="The assistant's graph schemas")
+async def get_assistant_schemas(
+    runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId
+) -> dict[str, Any]:
+    graph = runtime.graphs.get(await _get(runtime, principal, assistant_id))
+    output = graph.get_output_jsonschema()
+    return {
+        "graph_id": GRAPH_ID,
+        "input_schema": graph.get_input_jsonschema(),
+        "output_schema": output,
+        "state_schema": output,
+        "config_schema": _config_schema(),
+        "context_schema": None,
+    }
+
+
+@router.get("/assistants/{assistant_id}/subgraphs", summary="Subgraphs (there are none)")
+async def get_assistant_subgraphs(
+    runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId
+) -> dict[str, Any]:
+    await _get(runtime, principal, assistant_id)
+    return {}
+
+
+@router.get(
+    "/assistants/{assistant_id}/subgraphs/{namespace}", summary="Subgraphs (there are none)"
+)
+async def get_assistant_subgraphs_in(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    assistant_id: AssistantId,
+    namespace: Annotated[str, Path(max_length=500)],
+) -> dict[str, Any]:
+    await _get(runtime, principal, assistant_id)
+    return {}
+
+
+@router.post(
+    "/assistants/{assistant_id}/versions",
+    summary="The assistant's versions (only the current one is kept)",
+)
+async def list_assistant_versions(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    assistant_id: AssistantId,
+    body: Annotated[VersionsSearch | None, Body()] = None,
+) -> list[dict[str, Any]]:
+    body = body or VersionsSearch()
+    item = assistant_dict(await _get(runtime, principal, assistant_id))
+    if body.metadata and not all(item["metadata"].get(k) == v for k, v in body.metadata.items()):
+        return []
+    return [item][body.offset : body.offset + body.limit]
+
+
+@router.post(
+    "/assistants/{assistant_id}/latest",
+    summary="Make a version current (only the current one is kept)",
+)
+async def set_latest_assistant_version(
+    runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId, body: LatestVersion
+) -> dict[str, Any]:
+    template = await _get(runtime, principal, assistant_id)
+    if body.version != template.version:
+        raise NotFound(
+            f"version {body.version} of assistant {template.agent_id!r} is not kept; only "
+            f"the current version ({template.version}) is",
+            agent_id=template.agent_id,
+            version=body.version,
+        )
+    return assistant_dict(template)

@@ -1,0 +1,183 @@
+"""Shared pieces of the LangGraph Server API surface: id mapping and serialisers.
+
+Assistants are agent templates, threads are sessions (``thread_id`` is the session id, never
+the checkpointer's internal thread id), thread state is the graph state at the session's
+committed checkpoint. Every function here returns JSON-ready values, so the same dicts can
+go into JSON responses and SSE events alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Interrupt, StateSnapshot
+
+from runtime import Runtime
+from runtime.sessions import Session
+from runtime.templates import DEFAULT_AGENT_ID, SYSTEM_OWNER, AgentTemplate
+
+__all__ = [
+    "ASSISTANT_CONFIG_FIELDS",
+    "GRAPH_ID",
+    "assistant_dict",
+    "checkpoint_dict",
+    "interrupt_dict",
+    "iso",
+    "jsonable",
+    "load_thread",
+    "resolve_assistant_id",
+    "state_dict",
+    "thread_dict",
+    "thread_metadata",
+    "thread_status",
+]
+
+# The one graph in langgraph.json; every agent template is an assistant of it.
+GRAPH_ID = "agent"
+
+
+def resolve_assistant_id(assistant_id: str) -> str:
+    """The agent id an assistant id names: a graph id (``agent``) means the default agent."""
+    return DEFAULT_AGENT_ID if assistant_id == GRAPH_ID else assistant_id
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready data: messages and other models as their ``model_dump``."""
+    return jsonable_encoder(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as ISO 8601 text."""
+    return value.isoformat() if value is not None else None
+
+
+# Template fields an assistant's ``config.configurable`` (or ``context``) carries.
+ASSISTANT_CONFIG_FIELDS = (
+    "system_prompt",
+    "model",
+    "tools",
+    "require_approval",
+    "max_context_tokens",
+    "budgets",
+)
+
+
+def assistant_dict(template: AgentTemplate) -> dict[str, Any]:
+    """An agent template as a LangGraph assistant.
+
+    ``metadata`` is the template's, plus ``{"created_by": "system"}`` for system templates;
+    ``config.configurable`` holds the template fields of :data:`ASSISTANT_CONFIG_FIELDS`.
+    """
+    spec = template.spec
+    metadata = dict(spec.metadata)
+    if template.owner == SYSTEM_OWNER:
+        metadata["created_by"] = "system"
+    configurable = spec.model_dump(mode="json", include=set(ASSISTANT_CONFIG_FIELDS))
+    return {
+        "assistant_id": template.agent_id,
+        "graph_id": GRAPH_ID,
+        "config": {"configurable": configurable},
+        "context": {},
+        "metadata": jsonable(metadata),
+        "version": template.version,
+        "name": spec.name,
+        "description": spec.description or None,
+        "created_at": iso(template.created_at),
+        "updated_at": iso(template.updated_at),
+    }
+
+
+def checkpoint_dict(config: RunnableConfig | None, thread_id: str) -> dict[str, Any] | None:
+    """A checkpoint reference as the API shows it, under the public ``thread_id``."""
+    configurable = (config or {}).get("configurable") or {}
+    checkpoint_id = configurable.get("checkpoint_id")
+    if not checkpoint_id:
+        return None
+    return {
+        "thread_id": thread_id,
+        "checkpoint_ns": configurable.get("checkpoint_ns") or "",
+        "checkpoint_id": checkpoint_id,
+        "checkpoint_map": configurable.get("checkpoint_map"),
+    }
+
+
+def interrupt_dict(interrupt: Interrupt) -> dict[str, Any]:
+    """An interrupt: its ``id`` and ``value`` (our approval node: ``{"pending": [...]}``)."""
+    return {"id": interrupt.id, "value": jsonable(interrupt.value)}
+
+
+def state_dict(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
+    """A state snapshot as a LangGraph ``ThreadState``.
+
+    ``thread_id`` is the public id (the session id) written into every checkpoint reference.
+    """
+    checkpoint = checkpoint_dict(snapshot.config, thread_id)
+    parent = checkpoint_dict(snapshot.parent_config, thread_id)
+    return {
+        "values": jsonable(snapshot.values),
+        "next": list(snapshot.next),
+        "tasks": [
+            {
+                "id": task.id,
+                "name": task.name,
+                "path": jsonable(task.path),
+                "error": None if task.error is None else repr(task.error),
+                "interrupts": [interrupt_dict(i) for i in task.interrupts],
+                "checkpoint": None,
+                "state": None,
+                "result": jsonable(task.result),
+            }
+            for task in snapshot.tasks
+        ],
+        "metadata": jsonable(snapshot.metadata),
+        "created_at": snapshot.created_at,
+        "checkpoint": checkpoint,
+        "parent_checkpoint": parent,
+        "interrupts": [interrupt_dict(i) for i in snapshot.interrupts],
+        "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
+        "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
+    }
+
+
+def thread_status(session: Session) -> str:
+    """``busy`` while a turn holds the lease, ``interrupted`` while awaiting approval, or
+    ``idle``."""
+    if session.busy:
+        return "busy"
+    if session.awaiting_approval:
+        return "interrupted"
+    return "idle"
+
+
+def thread_metadata(session: Session) -> dict[str, Any]:
+    """The session's metadata plus the ``graph_id`` and ``assistant_id`` clients filter on."""
+    return {**session.metadata, "graph_id": GRAPH_ID, "assistant_id": session.agent_id}
+
+
+def thread_dict(session: Session, snapshot: StateSnapshot | None = None) -> dict[str, Any]:
+    """A session as a LangGraph ``Thread``; ``values`` and ``interrupts`` from ``snapshot``
+    (the committed state), empty without one."""
+    interrupts: dict[str, list[dict[str, Any]]] = {}
+    if snapshot is not None:
+        for task in snapshot.tasks:
+            if task.interrupts:
+                interrupts[task.id] = [interrupt_dict(i) for i in task.interrupts]
+    return {
+        "thread_id": session.session_id,
+        "created_at": iso(session.created_at),
+        "updated_at": iso(session.last_activity_at),
+        "state_updated_at": iso(session.last_activity_at),
+        "metadata": jsonable(thread_metadata(session)),
+        "status": thread_status(session),
+        "config": {},
+        "values": jsonable(snapshot.values) if snapshot is not None else {},
+        "interrupts": interrupts,
+    }
+
+
+async def load_thread(runtime: Runtime, session: Session) -> dict[str, Any]:
+    """The session as a ``Thread`` with its committed values and pending interrupts."""
+    return thread_dict(session, await runtime.threads.state(session))

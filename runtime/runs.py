@@ -1,0 +1,585 @@
+"""Runs: turns started through the LangGraph Server API, recorded in Postgres.
+
+A run is one turn (:class:`~runtime.turns.TurnRunner`) with an id and a row in ``runs``, so
+any replica can list, read, join, cancel or delete it. The turn itself is unchanged: it takes
+the session's lease, runs the guarded graph, and commits or rolls back its checkpoints.
+
+- **Multitask strategies.** ``reject`` refuses a run while another run (or a native turn)
+  holds the thread: ``SessionBusy``. ``enqueue`` waits, in order of creation, for the
+  thread to be free, up to ``enqueue_wait_seconds``. ``rollback`` cancels the run(s) in
+  flight on the thread (each rolls back, as a failed turn does) and then waits like
+  ``enqueue``. ``interrupt`` (keep the steps done so far) is refused: a turn here is all or
+  nothing.
+- **Where runs execute.** In a task of the process that accepted them; live events are
+  delivered to subscribers in that process. Other replicas read the row: ``join`` polls it
+  until the run ends, ``cancel`` sets ``cancel_requested``, which the owning process polls
+  for (every ``poll_seconds``) and acts on.
+- **Cancel.** Cancelling a running run cancels its turn, which rolls the thread back to its
+  last committed checkpoint; the run ends ``interrupted``. A pending run just ends.
+- **Statuses.** ``pending`` (queued) → ``running`` → ``success`` (also when the turn paused
+  for approval: the *thread* is then interrupted), ``error`` or ``interrupted`` (cancelled).
+  A process that dies mid-run leaves its row ``running``/``pending``; the turn itself is
+  rolled back by the next turn on the session, as for any crashed turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from psycopg.types.json import Jsonb
+
+from runtime.database import Pool
+from runtime.errors import Conflict, InvalidInput, NotFound, SessionBusy, SessiongraphError
+from runtime.sessions import SessionStore
+from runtime.turns import TurnEvent, TurnRequest, TurnResult, TurnRunner
+
+__all__ = [
+    "MULTITASK_STRATEGIES",
+    "RUN_STATUSES",
+    "Run",
+    "RunHandle",
+    "RunManager",
+    "RunRequest",
+]
+
+log = logging.getLogger(__name__)
+
+RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
+RUN_STATUSES: tuple[RunStatus, ...] = (
+    "pending",
+    "running",
+    "success",
+    "error",
+    "interrupted",
+    "timeout",
+)
+MultitaskStrategy = Literal["reject", "enqueue", "rollback"]
+MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback")
+_ACTIVE = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's row: what the LangGraph API shows as a ``Run``."""
+
+    run_id: str
+    owner: str
+    session_id: str
+    assistant_id: str
+    status: RunStatus
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    kwargs: dict[str, Any]
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (any status but pending and running)."""
+        return self.status not in _ACTIVE
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: a turn on one session, with the run's bookkeeping.
+
+    ``temporary``: delete the session when the run ends (LangGraph's stateless runs).
+    """
+
+    owner: str
+    session_id: str
+    assistant_id: str
+    turn: TurnRequest
+    multitask_strategy: MultitaskStrategy = "reject"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    temporary: bool = False
+
+
+class _Live:
+    """A run executing (or queued) in this process: its tasks and event subscribers."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.subscribers: list[asyncio.Queue[TurnEvent]] = []
+        self.ended = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None  # the waiter / event pump
+        self.turn: asyncio.Task[TurnResult] | None = None
+        self.cancelled = False
+
+    def subscribe(self) -> asyncio.Queue[TurnEvent]:
+        queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
+        self.subscribers.append(queue)
+        return queue
+
+    def publish(self, event: TurnEvent) -> None:
+        for queue in self.subscribers:
+            queue.put_nowait(event)
+
+
+@dataclass
+class RunHandle:
+    """A run just created, and (when asked for) its live events from the first one."""
+
+    run: Run
+    thread_key: str  # the session's checkpointer thread id (internal, never shown)
+    _queue: asyncio.Queue[TurnEvent] | None = None
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """The turn's events, ending with ``done`` or ``error``."""
+        if self._queue is None:
+            return
+        while True:
+            event = await self._queue.get()
+            yield event
+            if event.type in ("done", "error"):
+                return
+
+
+class RunManager:
+    """Creates, executes, lists and cancels runs (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        sessions: SessionStore,
+        turns: TurnRunner,
+        *,
+        enqueue_wait_seconds: float = 600.0,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self._pool = pool
+        self._sessions = sessions
+        self._turns = turns
+        self.enqueue_wait_seconds = enqueue_wait_seconds
+        self.poll_seconds = poll_seconds
+        self._live: dict[str, _Live] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    # -- create and execute -----------------------------------------------------------------
+
+    async def create(self, request: RunRequest, *, subscribe: bool = False) -> RunHandle:
+        """Create a run and start it, or queue it behind the thread's current run.
+
+        With ``subscribe``, the handle yields the run's events from its first one.
+
+        Raises:
+            SessionBusy: ``reject`` while the thread runs something.
+            InvalidInput: an unsupported multitask strategy, or a bad turn request.
+            NotFound, Conflict...: whatever stops the turn from starting right away (an
+                unknown session, a message while approval is pending, ...).
+        """
+        if self._closing:
+            raise SessionBusy("the server is shutting down; retry on another replica")
+        strategy = request.multitask_strategy
+        if strategy not in MULTITASK_STRATEGIES:
+            raise InvalidInput(
+                f"multitask_strategy {strategy!r} is not supported: a turn here is all or "
+                "nothing, so it cannot be interrupted keeping its partial steps",
+                field="multitask_strategy",
+                supported=list(MULTITASK_STRATEGIES),
+            )
+        session = await self._sessions.get(request.owner, request.session_id)
+        run_id = request.turn.run_id or str(uuid.uuid4())
+        turn = replace(request.turn, run_id=run_id)
+        if strategy == "reject" and await self._inflight(request.owner, request.session_id):
+            raise SessionBusy(
+                f"thread {request.session_id!r} is already running a task; wait for it to "
+                "finish or choose another multitask strategy",
+                session_id=request.session_id,
+            )
+        if strategy == "rollback":
+            await self._cancel_inflight(request.owner, request.session_id)
+        run = await self._insert(request, run_id)
+        live = _Live(run)
+        queue = live.subscribe() if subscribe else None
+        handle = RunHandle(run, session.thread_id, queue)
+        queued = strategy != "reject" and await self._queued_before(run)
+        if not queued:
+            try:
+                events, task = await self._turns.start(request.owner, request.session_id, turn)
+            except SessionBusy:
+                if strategy == "reject":
+                    await self._delete_row(run_id)
+                    raise
+                queued = True
+            except BaseException:
+                await self._delete_row(run_id)
+                raise
+        self._live[run_id] = live
+        self._ensure_poller()
+        if queued:
+            live.task = asyncio.create_task(self._wait_then_run(live, request, turn))
+        else:
+            live.turn = task
+            live.run = await self._set_status(run_id, "running") or run
+            handle.run = live.run
+            live.task = asyncio.create_task(self._pump(live, request, events))
+        return handle
+
+    async def _wait_then_run(self, live: _Live, request: RunRequest, turn: TurnRequest) -> None:
+        """A queued run: wait for its turn on the thread, then run it."""
+        run = live.run
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.enqueue_wait_seconds
+        delay = 0.05
+        try:
+            while True:
+                if live.cancelled:
+                    raise asyncio.CancelledError
+                if not await self._queued_before(run):
+                    try:
+                        events, task = await self._turns.start(
+                            request.owner, request.session_id, turn
+                        )
+                        break
+                    except SessionBusy:
+                        pass
+                if loop.time() >= deadline:
+                    raise SessionBusy(
+                        f"thread {request.session_id!r} stayed busy for "
+                        f"{self.enqueue_wait_seconds:g} s; the queued run gave up",
+                        session_id=request.session_id,
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.poll_seconds)
+        except (Exception, asyncio.CancelledError) as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            error = _error_payload(exc)
+            await asyncio.shield(
+                self._finish(
+                    live,
+                    request,
+                    "interrupted" if cancelled else "error",
+                    None if cancelled else error,
+                    TurnEvent("error", error),
+                )
+            )
+            return
+        live.turn = task
+        if live.cancelled:
+            task.cancel()
+        await self._set_status(run.run_id, "running")
+        await self._pump(live, request, events)
+
+    async def _pump(
+        self, live: _Live, request: RunRequest, events: AsyncIterator[TurnEvent]
+    ) -> None:
+        """Forward the turn's events to subscribers; record how the run ended.
+
+        The last event (``done`` or ``error``) goes out once the run's row says how it
+        ended, so a client that saw the end of the stream reads the final status.
+        """
+        status: RunStatus = "success"
+        error: dict[str, Any] | None = None
+        last = TurnEvent("error", {"error": "internal_error", "message": "the run stopped"})
+        try:
+            async for event in events:
+                if event.type in ("done", "error"):
+                    last = event
+                    if event.type == "error":
+                        status = "interrupted" if live.cancelled else "error"
+                        error = None if live.cancelled else dict(event.data)
+                    continue
+                live.publish(event)
+        except BaseException:
+            status, error = "error", dict(last.data)
+            raise
+        finally:
+            await asyncio.shield(self._finish(live, request, status, error, last))
+
+    async def _finish(
+        self,
+        live: _Live,
+        request: RunRequest,
+        status: RunStatus,
+        error: dict[str, Any] | None,
+        last: TurnEvent,
+    ) -> None:
+        try:
+            live.run = await self._set_status(live.run.run_id, status, error) or live.run
+            if request.temporary:
+                with contextlib.suppress(SessiongraphError):
+                    await self._sessions.delete(request.owner, request.session_id)
+        except Exception:
+            log.exception("could not record the end of run %s", live.run.run_id)
+        finally:
+            self._live.pop(live.run.run_id, None)
+            live.publish(last)
+            live.ended.set()
+
+    # -- read, join, cancel, delete -----------------------------------------------------------
+
+    async def get(self, owner: str, session_id: str, run_id: str) -> Run:
+        """The run, or ``NotFound``."""
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT * FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s",
+                    (owner, session_id, run_id),
+                )
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"run {run_id!r} not found", run_id=run_id, thread_id=session_id)
+        return Run.from_row(row)
+
+    async def list(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        limit: int = 10,
+        offset: int = 0,
+        status: str | None = None,
+    ) -> Sequence[Run]:
+        """The thread's runs, newest first."""
+        if status is not None and status not in RUN_STATUSES:
+            raise InvalidInput(
+                f"unknown run status {status!r}", field="status", allowed=list(RUN_STATUSES)
+            )
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInput("limit must be 1-1000 and offset not negative", field="limit")
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM runs WHERE owner = %s AND session_id = %s "
+                    "AND (%s::text IS NULL OR status = %s) "
+                    "ORDER BY created_at DESC, run_id DESC LIMIT %s OFFSET %s",
+                    (owner, session_id, status, status, limit, offset),
+                )
+            ).fetchall()
+        return [Run.from_row(r) for r in rows]
+
+    def live_events(self, run_id: str) -> AsyncIterator[TurnEvent] | None:
+        """Events of a run executing in this process from now on (None: not here)."""
+        live = self._live.get(run_id)
+        if live is None:
+            return None
+        return RunHandle(live.run, "", live.subscribe()).events()
+
+    async def join(self, owner: str, session_id: str, run_id: str) -> Run:
+        """Wait for the run to end (in this process or any other) and return it."""
+        run = await self.get(owner, session_id, run_id)
+        while not run.done:
+            live = self._live.get(run_id)
+            if live is not None:
+                await live.ended.wait()
+            else:
+                await asyncio.sleep(self.poll_seconds)
+            run = await self.get(owner, session_id, run_id)
+        return run
+
+    async def cancel(self, owner: str, session_id: str, run_id: str) -> Run:
+        """Cancel a pending or running run; a running turn rolls back.
+
+        Raises:
+            NotFound: no such run.
+            Conflict: the run has already ended.
+        """
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "UPDATE runs SET cancel_requested = true, updated_at = now() "
+                    "WHERE owner = %s AND session_id = %s AND run_id = %s "
+                    "AND status IN ('pending', 'running') RETURNING *",
+                    (owner, session_id, run_id),
+                )
+            ).fetchone()
+        if row is None:
+            run = await self.get(owner, session_id, run_id)
+            raise Conflict(
+                f"run {run_id!r} has already ended ({run.status})", run_id=run_id, status=run.status
+            )
+        self._cancel_local(run_id)
+        return Run.from_row(row)
+
+    def cancel_soon(self, owner: str, session_id: str, run_id: str) -> None:
+        """:meth:`cancel` in a task of its own, for callers being cancelled themselves (a
+        stream whose client went away); an ended run is left alone."""
+        task = asyncio.create_task(self.cancel(owner, session_id, run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def delete(self, owner: str, session_id: str, run_id: str) -> None:
+        """Delete an ended run's record.
+
+        Raises:
+            NotFound: no such run.
+            Conflict: the run is still pending or running (cancel it first).
+        """
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s "
+                "AND status NOT IN ('pending', 'running')",
+                (owner, session_id, run_id),
+            )
+        if cur.rowcount == 0:
+            run = await self.get(owner, session_id, run_id)
+            raise Conflict(
+                f"run {run_id!r} is {run.status}; cancel it before deleting it", run_id=run_id
+            )
+
+    async def close(self, timeout: float) -> None:
+        """Stop taking runs; end queued ones; wait up to ``timeout`` for running ones."""
+        self._closing = True
+        for live in list(self._live.values()):
+            if live.turn is None:
+                live.cancelled = True
+        tasks = [live.task for live in self._live.values() if live.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _cancel_local(self, run_id: str) -> bool:
+        live = self._live.get(run_id)
+        if live is None:
+            return False
+        live.cancelled = True
+        # A queued run notices the flag within poll_seconds; cancelling its task instead
+        # could land between taking the lease and starting the turn.
+        if live.turn is not None:
+            live.turn.cancel()
+        return True
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_cancels(), name="sessiongraph-runs")
+
+    async def _poll_cancels(self) -> None:
+        """Act on cancels requested from other replicas for runs in this process."""
+        while self._live:
+            await asyncio.sleep(self.poll_seconds)
+            ids = [run_id for run_id, live in self._live.items() if not live.cancelled]
+            if not ids:
+                continue
+            try:
+                async with self._pool.connection() as conn:
+                    rows = await (
+                        await conn.execute(
+                            "SELECT run_id FROM runs WHERE run_id = ANY(%s) AND cancel_requested",
+                            (ids,),
+                        )
+                    ).fetchall()
+            except Exception:
+                log.warning("could not poll for run cancels", exc_info=True)
+                continue
+            for row in rows:
+                self._cancel_local(row["run_id"])
+
+    async def _inflight(self, owner: str, session_id: str) -> bool:
+        """Whether a run is pending or running on the thread, or a turn holds its lease."""
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT (EXISTS (SELECT 1 FROM runs WHERE owner = %(o)s "
+                    " AND session_id = %(s)s AND status IN ('pending', 'running') "
+                    " AND created_at > now() - make_interval(secs => %(wait)s)) "
+                    "OR EXISTS (SELECT 1 FROM sessions WHERE owner = %(o)s "
+                    " AND session_id = %(s)s AND lease_token IS NOT NULL "
+                    " AND lease_expires_at >= now())) AS busy",
+                    {"o": owner, "s": session_id, "wait": self.enqueue_wait_seconds},
+                )
+            ).fetchone()
+        return bool(row and row["busy"])
+
+    async def _queued_before(self, run: Run) -> bool:
+        """Whether an older run of the thread is still pending (the queue is FIFO)."""
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM runs WHERE owner = %s AND session_id = %s "
+                    "AND status = 'pending' AND run_id <> %s "
+                    "AND (created_at, run_id) < (%s, %s) "
+                    "AND created_at > now() - make_interval(secs => %s)) AS queued",
+                    (
+                        run.owner,
+                        run.session_id,
+                        run.run_id,
+                        run.created_at,
+                        run.run_id,
+                        self.enqueue_wait_seconds,
+                    ),
+                )
+            ).fetchone()
+        return bool(row and row["queued"])
+
+    async def _cancel_inflight(self, owner: str, session_id: str) -> None:
+        """Request a cancel of every pending or running run of the thread."""
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "UPDATE runs SET cancel_requested = true, updated_at = now() "
+                    "WHERE owner = %s AND session_id = %s AND status IN ('pending', 'running') "
+                    "RETURNING run_id",
+                    (owner, session_id),
+                )
+            ).fetchall()
+        for row in rows:
+            self._cancel_local(row["run_id"])
+
+    async def _insert(self, request: RunRequest, run_id: str) -> Run:
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO runs (run_id, owner, session_id, assistant_id, status, "
+                    "metadata, multitask_strategy, kwargs) "
+                    "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING *",
+                    (
+                        run_id,
+                        request.owner,
+                        request.session_id,
+                        request.assistant_id,
+                        Jsonb(request.metadata),
+                        request.multitask_strategy,
+                        Jsonb(request.kwargs),
+                    ),
+                )
+            ).fetchone()
+        assert row is not None
+        return Run.from_row(row)
+
+    async def _set_status(
+        self, run_id: str, status: RunStatus, error: dict[str, Any] | None = None
+    ) -> Run | None:
+        async with self._pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "UPDATE runs SET status = %s, error = %s, updated_at = now() "
+                    "WHERE run_id = %s RETURNING *",
+                    (status, Jsonb(error) if error is not None else None, run_id),
+                )
+            ).fetchone()
+        return Run.from_row(row) if row is not None else None
+
+    async def _delete_row(self, run_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM runs WHERE run_id = %s", (run_id,))
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, SessiongraphError):
+        return {"error": exc.code, "message": exc.message, "details": exc.details}
+    if isinstance(exc, asyncio.CancelledError):
+        return {"error": "cancelled", "message": "the run was cancelled", "details": {}}
+    log.error("queued run failed", exc_info=exc)
+    return {"error": "internal_error", "message": "the run failed", "details": {}}
