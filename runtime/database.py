@@ -10,6 +10,7 @@ and a *blocking* advisory lock around it deadlocks with its ``CREATE INDEX CONCU
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import warnings
@@ -238,9 +239,17 @@ async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
 CHECK_IDLE_SECONDS = 5.0
 
 
+def _json_dumps(value: Any) -> bytes | str:
+    """orjson, falling back to the stdlib for what orjson refuses (huge ints, lone surrogates)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value)
+
+
 async def _configure(conn: AsyncConnection[Any]) -> None:
     # JSONB parameters (checkpoint headers, metadata) encoded by orjson, not the stdlib.
-    set_json_dumps(orjson.dumps, context=conn)
+    set_json_dumps(_json_dumps, context=conn)
 
 
 async def _stamp_returned(conn: AsyncConnection[Any]) -> None:

@@ -183,6 +183,8 @@ class TurnRequest:
     run_id: str | None = None  # a UUID: the LangChain run id of the graph invocation
     metadata: Mapping[str, Any] | None = None  # added to the run's (and checkpoints') metadata
     message_id: str | None = None  # the id of the user message (generated when None)
+    # When this turn's checkpoints are written; None: the runner's default.
+    durability: Durability | None = None
 
     @property
     def resume(self) -> bool:
@@ -403,7 +405,10 @@ class TurnRunner:
             streamed = False  # tokens went out since the last complete message
             async with self._sessions.renewing(lease, current):
                 async for mode, chunk in graph.astream(
-                    graph_input, config, stream_mode=modes, durability=self._durability
+                    graph_input,
+                    config,
+                    stream_mode=modes,
+                    durability=request.durability or self._durability,
                 ):
                     if emit and mode in raw:
                         emit(TurnEvent("chunk", {"mode": mode, "data": chunk}))

@@ -8,7 +8,8 @@ A run's input is one user message (``{"messages": [{"role": "user", "content": .
 Accepted and ignored (documented): ``config`` and ``context`` (the graph takes neither),
 ``stream_subgraphs`` (no subgraphs), ``stream_resumable`` (events are not stored for replay;
 ``join``/join-stream still work), ``feedback_keys`` and ``langsmith_tracer`` (no LangSmith),
-``durability`` and ``checkpoint_during`` (the server's durability applies), ``strict_resume``
+``checkpoint_during`` (``durability`` says it: ``"async"`` / ``"sync"`` give one checkpoint
+per step for time travel, ``"exit"`` one per run; default: the server's setting), ``strict_resume``
 (resumes are always strict). Refused with 422: non-empty ``interrupt_before`` /
 ``interrupt_after`` (only the approval interrupt exists), ``webhook``, ``after_seconds`` > 0,
 ``multitask_strategy: "interrupt"``, ``command.update`` / ``command.goto``, and the
@@ -286,6 +287,7 @@ async def _run_request(
         checkpoint_id=checkpoint_id,
         metadata=body.metadata,
         message_id=message_id,
+        durability=body.durability,
     )
     kwargs = body.model_dump(
         exclude_none=True, exclude={"assistant_id", "metadata", "multitask_strategy"}

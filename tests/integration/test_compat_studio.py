@@ -12,7 +12,9 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
+from runtime import Settings
 from tests.support.checks import read_sse
 
 STUDIO_HEADERS = {"Content-Type": "text/plain;charset=UTF-8"}
@@ -69,6 +71,12 @@ def run_events(events: list[tuple[str, Any]]) -> list[str]:
     assert events[0][1]["run_id"]
     assert "values" in names and "updates" in names, names
     return names
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The server as the README sets it up for Studio: a checkpoint per graph step, all kept."""
+    return settings.model_copy(update={"checkpoint_durability": "async", "checkpoints_kept": 0})
 
 
 class TestStudioSequence:

@@ -240,8 +240,9 @@ class TestState:
         assert thread["status"] == "idle"
         assert thread["values"]["messages"] == messages
 
+        # One checkpoint per turn (the default durability): two turns, two checkpoints.
         history = await client.threads.get_history(sid, limit=3)
-        assert len(history) == 3
+        assert len(history) == 2
         assert history[0]["checkpoint"] == state["checkpoint"]
         assert (
             history[1]["checkpoint"]["checkpoint_id"]
