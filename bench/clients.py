@@ -1,0 +1,185 @@
+"""The clients the workloads drive a server with.
+
+A :class:`Client` opens a session and runs turns in it. :class:`NativeClient` speaks
+sessiongraph's ``/v1`` API through one keep-alive ``httpx.AsyncClient`` (responses parsed with
+orjson); :class:`SdkClient` speaks the LangGraph API through the official ``langgraph_sdk``
+client (``threads.create`` + ``runs.wait``), for the peers and for sessiongraph's
+LangGraph-compatible surface.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+import httpx
+
+try:
+    import orjson
+
+    def _loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+    def _dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+except ImportError:  # pragma: no cover - orjson comes with langgraph-sdk
+    import json
+
+    def _loads(data: bytes) -> Any:
+        return json.loads(data)
+
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+__all__ = [
+    "Client",
+    "NativeClient",
+    "NotAvailable",
+    "SdkClient",
+    "TurnFailed",
+    "dumps",
+    "loads",
+]
+
+loads = _loads
+dumps = _dumps
+
+
+class TurnFailed(Exception):
+    """A turn answered an error (status and body in the message)."""
+
+
+class NotAvailable(Exception):
+    """The server does not offer this API (e.g. a 404 on the LangGraph-compatible paths)."""
+
+
+class Client(Protocol):
+    """What a workload needs from a server: sessions and turns."""
+
+    name: str
+
+    async def new_session(self) -> str:
+        """A fresh session (or thread) id to run turns in."""
+        ...
+
+    async def turn(self, session: str, text: str) -> None:
+        """Run one turn and wait for its complete answer; raise :class:`TurnFailed` on error."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        ...
+
+
+class NativeClient:
+    """sessiongraph's own API: ``POST /v1/sessions/{id}/messages`` with the default agent.
+
+    The session is created by its first turn (``agent_id`` in the body), so a new session
+    costs no extra request. One ``AsyncClient`` with as many keep-alive connections as the
+    workload's concurrency is shared by every coroutine.
+    """
+
+    name = "native"
+
+    def __init__(self, base_url: str, *, agent_id: str = "default", connections: int = 64):
+        self.base_url = base_url
+        self.agent_id = agent_id
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(120.0, connect=10.0),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            headers={"content-type": "application/json"},
+        )
+
+    async def new_session(self) -> str:
+        """A new random session id; the session itself is created by its first turn."""
+        return f"bench-{uuid.uuid4().hex}"
+
+    async def turn(self, session: str, text: str) -> None:
+        """Send one message and wait for the JSON answer."""
+        await self.send(session, text, agent_id=self.agent_id)
+
+    async def send(self, session: str, text: str, *, agent_id: str | None = None) -> Any:
+        """Send one message (creating the session with ``agent_id``); the parsed answer."""
+        body: dict[str, Any] = {"content": text}
+        if agent_id is not None:
+            body["agent_id"] = agent_id
+        response = await self.http.post(f"/v1/sessions/{session}/messages", content=dumps(body))
+        if response.status_code != 200:
+            raise TurnFailed(f"{response.status_code}: {response.text[:300]}")
+        return loads(response.content)
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Any other call of the API; the parsed JSON answer (None for 204)."""
+        response = await self.http.request(
+            method, path, content=None if body is None else dumps(body)
+        )
+        if response.status_code >= 400:
+            raise TurnFailed(f"{method} {path} -> {response.status_code}: {response.text[:300]}")
+        return None if response.status_code == 204 else loads(response.content)
+
+    async def transcript(self, session: str) -> list[dict[str, Any]]:
+        """Every message of a session, all pages, oldest first."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 500}
+            if cursor:
+                params["cursor"] = cursor
+            response = await self.http.get(f"/v1/sessions/{session}/messages", params=params)
+            response.raise_for_status()
+            page = loads(response.content)
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.http.aclose()
+
+
+class SdkClient:
+    """The LangGraph API through the official ``langgraph_sdk`` client.
+
+    A session is ``threads.create()``; a turn is ``runs.wait`` on it with one user message,
+    and fails if the run's output carries an error.
+    """
+
+    name = "sdk"
+
+    def __init__(self, base_url: str, *, assistant_id: str = "agent"):
+        from langgraph_sdk import get_client
+
+        self.base_url = base_url
+        self.assistant_id = assistant_id
+        self.client = get_client(url=base_url, api_key=None)
+
+    async def new_session(self) -> str:
+        """``threads.create()``; :class:`NotAvailable` when the server has no such route."""
+        from langgraph_sdk.errors import NotFoundError
+
+        try:
+            thread = await self.client.threads.create()
+        except (NotFoundError, httpx.HTTPStatusError) as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if isinstance(exc, NotFoundError) or status in (404, 405):
+                raise NotAvailable(f"POST /threads -> {status or 404}") from exc
+            raise
+        return str(thread["thread_id"])
+
+    async def turn(self, session: str, text: str) -> None:
+        """``runs.wait`` with one user message."""
+        payload: Any = {"messages": [{"role": "user", "content": text}]}
+        try:
+            result = await self.client.runs.wait(session, self.assistant_id, input=payload)
+        except Exception as exc:  # the SDK raises httpx / its own errors
+            raise TurnFailed(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        if isinstance(result, dict) and "__error__" in result:
+            raise TurnFailed(str(result["__error__"])[:300])
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP client."""
+        await self.client.aclose()
