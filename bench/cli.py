@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -326,6 +327,7 @@ async def _run(args: argparse.Namespace) -> int:
                     start_peer,
                     peer,
                     run_dir=run_dir,
+                    scratch=data_dir,
                     database_url=database_url,
                     refresh=args.refresh_peers,
                     log=_log,
@@ -346,6 +348,8 @@ async def _run(args: argparse.Namespace) -> int:
                 "versions": running.versions,
                 "start_s": running.start_s,
             }
+    # The Postgres has stopped: its data folder goes (it may belong to the server's user).
+    shutil.rmtree(data_dir, ignore_errors=True)
     results["duration_s"] = round(time.monotonic() - started, 1)
     if peers:
         results["ratios"] = _ratios(results)

