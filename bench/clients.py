@@ -145,7 +145,8 @@ class SdkClient:
     """The LangGraph API through the official ``langgraph_sdk`` client.
 
     A session is ``threads.create()``; a turn is ``runs.wait`` on it with one user message,
-    and fails if the run's output carries an error.
+    and fails unless the run's output ends with a message answering it (both the peers'
+    graph and sessiongraph's offline model echo the text: ``You said: ...``).
     """
 
     name = "sdk"
@@ -179,6 +180,12 @@ class SdkClient:
             raise TurnFailed(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         if isinstance(result, dict) and "__error__" in result:
             raise TurnFailed(str(result["__error__"])[:300])
+        # The graph must really have run: the last message answers this one.
+        messages = result.get("messages") if isinstance(result, dict) else None
+        last = messages[-1] if isinstance(messages, list) and messages else {}
+        content = last.get("content") if isinstance(last, dict) else None
+        if not (isinstance(content, str) and text in content):
+            raise TurnFailed(f"unexpected answer: {str(result)[:300]}")
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP client."""
