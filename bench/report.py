@@ -312,7 +312,8 @@ def _detail(name: str, d: dict[str, Any]) -> str:
             f"concurrent clients in {d['client_procs']} client process(es): "
             f"{d['turns_per_s']} turns/s over {d['wall_s']} s, p50 {d['p50_ms']} ms, "
             f"p95 {d['p95_ms']} ms, {d['errors']} errors; client CPU share "
-            f"{d['client_cpu_share']} of a core per client process"
+            f"{d['client_cpu_share']} of a core per client process "
+            f"({d.get('client_cpu_ms_per_turn', '?')} ms CPU per turn)"
             + (" (the client may be the limit)" if d["client_cpu_share"] > 0.8 else "")
             + "."
         )

@@ -58,11 +58,12 @@ class ClientSpec:
     kind: str  # "native" or "sdk"
     url: str
     assistant_id: str = "agent"
+    http: str = "raw"  # the native client's HTTP client: "raw" or "httpx"
 
     def make(self, connections: int = 64) -> Client:
         """A new client for this server."""
         if self.kind == "native":
-            return NativeClient(self.url, connections=connections)
+            return NativeClient(self.url, connections=connections, http=self.http)
         return SdkClient(self.url, assistant_id=self.assistant_id)
 
 
@@ -238,6 +239,7 @@ async def w2_concurrent(
         "p50_ms": _ms(percentile(load["latencies"], 50)),
         "p95_ms": _ms(percentile(load["latencies"], 95)),
         "client_cpu_share": round(load["client_cpu_s"] / (load["wall_s"] * max(1, procs)), 3),
+        "client_cpu_ms_per_turn": round(load["client_cpu_s"] / max(1, ok) * 1000, 3),
     }
 
 
@@ -246,13 +248,15 @@ async def w2_concurrent(
 TOOL_PROMPT = 'use tool calculator with {"expression": "2+2"}'
 
 
-async def w3_tool_turns(url: str, turns: int, per_session: int = 10) -> dict[str, Any]:
+async def w3_tool_turns(
+    url: str, turns: int, per_session: int = 10, http: str = "raw"
+) -> dict[str, Any]:
     """W3: tool turns (model → calculator → model), ``per_session`` per session, in a row.
 
     Each answer is checked: it must hold the tool call, the tool result and
     ``The result is 4.``; any other answer counts as an error.
     """
-    client = NativeClient(url, connections=1)
+    client = NativeClient(url, connections=1, http=http)
     latencies: list[float] = []
     errors: list[str] = []
     try:
@@ -291,7 +295,9 @@ def _rows_bytes(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) 
     return {"rows": int(row[0]), "bytes": int(row[1] or 0)}
 
 
-async def w4_storage(url: str, database_url: str, session_id: str) -> dict[str, Any]:
+async def w4_storage(
+    url: str, database_url: str, session_id: str, http: str = "raw"
+) -> dict[str, Any]:
     """W4: bytes Postgres holds for one session ÷ bytes of its transcript.
 
     Rows are summed with ``pg_column_size(row)`` (on-disk, after TOAST compression; indexes
@@ -300,7 +306,7 @@ async def w4_storage(url: str, database_url: str, session_id: str) -> dict[str, 
     rows (the newest ``turns`` rows: run right after W1, before any other turn). The
     transcript is the JSON of every item of ``GET /v1/sessions/{id}/messages``, all pages.
     """
-    client = NativeClient(url, connections=1)
+    client = NativeClient(url, connections=1, http=http)
     try:
         transcript = await client.transcript(session_id)
     finally:
@@ -350,14 +356,19 @@ async def w4_storage(url: str, database_url: str, session_id: str) -> dict[str, 
 
 
 async def w5_memory(
-    url: str, server: ServerProcess, sessions: int, warmup: int, concurrency: int
+    url: str,
+    server: ServerProcess,
+    sessions: int,
+    warmup: int,
+    concurrency: int,
+    http: str = "raw",
 ) -> dict[str, Any]:
     """W5: ``sessions`` new sessions, one turn each; growth of the server tree's RSS.
 
     A warm-up of ``warmup`` sessions first (imports, pools, caches), then RSS before, the
     load, a 2 s settle, RSS after. ``mb_per_10k`` scales the growth to 10,000 sessions.
     """
-    spec = ClientSpec("native", url)
+    spec = ClientSpec("native", url, http=http)
     await run_load(spec, warmup, 1, concurrency)
     await asyncio.sleep(2)
     before = server.rss_bytes()
@@ -390,6 +401,7 @@ async def w6_sweep(
     ttl_seconds: int,
     concurrency: int,
     log: Callable[[str], None],
+    http: str = "raw",
 ) -> dict[str, Any]:
     """W6: expire ``sessions`` sessions and time ``POST /v1/admin/sweep`` until none remain.
 
@@ -401,7 +413,7 @@ async def w6_sweep(
     their threads is gone. The server's own sweeper is off in the harness
     (``SESSIONGRAPH_SWEEP_INTERVAL_SECONDS=0``) so that nothing is swept before the clock.
     """
-    client = NativeClient(url, connections=concurrency)
+    client = NativeClient(url, connections=concurrency, http=http)
     agent = {
         "id": W6_AGENT,
         "name": "W6 bench agent",
