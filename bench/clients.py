@@ -204,9 +204,13 @@ class SdkClient:
 
     async def turn(self, session: str, text: str) -> None:
         """``runs.wait`` with one user message."""
+        from langgraph_sdk.errors import NotFoundError
+
         payload: Any = {"messages": [{"role": "user", "content": text}]}
         try:
             result = await self.client.runs.wait(session, self.assistant_id, input=payload)
+        except NotFoundError as exc:
+            raise NotAvailable(f"POST /threads/{{id}}/runs/wait -> 404: {exc}"[:300]) from exc
         except Exception as exc:  # the SDK raises httpx / its own errors
             raise TurnFailed(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         if isinstance(result, dict) and "__error__" in result:

@@ -138,6 +138,8 @@ async def _drive(
                 start = time.perf_counter()
                 try:
                     await client.turn(session, _text(n * 1000 + i))
+                except NotAvailable:
+                    raise
                 except TurnFailed as exc:
                     errors.append(str(exc))
                     continue
