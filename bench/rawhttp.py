@@ -98,25 +98,41 @@ class RawHttp:
         if body or method in ("POST", "PUT", "PATCH"):
             head += b"Content-Type: %s\r\nContent-Length: %d\r\n" % (content_type, len(body))
         head += b"\r\n"
-        for attempt in (0, 1):
-            reused = bool(self._idle)
-            conn = self._idle.pop() if reused else await self._connect()
+        conn = self._idle_connection()
+        reused = conn is not None
+        if conn is None:
+            conn = await self._connect()
+        try:
+            response, keep = await asyncio.wait_for(conn.request(head, body), self.timeout)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            conn.close()
+            if not reused:
+                raise ConnectionError(f"{method} {path}: {exc!r}") from exc
+            # The server closed the idle connection as we sent (its keep-alive timeout) and
+            # read nothing: resend once on a new connection, as HTTP clients do.
+            conn = await self._connect()
             try:
                 response, keep = await asyncio.wait_for(conn.request(head, body), self.timeout)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                conn.close()
-                if reused and attempt == 0:
-                    continue
-                raise ConnectionError(f"{method} {path}: {exc!r}") from exc
             except BaseException:
                 conn.close()
                 raise
-            if keep:
-                self._idle.append(conn)
-            else:
-                conn.close()
-            return response
-        raise AssertionError("unreachable")
+        except BaseException:
+            conn.close()
+            raise
+        if keep:
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return response
+
+    def _idle_connection(self) -> _Connection | None:
+        """An idle connection the server has not closed yet, or None."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.reader.at_eof() and not conn.writer.is_closing():
+                return conn
+            conn.close()
+        return None
 
     async def _connect(self) -> _Connection:
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=2**22)
