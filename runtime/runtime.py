@@ -223,9 +223,7 @@ class Runtime:
                 None: every tool of the template.
             budgets: tighter budgets for this turn than the template's.
         """
-        if agent_id is not None:
-            await self.sessions.get_or_create(owner, session_id, agent_id=agent_id)
-        request = TurnRequest(content=content, roles=roles, budgets=budgets)
+        request = TurnRequest(content=content, roles=roles, budgets=budgets, agent_id=agent_id)
         return await self.turns.run(owner, session_id, request)
 
     async def stream(
@@ -242,9 +240,7 @@ class Runtime:
 
         Errors that prevent the turn from starting are raised at the first iteration.
         """
-        if agent_id is not None:
-            await self.sessions.get_or_create(owner, session_id, agent_id=agent_id)
-        request = TurnRequest(content=content, roles=roles, budgets=budgets)
+        request = TurnRequest(content=content, roles=roles, budgets=budgets, agent_id=agent_id)
         async for event in self.turns.stream(owner, session_id, request):
             yield event
 

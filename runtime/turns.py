@@ -32,13 +32,16 @@ from langgraph.types import Command
 
 from runtime.checkpointer import EXPECTED_CHECKPOINT
 from runtime.errors import (
+    Conflict,
     InvalidInput,
     LeaseLost,
     ModelBadResponse,
     ModelRateLimited,
     ModelRejected,
     ModelUnavailable,
+    NotFound,
     PayloadTooLarge,
+    SessionExpired,
     SessiongraphError,
     TurnFailed,
 )
@@ -183,6 +186,9 @@ class TurnRequest:
     run_id: str | None = None  # a UUID: the LangChain run id of the graph invocation
     metadata: Mapping[str, Any] | None = None  # added to the run's (and checkpoints') metadata
     message_id: str | None = None  # the id of the user message (generated when None)
+    # The session's agent: a missing session is created for it, one of another agent is a
+    # Conflict (chat widgets send it with every message).
+    agent_id: str | None = None
     # When this turn's checkpoints are written; None: the runner's default.
     durability: Durability | None = None
 
@@ -312,7 +318,22 @@ class TurnRunner:
                     field="content",
                     limit=MAX_MESSAGE_CHARS,
                 )
-        lease = await self._sessions.acquire(owner, session_id, resume=request.resume)
+        try:
+            lease = await self._sessions.acquire(owner, session_id, resume=request.resume)
+        except (NotFound, SessionExpired):
+            if request.agent_id is None or request.resume:
+                raise
+            # The first message of a session named with its agent: create it, then take it.
+            # Sessions that exist (the usual case) cost no extra round trip this way.
+            await self._sessions.get_or_create(owner, session_id, agent_id=request.agent_id)
+            lease = await self._sessions.acquire(owner, session_id)
+        if request.agent_id is not None and lease.agent_id != request.agent_id:
+            await self._sessions.abort(lease)
+            raise Conflict(
+                f"session {session_id!r} belongs to agent {lease.agent_id!r}",
+                session_id=session_id,
+                agent_id=lease.agent_id,
+            )
         if request.resume:
             try:
                 # Checked before the graph runs, so a bad resume changes nothing.
