@@ -1,7 +1,13 @@
 """The checkpointer: LangGraph's ``AsyncPostgresSaver``, tuned for a pool and for sessions.
 
-Two changes, both measured (``bench/RESULTS.md``):
+Three changes, all measured (``bench/RESULTS.md``):
 
+- **One commit per checkpoint, or none of its own.** A checkpoint and its blobs are written
+  in one transaction (the saver pipelines them as separate autocommit statements). Inside
+  :func:`deferring_writes` the writes are not sent at all but recorded, and the turn runner
+  replays them in the transaction that ends the turn (:func:`replay_writes`): the checkpoint
+  becomes durable in the same commit that frees the lease and moves the session's committed
+  checkpoint, and a turn that lost its lease writes nothing.
 - **No process-wide lock.** ``AsyncPostgresSaver`` runs every query under one
   ``asyncio.Lock`` (langgraph issue 7259), because a single connection cannot run two
   pipelines at once. Given a pool, each query here takes a connection of its own, so the
@@ -21,8 +27,9 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import ormsgpack
@@ -40,14 +47,64 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde import jsonplus
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from psycopg import AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["EXPECTED_CHECKPOINT", "MessageCachingSerializer", "SessionSaver"]
+__all__ = [
+    "EXPECTED_CHECKPOINT",
+    "MessageCachingSerializer",
+    "SessionSaver",
+    "Write",
+    "deferring_writes",
+    "replay_writes",
+]
 
 # ``configurable`` key: the checkpoint id the caller knows to be the thread's latest.
 EXPECTED_CHECKPOINT = "sessiongraph_expected_checkpoint"
+
+
+# A statement the saver would have run: ("execute" | "executemany", query, params).
+Write = tuple[str, Any, Any]
+
+_deferred: ContextVar[list[Write] | None] = ContextVar("sessiongraph_deferred", default=None)
+
+
+@contextmanager
+def deferring_writes() -> Iterator[list[Write]]:
+    """Within the block (and tasks it starts), the saver records its writes instead of
+    running them; the list it yields holds them, in order, for :func:`replay_writes`."""
+    sink: list[Write] = []
+    token = _deferred.set(sink)
+    try:
+        yield sink
+    finally:
+        _deferred.reset(token)
+
+
+async def replay_writes(conn: AsyncConnection[Any], writes: Sequence[Write]) -> None:
+    """Run recorded saver writes on ``conn`` (in the caller's transaction)."""
+    if not writes:
+        return
+    async with conn.cursor(binary=True) as cur:
+        for kind, query, params in writes:
+            if kind == "executemany":
+                await cur.executemany(query, params)
+            else:
+                await cur.execute(query, params)
+
+
+class _Recorder:
+    """Stands in for a cursor while writes are deferred."""
+
+    def __init__(self, sink: list[Write]) -> None:
+        self._sink = sink
+
+    async def execute(self, query: Any, params: Any = None, **_: Any) -> None:
+        self._sink.append(("execute", query, params))
+
+    async def executemany(self, query: Any, params_seq: Any, **_: Any) -> None:
+        self._sink.append(("executemany", query, list(params_seq)))
 
 
 class SessionSaver(AsyncPostgresSaver):
@@ -71,9 +128,20 @@ class SessionSaver(AsyncPostgresSaver):
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        # The saver writes through pipelined cursors and reads through plain ones.
+        sink = _deferred.get() if pipeline else None
+        if sink is not None:
+            yield _Recorder(sink)  # type: ignore[misc]
+            return
         async with self.conn.connection() as conn:
             if pipeline and self.supports_pipeline:
-                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                # One transaction: a checkpoint and its blobs commit together, with one WAL
+                # flush instead of one per statement.
+                async with (
+                    conn.transaction(),
+                    conn.pipeline(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
                     yield cur
             elif pipeline:
                 async with (

@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from runtime.checkpointer import Write, replay_writes
 from runtime.database import Pool, delete_threads
 from runtime.errors import (
     AwaitingApproval,
@@ -759,60 +760,76 @@ class SessionStore:
         counters: TurnCounters | None = None,
         *,
         pending_approvals: builtins.list[dict[str, Any]] | None = None,
+        writes: Sequence[Write] = (),
     ) -> None:
         """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
 
-        ``pending_approvals`` marks a turn paused for a human decision.
+        ``pending_approvals`` marks a turn paused for a human decision. ``writes`` are the
+        turn's checkpoint writes, deferred by the saver (:func:`deferring_writes`): they
+        commit in the same transaction, or not at all when the lease was lost.
 
         Raises:
             LeaseLost: the lease had lapsed and been taken by another turn.
         """
         c = counters or TurnCounters(turns=0)
-        async with self._pool.connection() as conn, conn.pipeline():
-            # One statement: free the lease, bump the counters, commit the checkpoint, and
-            # (for a real turn) log it for the per-agent statistics. Retention's prune rides
-            # in the same round trip.
-            cur = await conn.execute(
-                "WITH s AS (UPDATE sessions s SET lease_token = NULL, lease_expires_at = NULL, "
-                "turns = turns + %(turns)s, messages = messages + %(messages)s, "
-                "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
-                "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
-                "awaiting_approval = %(awaiting)s, pending_approvals = %(pending)s, "
-                "expires_at = now() + make_interval(secs => ttl_seconds), "
-                f"committed_checkpoint_id = ({_LATEST_CHECKPOINT}) "
-                "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
-                "RETURNING agent_id, owner), "
-                "log AS (INSERT INTO turn_log "
-                "(agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
-                "SELECT agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
-                "WHERE %(turns)s > 0) "
-                "SELECT count(*) AS n FROM s",
-                {
-                    "awaiting": bool(pending_approvals),
-                    "pending": Jsonb(pending_approvals) if pending_approvals else None,
-                    "latency": c.latency_ms,
-                    "turns": c.turns,
-                    "messages": c.messages,
-                    "tin": c.tokens_in,
-                    "tout": c.tokens_out,
-                    "lat": c.model_latency_ms,
-                    "owner": lease.owner,
-                    "sid": lease.session_id,
-                    "token": lease.token,
-                },
-            )
-            if self.checkpoints_kept:
-                await conn.execute(
-                    _PRUNE_SQL,
-                    {"thread": lease.thread_id, "kept": self.checkpoints_kept},
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.pipeline():
+                await replay_writes(conn, writes)
+                cur = await self._release(conn, lease, c, pending_approvals)
+                row = await cur.fetchone()
+            if not row or not row["n"]:
+                lease.lost = True
+                # Raised inside the transaction: the turn's checkpoint writes roll back.
+                raise LeaseLost(
+                    f"the lease on session {lease.session_id!r} lapsed before the turn ended",
+                    session_id=lease.session_id,
                 )
-            row = await cur.fetchone()
-        if not row or not row["n"]:
-            lease.lost = True
-            raise LeaseLost(
-                f"the lease on session {lease.session_id!r} lapsed before the turn ended",
-                session_id=lease.session_id,
+
+    async def _release(
+        self,
+        conn: AsyncConnection[Any],
+        lease: Lease,
+        c: TurnCounters,
+        pending_approvals: builtins.list[dict[str, Any]] | None,
+    ) -> Any:
+        # One statement: free the lease, bump the counters, commit the checkpoint, and
+        # (for a real turn) log it for the per-agent statistics. Retention's prune rides
+        # in the same round trip and the same transaction (one WAL flush).
+        cur = await conn.execute(
+            "WITH s AS (UPDATE sessions s SET lease_token = NULL, lease_expires_at = NULL, "
+            "turns = turns + %(turns)s, messages = messages + %(messages)s, "
+            "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
+            "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
+            "awaiting_approval = %(awaiting)s, pending_approvals = %(pending)s, "
+            "expires_at = now() + make_interval(secs => ttl_seconds), "
+            f"committed_checkpoint_id = ({_LATEST_CHECKPOINT}) "
+            "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
+            "RETURNING agent_id, owner), "
+            "log AS (INSERT INTO turn_log "
+            "(agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
+            "SELECT agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
+            "WHERE %(turns)s > 0) "
+            "SELECT count(*) AS n FROM s",
+            {
+                "awaiting": bool(pending_approvals),
+                "pending": Jsonb(pending_approvals) if pending_approvals else None,
+                "latency": c.latency_ms,
+                "turns": c.turns,
+                "messages": c.messages,
+                "tin": c.tokens_in,
+                "tout": c.tokens_out,
+                "lat": c.model_latency_ms,
+                "owner": lease.owner,
+                "sid": lease.session_id,
+                "token": lease.token,
+            },
+        )
+        if self.checkpoints_kept:
+            await conn.execute(
+                _PRUNE_SQL,
+                {"thread": lease.thread_id, "kept": self.checkpoints_kept},
             )
+        return cur
 
     @asynccontextmanager
     async def renewing(self, lease: Lease, task: asyncio.Task[Any]) -> AsyncIterator[None]:

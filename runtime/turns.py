@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from runtime.checkpointer import EXPECTED_CHECKPOINT
+from runtime.checkpointer import EXPECTED_CHECKPOINT, Write, deferring_writes
 from runtime.errors import (
     Conflict,
     InvalidInput,
@@ -424,49 +425,56 @@ class TurnRunner:
             current = asyncio.current_task()
             assert current is not None
             streamed = False  # tokens went out since the last complete message
-            async with self._sessions.renewing(lease, current):
-                async for mode, chunk in graph.astream(
-                    graph_input,
-                    config,
-                    stream_mode=modes,
-                    durability=request.durability or self._durability,
-                ):
-                    if emit and mode in raw:
-                        emit(TurnEvent("chunk", {"mode": mode, "data": chunk}))
-                    if mode not in ("messages", "updates"):
-                        continue
-                    if mode == "messages":
-                        message, meta = chunk
-                        if (
-                            emit
-                            and isinstance(message, AIMessageChunk)
-                            and message.text
-                            and meta.get("langgraph_node") == "agent"
-                        ):
-                            emit(TurnEvent("token", {"content": message.text}))
-                            streamed = True
-                        continue
-                    if "__interrupt__" in chunk:
-                        pending = list(chunk["__interrupt__"][0].value.get("pending", []))
-                        continue
-                    for node, update in chunk.items():
-                        for message in _updated_messages(update):
-                            # The state reducer stamps messages too, but updates stream
-                            # before it runs; the same object gets the same stamp either way.
-                            message.response_metadata.setdefault("created_at", _now())
-                            added.append(message)
-                            if emit:
-                                if (
-                                    node == "agent"
-                                    and isinstance(message, AIMessage)
-                                    and message.text
-                                    and not streamed
-                                ):
-                                    # Not from the model (a budget's final word): send its
-                                    # text as tokens too, so tokens always add up to replies.
-                                    emit(TurnEvent("token", {"content": message.text}))
-                                streamed = False
-                                _emit_message(emit, message)
+            durability = request.durability or self._durability
+            # With one checkpoint per turn, its writes wait for the release: one commit ends
+            # the turn. Per-step checkpoints are written as the steps end.
+            deferring: AbstractContextManager[list[Write]] = (
+                deferring_writes() if durability == "exit" else nullcontext([])
+            )
+            with deferring as writes:
+                async with self._sessions.renewing(lease, current):
+                    async for mode, chunk in graph.astream(
+                        graph_input,
+                        config,
+                        stream_mode=modes,
+                        durability=durability,
+                    ):
+                        if emit and mode in raw:
+                            emit(TurnEvent("chunk", {"mode": mode, "data": chunk}))
+                        if mode not in ("messages", "updates"):
+                            continue
+                        if mode == "messages":
+                            message, meta = chunk
+                            if (
+                                emit
+                                and isinstance(message, AIMessageChunk)
+                                and message.text
+                                and meta.get("langgraph_node") == "agent"
+                            ):
+                                emit(TurnEvent("token", {"content": message.text}))
+                                streamed = True
+                            continue
+                        if "__interrupt__" in chunk:
+                            pending = list(chunk["__interrupt__"][0].value.get("pending", []))
+                            continue
+                        for node, update in chunk.items():
+                            for message in _updated_messages(update):
+                                # The state reducer stamps messages too, but updates stream
+                                # before it runs; the same object gets the same stamp either way.
+                                message.response_metadata.setdefault("created_at", _now())
+                                added.append(message)
+                                if emit:
+                                    if (
+                                        node == "agent"
+                                        and isinstance(message, AIMessage)
+                                        and message.text
+                                        and not streamed
+                                    ):
+                                        # Not from the model (a budget's final word): send its
+                                        # text as tokens too, so tokens always add up to replies.
+                                        emit(TurnEvent("token", {"content": message.text}))
+                                    streamed = False
+                                    _emit_message(emit, message)
             result = self._result(lease, added, started, timer, guard, pending)
             await self._sessions.release(
                 lease,
@@ -479,6 +487,7 @@ class TurnRunner:
                     latency_ms=result.latency_ms,
                 ),
                 pending_approvals=pending,
+                writes=writes,
             )
         except BaseException as exc:
             if not lease.lost:
