@@ -117,7 +117,7 @@ class SessionSaver(AsyncPostgresSaver):
         pool: AsyncConnectionPool[Any],
         *,
         serde: SerializerProtocol | None = None,
-        cache_messages: int = 10_000,
+        cache_messages: int = 3_000,
     ) -> None:
         super().__init__(pool, serde=serde)
         self.cache_messages = cache_messages

@@ -114,11 +114,11 @@ class Settings(BaseSettings):
         ),
     )
     state_cache_messages: int = Field(
-        default=10_000,
+        default=3_000,
         ge=0,
         description=(
             "Messages of recently used sessions' latest state kept in memory per process, so "
-            "a turn does not reload its history (0 turns the cache off)."
+            "a turn does not reload its history (about 2.4 kB each; 0 turns the cache off)."
         ),
     )
     stats_retention_days: float = Field(
