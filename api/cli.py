@@ -42,9 +42,9 @@ from pydantic import ValidationError
 
 from api.middleware import log_config
 from runtime import DEFAULT_OWNER, NotFound, Runtime, SessiongraphError, Settings
-from runtime.database import embedded_postgres
-from runtime.keys import ApiKey
-from runtime.templates import AgentTemplate, ModelSpec, TemplateSpec, new_id, validate_id
+from runtime.agents.store import AgentTemplate, ModelSpec, TemplateSpec, new_id, validate_id
+from runtime.db.postgres import embedded_postgres
+from runtime.keys.store import ApiKey
 
 __all__ = ["main"]
 

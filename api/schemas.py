@@ -11,12 +11,12 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runtime.guards import BudgetLimits, Decision
-from runtime.sessions import MAX_METADATA_BYTES, Session
-from runtime.stats import AgentStats
-from runtime.templates import AgentTemplate, Budgets, ModelSpec, TemplateSpec
-from runtime.tools import ToolSpec
-from runtime.turns import MAX_MESSAGE_CHARS
+from runtime.agents.store import AgentTemplate, Budgets, ModelSpec, TemplateSpec
+from runtime.sessions.stats import AgentStats
+from runtime.sessions.store import MAX_METADATA_BYTES, Session
+from runtime.tools.registry import ToolSpec
+from runtime.turns.guards import BudgetLimits, Decision
+from runtime.turns.runner import MAX_MESSAGE_CHARS
 
 T = TypeVar("T")
 

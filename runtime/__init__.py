@@ -9,6 +9,7 @@ Usage::
 
 from __future__ import annotations
 
+from runtime.engine import DEFAULT_OWNER, Runtime
 from runtime.errors import (
     Conflict,
     InvalidInput,
@@ -24,9 +25,8 @@ from runtime.errors import (
     TurnFailed,
     Unauthenticated,
 )
-from runtime.runtime import DEFAULT_OWNER, Runtime
 from runtime.settings import Settings, get_settings
-from runtime.turns import TurnEvent, TurnResult
+from runtime.turns.runner import TurnEvent, TurnResult
 
 __all__ = [
     "Conflict",

@@ -23,15 +23,15 @@ from api.compat.common import (
 )
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
-from runtime.errors import Conflict, InvalidInput, NotFound
-from runtime.keys import Principal
-from runtime.templates import (
+from runtime.agents.store import (
     DEFAULT_AGENT_ID,
     AgentTemplate,
     ModelSpec,
     TemplateSpec,
     validate_id,
 )
+from runtime.errors import Conflict, InvalidInput, NotFound
+from runtime.keys.store import Principal
 
 router = APIRouter(tags=["langgraph: assistants"])
 

@@ -5,7 +5,7 @@ made here is a session of the default agent, or of the agent named by
 ``metadata.assistant_id``; thread metadata shows ``graph_id`` and ``assistant_id`` besides
 the session's own. State is read at the session's committed checkpoint and only
 checkpoints in its lineage can be named; state updates run under the session's lease (see
-:mod:`runtime.threads`).
+:mod:`runtime.sessions.state`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from api.compat.common import (
 )
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
+from runtime.agents.store import DEFAULT_AGENT_ID
 from runtime.errors import Conflict, InvalidInput, NotFound
-from runtime.keys import Principal
-from runtime.sessions import Session
-from runtime.templates import DEFAULT_AGENT_ID
-from runtime.threads import DEFAULT_HISTORY
+from runtime.keys.store import Principal
+from runtime.sessions.state import DEFAULT_HISTORY
+from runtime.sessions.store import Session
 
 router = APIRouter(tags=["langgraph: threads"])
 

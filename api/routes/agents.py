@@ -18,7 +18,7 @@ from api.schemas import (
     TurnPublic,
 )
 from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
-from runtime.templates import TemplateSpec, new_id
+from runtime.agents.store import TemplateSpec, new_id
 
 router = APIRouter(
     prefix="/v1/agents",

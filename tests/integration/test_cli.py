@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from runtime import Runtime, Settings
+from runtime.agents.store import AgentTemplate
 from runtime.errors import NotFound
-from runtime.templates import AgentTemplate
 
 pytestmark = pytest.mark.slow
 

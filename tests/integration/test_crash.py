@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from runtime import Conflict, Runtime, SessionBusy, Settings
-from runtime.templates import ModelSpec, TemplateSpec
+from runtime.agents.store import ModelSpec, TemplateSpec
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from runtime import Runtime, Settings
-from runtime.checkpointer import MessageCachingSerializer
-from runtime.templates import ModelSpec, TemplateSpec
+from runtime.agents.store import ModelSpec, TemplateSpec
+from runtime.checkpoints.saver import MessageCachingSerializer
 from tests.conftest import temporary_database
 
 AGENT = "storage-agent"

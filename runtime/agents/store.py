@@ -22,9 +22,9 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from runtime.database import Pool, delete_threads
+from runtime.db.pages import Page, check_limit, decode_cursor, encode_cursor, text
+from runtime.db.postgres import Pool, delete_threads
 from runtime.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SessionBusy
-from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, text
 
 __all__ = [
     "ASSISTANT_SORT_KEYS",
@@ -98,7 +98,7 @@ class ModelSpec(BaseModel):
 
 
 class Budgets(BaseModel):
-    """Per-turn limits, enforced by the turn's guard (:mod:`runtime.guards`).
+    """Per-turn limits, enforced by the turn's guard (:mod:`runtime.turns.guards`).
 
     ``max_steps`` counts model calls; ``None`` means no limit for the others.
     """

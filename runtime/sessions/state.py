@@ -25,10 +25,10 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from psycopg.types.json import Jsonb
 
-from runtime.database import Pool
+from runtime.agents.store import CompiledGraph, GraphCache, TemplateStore
+from runtime.db.postgres import Pool
 from runtime.errors import InvalidInput, NotFound
-from runtime.sessions import Session, SessionStore, TurnCounters
-from runtime.templates import CompiledGraph, GraphCache, TemplateStore
+from runtime.sessions.store import Session, SessionStore, TurnCounters
 
 __all__ = ["DEFAULT_HISTORY", "MAX_HISTORY", "ThreadStates", "empty_snapshot"]
 

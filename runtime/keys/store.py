@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.database import Pool
+from runtime.db.postgres import Pool
 from runtime.errors import InvalidInput, NotFound
 
 __all__ = ["ADMIN_ROLE", "ApiKey", "KeyStore", "Principal", "hash_key"]

@@ -32,8 +32,16 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from runtime.checkpointer import Write, replay_writes
-from runtime.database import Pool, delete_threads
+from runtime.agents.store import (
+    AgentTemplate,
+    TemplateStore,
+    new_id,
+    template_from_row,
+    validate_id,
+)
+from runtime.checkpoints.saver import Write, replay_writes
+from runtime.db.pages import Page, check_limit, decode_cursor, encode_cursor, text, timestamp
+from runtime.db.postgres import Pool, delete_threads
 from runtime.errors import (
     AwaitingApproval,
     Conflict,
@@ -45,14 +53,6 @@ from runtime.errors import (
     SessionBusy,
     SessionExpired,
     SessionInactive,
-)
-from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, text, timestamp
-from runtime.templates import (
-    AgentTemplate,
-    TemplateStore,
-    new_id,
-    template_from_row,
-    validate_id,
 )
 
 __all__ = [

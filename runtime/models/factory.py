@@ -12,10 +12,10 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
+from runtime.agents.store import ModelSpec
 from runtime.errors import InvalidInput, ModelUnavailable
-from runtime.offline_model import OfflineChatModel
+from runtime.models.offline import OfflineChatModel
 from runtime.settings import Settings
-from runtime.templates import ModelSpec
 
 __all__ = ["make_chat_model"]
 

@@ -19,18 +19,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.postgres.aio import AsyncPostgresStore
 
 from graphs import GRAPH_KINDS
-from runtime.checkpointer import MessageCachingSerializer, SessionSaver
-from runtime.database import Pool, embedded_postgres, migrate, open_pool, schema_is_current
-from runtime.errors import InvalidInput, ModelUnavailable
-from runtime.guards import BudgetLimits, ToolRecords, template_tools
-from runtime.keys import KeyStore
-from runtime.models import make_chat_model
-from runtime.pages import Page, check_limit, decode_cursor, encode_cursor, position
-from runtime.runs import RunManager
-from runtime.sessions import Session, SessionStore, SweepResult
-from runtime.settings import Settings, get_settings
-from runtime.stats import AgentStats, agent_stats, prune_turn_log
-from runtime.templates import (
+from runtime.agents.store import (
     DEFAULT_AGENT_ID,
     SYSTEM_OWNER,
     AgentTemplate,
@@ -39,9 +28,20 @@ from runtime.templates import (
     TemplateStore,
     default_template_spec,
 )
-from runtime.threads import ThreadStates
-from runtime.tools import ToolRegistry, default_registry
-from runtime.turns import (
+from runtime.checkpoints.saver import MessageCachingSerializer, SessionSaver
+from runtime.db.pages import Page, check_limit, decode_cursor, encode_cursor, position
+from runtime.db.postgres import Pool, embedded_postgres, migrate, open_pool, schema_is_current
+from runtime.errors import InvalidInput, ModelUnavailable
+from runtime.keys.store import KeyStore
+from runtime.models.factory import make_chat_model
+from runtime.runs.manager import RunManager
+from runtime.sessions.state import ThreadStates
+from runtime.sessions.stats import AgentStats, agent_stats, prune_turn_log
+from runtime.sessions.store import Session, SessionStore, SweepResult
+from runtime.settings import Settings, get_settings
+from runtime.tools.registry import ToolRegistry, default_registry
+from runtime.turns.guards import BudgetLimits, ToolRecords, template_tools
+from runtime.turns.runner import (
     GuardOptions,
     TurnEvent,
     TurnRequest,
@@ -63,7 +63,7 @@ def strict_serializer() -> JsonPlusSerializer:
 
     Loading a checkpoint never imports or calls arbitrary Python (GHSA-g48c-2wqr-h844,
     CVE-2025-64439), whatever ``LANGGRAPH_STRICT_MSGPACK`` says. Each message object is
-    encoded once (:class:`~runtime.checkpointer.MessageCachingSerializer`).
+    encoded once (:class:`~runtime.checkpoints.saver.MessageCachingSerializer`).
     """
     return MessageCachingSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
 

@@ -31,7 +31,8 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from runtime.checkpointer import EXPECTED_CHECKPOINT, Write, deferring_writes
+from runtime.agents.store import Budgets, GraphCache
+from runtime.checkpoints.saver import EXPECTED_CHECKPOINT, Write, deferring_writes
 from runtime.errors import (
     Conflict,
     InvalidInput,
@@ -46,17 +47,16 @@ from runtime.errors import (
     SessiongraphError,
     TurnFailed,
 )
-from runtime.guards import (
+from runtime.keys.store import ADMIN_ROLE
+from runtime.sessions.store import Lease, SessionStore, TurnCounters
+from runtime.tools.registry import ToolRegistry, ToolSpec
+from runtime.turns.guards import (
     BudgetLimits,
     ToolRecords,
     TurnGuard,
     effective_budgets,
     template_tools,
 )
-from runtime.keys import ADMIN_ROLE
-from runtime.sessions import Lease, SessionStore, TurnCounters
-from runtime.templates import Budgets, GraphCache
-from runtime.tools import ToolRegistry, ToolSpec
 
 __all__ = [
     "MAX_MESSAGE_CHARS",

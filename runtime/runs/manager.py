@@ -1,6 +1,6 @@
 """Runs: turns started through the LangGraph Server API, recorded in Postgres.
 
-A run is one turn (:class:`~runtime.turns.TurnRunner`) with an id and a row in ``runs``, so
+A run is one turn (:class:`~runtime.turns.runner.TurnRunner`) with an id and a row in ``runs``, so
 any replica can list, read, join, cancel or delete it. The turn itself is unchanged: it takes
 the session's lease, runs the guarded graph, and commits or rolls back its checkpoints.
 
@@ -35,10 +35,10 @@ from typing import Any, Literal
 
 from psycopg.types.json import Jsonb
 
-from runtime.database import Pool
+from runtime.db.postgres import Pool
 from runtime.errors import Conflict, InvalidInput, NotFound, SessionBusy, SessiongraphError
-from runtime.sessions import SessionStore
-from runtime.turns import TurnEvent, TurnRequest, TurnResult, TurnRunner
+from runtime.sessions.store import SessionStore
+from runtime.turns.runner import TurnEvent, TurnRequest, TurnResult, TurnRunner
 
 __all__ = [
     "MULTITASK_STRATEGIES",
