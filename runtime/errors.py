@@ -22,11 +22,14 @@
     └── TurnFailed               anything else went wrong inside a turn (rolled back)
 
 The HTTP layer maps each class to one status code; code outside the runtime should
-catch these, never bare exceptions.
+catch these, never bare exceptions. Every error's public body is :meth:`SessiongraphError.to_dict`
+(``{error, message, details}``); :func:`error_dict` gives the same shape for anything else
+(a cancellation, an unexpected exception), leaking nothing about it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "SessiongraphError",
     "TurnFailed",
     "Unauthenticated",
+    "error_dict",
 ]
 
 
@@ -60,6 +64,10 @@ class SessiongraphError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public body of this error: ``{error, message, details}``."""
+        return {"error": self.code, "message": self.message, "details": self.details}
 
 
 class InvalidInput(SessiongraphError):
@@ -162,3 +170,18 @@ class TurnFailed(SessiongraphError):
     """A turn failed for a reason of the server's own; it was rolled back."""
 
     code = "turn_failed"
+
+
+def error_dict(
+    exc: BaseException, *, cancelled: str = "cancelled", failed: str = "failed"
+) -> dict[str, Any]:
+    """The public body for any exception: a runtime error's own, else a generic one.
+
+    ``cancelled`` and ``failed`` finish the message for a cancellation and for anything
+    unexpected (whose details stay in the log, never in the body).
+    """
+    if isinstance(exc, SessiongraphError):
+        return exc.to_dict()
+    if isinstance(exc, asyncio.CancelledError):
+        return {"error": "cancelled", "message": cancelled, "details": {}}
+    return {"error": "internal_error", "message": failed, "details": {}}

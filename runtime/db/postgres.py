@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.db.query import Pool
 from runtime.settings import Settings
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Pool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
 
 # An arbitrary constant shared by every process that migrates this database.
 _MIGRATION_LOCK_KEY = 0x5E55_1089
