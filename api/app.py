@@ -23,7 +23,7 @@ from api.middleware import BodyLimitMiddleware, PlainTextJsonMiddleware, Request
 from api.routes import admin, agents, health, messages, sessions, ws
 from api.routes import tools as tool_routes
 from runtime import Runtime, Settings, get_settings
-from runtime.tools.registry import ToolRegistry
+from runtime.tools import ToolRegistry
 
 __all__ = ["OpenServerRefused", "State", "create_app"]
 

@@ -18,7 +18,7 @@ from fastapi.requests import HTTPConnection
 
 from runtime import DEFAULT_OWNER, Runtime, Settings
 from runtime.errors import PermissionDenied, Unauthenticated
-from runtime.keys.store import ADMIN_ROLE, Principal
+from runtime.keys import ADMIN_ROLE, Principal
 
 __all__ = [
     "OPEN_PRINCIPAL",

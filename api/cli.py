@@ -42,9 +42,10 @@ from pydantic import ValidationError
 
 from api.middleware import log_config
 from runtime import DEFAULT_OWNER, NotFound, Runtime, SessiongraphError, Settings
-from runtime.agents.store import AgentTemplate, ModelSpec, TemplateSpec, new_id, validate_id
-from runtime.db.postgres import embedded_postgres
-from runtime.keys.store import ApiKey
+from runtime.agents import AgentTemplate, ModelSpec, TemplateSpec
+from runtime.db import embedded_postgres
+from runtime.ids import new_id, validate_id
+from runtime.keys import ApiKey
 
 __all__ = ["main"]
 

@@ -9,7 +9,7 @@ from fastapi.requests import HTTPConnection
 
 from api.auth import authenticate, require_admin
 from runtime import Runtime
-from runtime.keys.store import Principal
+from runtime.keys import Principal
 
 __all__ = ["AdminDep", "PrincipalDep", "RuntimeDep", "get_principal", "get_runtime"]
 

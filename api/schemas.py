@@ -11,12 +11,10 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runtime.agents.store import AgentTemplate, Budgets, ModelSpec, TemplateSpec
-from runtime.sessions.stats import AgentStats
-from runtime.sessions.store import MAX_METADATA_BYTES, Session
-from runtime.tools.registry import ToolSpec
-from runtime.turns.guards import BudgetLimits, Decision
-from runtime.turns.runner import MAX_MESSAGE_CHARS
+from runtime.agents import AgentStats, AgentTemplate, Budgets, ModelSpec, TemplateSpec
+from runtime.sessions import MAX_METADATA_BYTES, Session
+from runtime.tools import ToolSpec
+from runtime.turns import MAX_MESSAGE_CHARS, BudgetLimits, Decision
 
 T = TypeVar("T")
 

@@ -46,7 +46,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def harness_postgres(data_dir: Path) -> Iterator[str]:
     """A fresh embedded Postgres in ``data_dir``; yields its URL and stops it on exit."""
-    from runtime.db.postgres import embedded_postgres
+    from runtime.db import embedded_postgres
 
     with embedded_postgres(data_dir) as url:
         yield url

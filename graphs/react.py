@@ -39,8 +39,8 @@ from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
 if TYPE_CHECKING:  # graphs import nothing from runtime at import time (no cycle)
-    from runtime.agents.store import TemplateSpec
-    from runtime.tools.registry import ToolSpec
+    from runtime.agents import TemplateSpec
+    from runtime.tools import ToolSpec
 
 __all__ = [
     "SUMMARY_PREFIX",
@@ -249,7 +249,7 @@ def build_graph(
     dev``) the graph runs unguarded. With a ``summarizer`` and ``max_context_tokens``, what
     trimming drops from the model's input is summarised into the ``summary`` channel.
     """
-    from runtime.turns.guards import guarded_tool_call  # runtime imports graphs: import lazily
+    from runtime.turns import guarded_tool_call
 
     system_prompt, max_context_tokens = spec.system_prompt, spec.max_context_tokens
     lc_tools = [tool_spec.tool for tool_spec in tools]
@@ -334,10 +334,10 @@ def build_graph(
 
 @functools.cache
 def _default_graph() -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
-    from runtime.agents.store import default_template_spec
-    from runtime.models.factory import make_chat_model
+    from runtime.agents import default_template_spec
+    from runtime.models import make_chat_model
     from runtime.settings import Settings
-    from runtime.tools.registry import default_registry
+    from runtime.tools import default_registry
 
     settings = Settings()
     spec = default_template_spec(settings.resolved_default_model())

@@ -26,7 +26,7 @@ from runtime.errors import (
     Unauthenticated,
 )
 from runtime.settings import Settings, get_settings
-from runtime.turns.runner import TurnEvent, TurnResult
+from runtime.turns import TurnEvent, TurnResult
 
 __all__ = [
     "Conflict",

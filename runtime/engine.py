@@ -19,35 +19,48 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.postgres.aio import AsyncPostgresStore
 
 from graphs import GRAPH_KINDS
-from runtime.agents.store import (
+from runtime.agents import (
     DEFAULT_AGENT_ID,
     SYSTEM_OWNER,
+    AgentStats,
     AgentTemplate,
     GraphCache,
     TemplateSpec,
     TemplateStore,
+    agent_stats,
     default_template_spec,
+    prune_turn_log,
 )
-from runtime.checkpoints.saver import MessageCachingSerializer, SessionSaver
-from runtime.db.pages import Page, check_limit, decode_cursor, encode_cursor, position
-from runtime.db.postgres import Pool, embedded_postgres, migrate, open_pool, schema_is_current
+from runtime.checkpoints import MessageCachingSerializer, SessionSaver
+from runtime.db import (
+    Page,
+    Pool,
+    check_limit,
+    decode_cursor,
+    embedded_postgres,
+    encode_cursor,
+    migrate,
+    open_pool,
+    position,
+    schema_is_current,
+)
 from runtime.errors import InvalidInput, ModelUnavailable
-from runtime.keys.store import KeyStore
-from runtime.models.factory import make_chat_model
-from runtime.runs.manager import RunManager
-from runtime.sessions.state import ThreadStates
-from runtime.sessions.stats import AgentStats, agent_stats, prune_turn_log
-from runtime.sessions.store import Session, SessionStore, SweepResult
+from runtime.keys import KeyStore
+from runtime.models import make_chat_model
+from runtime.runs import RunManager
+from runtime.sessions import Session, SessionStore, SweepResult, ThreadStates
 from runtime.settings import Settings, get_settings
-from runtime.tools.registry import ToolRegistry, default_registry
-from runtime.turns.guards import BudgetLimits, ToolRecords, template_tools
-from runtime.turns.runner import (
+from runtime.tools import ToolRegistry, default_registry
+from runtime.turns import (
+    BudgetLimits,
     GuardOptions,
+    ToolRecords,
     TurnEvent,
     TurnRequest,
     TurnResult,
     TurnRunner,
     message_to_dict,
+    template_tools,
 )
 
 __all__ = ["DEFAULT_OWNER", "Runtime", "strict_serializer"]

@@ -23,15 +23,10 @@ from api.compat.common import (
 )
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
-from runtime.agents.store import (
-    DEFAULT_AGENT_ID,
-    AgentTemplate,
-    ModelSpec,
-    TemplateSpec,
-    validate_id,
-)
+from runtime.agents import DEFAULT_AGENT_ID, AgentTemplate, ModelSpec, TemplateSpec
 from runtime.errors import Conflict, InvalidInput, NotFound
-from runtime.keys.store import Principal
+from runtime.ids import validate_id
+from runtime.keys import Principal
 
 router = APIRouter(tags=["langgraph: assistants"])
 

@@ -16,8 +16,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
 
 from runtime import Runtime
-from runtime.agents.store import DEFAULT_AGENT_ID, SYSTEM_OWNER, AgentTemplate
-from runtime.sessions.store import Session
+from runtime.agents import DEFAULT_AGENT_ID, SYSTEM_OWNER, AgentTemplate
+from runtime.sessions import Session
 
 __all__ = [
     "ASSISTANT_CONFIG_FIELDS",

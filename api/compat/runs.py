@@ -43,10 +43,10 @@ from api.compat.common import (
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
 from runtime.errors import InvalidInput, NotFound
-from runtime.keys.store import Principal
-from runtime.runs.manager import Run, RunHandle, RunRequest
-from runtime.sessions.store import Session
-from runtime.turns.runner import TurnEvent, TurnRequest
+from runtime.keys import Principal
+from runtime.runs import Run, RunHandle, RunRequest
+from runtime.sessions import Session
+from runtime.turns import TurnEvent, TurnRequest
 
 router = APIRouter(tags=["langgraph: runs"])
 

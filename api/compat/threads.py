@@ -25,11 +25,10 @@ from api.compat.common import (
 )
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
-from runtime.agents.store import DEFAULT_AGENT_ID
+from runtime.agents import DEFAULT_AGENT_ID
 from runtime.errors import Conflict, InvalidInput, NotFound
-from runtime.keys.store import Principal
-from runtime.sessions.state import DEFAULT_HISTORY
-from runtime.sessions.store import Session
+from runtime.keys import Principal
+from runtime.sessions import DEFAULT_HISTORY, Session
 
 router = APIRouter(tags=["langgraph: threads"])
 

@@ -18,7 +18,8 @@ from api.schemas import (
     TurnPublic,
 )
 from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
-from runtime.agents.store import TemplateSpec, new_id
+from runtime.agents import TemplateSpec
+from runtime.ids import new_id
 
 router = APIRouter(
     prefix="/v1/agents",

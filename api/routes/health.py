@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import RuntimeDep
-from runtime.db.postgres import SCHEMA_VERSION
+from runtime.db import SCHEMA_VERSION
 
 router = APIRouter(tags=["operations"])
 

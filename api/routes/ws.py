@@ -27,10 +27,11 @@ from api.auth import authenticate, turn_options
 from api.errors import error_body
 from api.schemas import ID_PATTERN, MessageCreate, ResumeRequest, SessionPublic
 from runtime import Runtime
-from runtime.agents.store import DEFAULT_AGENT_ID, new_id
+from runtime.agents import DEFAULT_AGENT_ID
 from runtime.errors import InvalidInput, NotFound, SessiongraphError, Unauthenticated
-from runtime.keys.store import Principal
-from runtime.sessions.store import Session
+from runtime.ids import new_id
+from runtime.keys import Principal
+from runtime.sessions import Session
 
 router = APIRouter(tags=["messages"])
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
-import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -22,9 +20,9 @@ from langgraph.graph.state import CompiledStateGraph
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from runtime.db.pages import Page, check_limit, decode_cursor, encode_cursor, text
-from runtime.db.postgres import Pool, delete_threads
+from runtime.db import Page, Pool, check_limit, decode_cursor, delete_threads, encode_cursor, text
 from runtime.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SessionBusy
+from runtime.ids import new_id, validate_id
 
 __all__ = [
     "ASSISTANT_SORT_KEYS",
@@ -55,24 +53,6 @@ ASSISTANT_SORT_KEYS: dict[str, str] = {
     "created_at": "created_at",
     "updated_at": "updated_at",
 }
-
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-
-def validate_id(value: str, *, kind: str) -> str:
-    """Check a client-supplied id: 1-128 chars of letters, digits and ``._:-``."""
-    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise InvalidInput(
-            f"invalid {kind}: use 1-128 characters from A-Z a-z 0-9 . _ : - "
-            "starting with a letter or digit",
-            field=kind,
-        )
-    return value
-
-
-def new_id(prefix: str) -> str:
-    """A server-generated id such as ``ses_3q9Xb...`` (URL-safe, 128 bits of randomness)."""
-    return f"{prefix}_{secrets.token_hex(16)}"
 
 
 class ModelSpec(BaseModel):

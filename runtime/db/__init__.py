@@ -1,0 +1,52 @@
+"""Postgres: the embedded server, the pool, migrations, the query helpers and pages."""
+
+from __future__ import annotations
+
+from runtime.db.pages import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET_LIMIT,
+    Page,
+    check_limit,
+    check_offset_page,
+    decode_cursor,
+    encode_cursor,
+    position,
+    text,
+    timestamp,
+)
+from runtime.db.postgres import (
+    SCHEMA_VERSION,
+    delete_threads,
+    embedded_postgres,
+    migrate,
+    open_pool,
+    schema_is_current,
+)
+from runtime.db.query import Db, Pool, Row, execute, fetch_all, fetch_one
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "Db",
+    "MAX_LIMIT",
+    "MAX_OFFSET_LIMIT",
+    "Page",
+    "Pool",
+    "Row",
+    "SCHEMA_VERSION",
+    "check_limit",
+    "check_offset_page",
+    "decode_cursor",
+    "delete_threads",
+    "embedded_postgres",
+    "encode_cursor",
+    "execute",
+    "fetch_all",
+    "fetch_one",
+    "migrate",
+    "open_pool",
+    "position",
+    "schema_is_current",
+    "text",
+    "timestamp",
+]

@@ -20,8 +20,10 @@ from runtime.errors import InvalidInput
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "MAX_OFFSET_LIMIT",
     "Page",
     "check_limit",
+    "check_offset_page",
     "decode_cursor",
     "encode_cursor",
     "position",
@@ -31,6 +33,8 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+# Offset pages (the LangGraph API's searches and run lists) allow bigger pages.
+MAX_OFFSET_LIMIT = 1000
 
 T = TypeVar("T")
 
@@ -97,3 +101,11 @@ def check_limit(limit: int | None) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     return limit
+
+
+def check_offset_page(limit: int, offset: int) -> None:
+    """An offset page: ``limit`` between 1 and :data:`MAX_OFFSET_LIMIT`, ``offset`` ≥ 0."""
+    if not 1 <= limit <= MAX_OFFSET_LIMIT or offset < 0:
+        raise InvalidInput(
+            f"limit must be 1-{MAX_OFFSET_LIMIT} and offset not negative", field="limit"
+        )

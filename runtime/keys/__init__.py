@@ -1,0 +1,13 @@
+"""API keys and the principal they stand for."""
+
+from __future__ import annotations
+
+from runtime.keys.store import ADMIN_ROLE, ApiKey, KeyStore, Principal, hash_key
+
+__all__ = [
+    "ADMIN_ROLE",
+    "ApiKey",
+    "KeyStore",
+    "Principal",
+    "hash_key",
+]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.db.postgres import Pool
+from runtime.db import Pool
 from runtime.errors import InvalidInput, NotFound
 
 __all__ = ["ADMIN_ROLE", "ApiKey", "KeyStore", "Principal", "hash_key"]

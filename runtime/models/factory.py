@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
-from runtime.agents.store import ModelSpec
+from runtime.agents import ModelSpec
 from runtime.errors import InvalidInput, ModelUnavailable
 from runtime.models.offline import OfflineChatModel
 from runtime.settings import Settings

@@ -1,0 +1,21 @@
+"""Runs: turns started through the LangGraph Server API, recorded in Postgres."""
+
+from __future__ import annotations
+
+from runtime.runs.manager import (
+    MULTITASK_STRATEGIES,
+    RUN_STATUSES,
+    Run,
+    RunHandle,
+    RunManager,
+    RunRequest,
+)
+
+__all__ = [
+    "MULTITASK_STRATEGIES",
+    "RUN_STATUSES",
+    "Run",
+    "RunHandle",
+    "RunManager",
+    "RunRequest",
+]

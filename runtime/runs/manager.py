@@ -35,10 +35,10 @@ from typing import Any, Literal
 
 from psycopg.types.json import Jsonb
 
-from runtime.db.postgres import Pool
+from runtime.db import Pool
 from runtime.errors import Conflict, InvalidInput, NotFound, SessionBusy, SessiongraphError
-from runtime.sessions.store import SessionStore
-from runtime.turns.runner import TurnEvent, TurnRequest, TurnResult, TurnRunner
+from runtime.sessions import SessionStore
+from runtime.turns import TurnEvent, TurnRequest, TurnResult, TurnRunner
 
 __all__ = [
     "MULTITASK_STRATEGIES",

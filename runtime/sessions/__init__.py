@@ -1,0 +1,25 @@
+"""Sessions: the registry, the per-session turn lease, expiry, and their graph state."""
+
+from __future__ import annotations
+
+from runtime.sessions.state import DEFAULT_HISTORY, MAX_HISTORY, ThreadStates
+from runtime.sessions.store import (
+    MAX_METADATA_BYTES,
+    Lease,
+    Session,
+    SessionStore,
+    SweepResult,
+    TurnCounters,
+)
+
+__all__ = [
+    "DEFAULT_HISTORY",
+    "Lease",
+    "MAX_HISTORY",
+    "MAX_METADATA_BYTES",
+    "Session",
+    "SessionStore",
+    "SweepResult",
+    "ThreadStates",
+    "TurnCounters",
+]

@@ -25,8 +25,8 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from psycopg.types.json import Jsonb
 
-from runtime.agents.store import CompiledGraph, GraphCache, TemplateStore
-from runtime.db.postgres import Pool
+from runtime.agents import CompiledGraph, GraphCache, TemplateStore
+from runtime.db import Pool
 from runtime.errors import InvalidInput, NotFound
 from runtime.sessions.store import Session, SessionStore, TurnCounters
 

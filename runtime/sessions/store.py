@@ -32,16 +32,18 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from runtime.agents.store import (
-    AgentTemplate,
-    TemplateStore,
-    new_id,
-    template_from_row,
-    validate_id,
+from runtime.agents import AgentTemplate, TemplateStore, template_from_row
+from runtime.checkpoints import Write, replay_writes
+from runtime.db import (
+    Page,
+    Pool,
+    check_limit,
+    decode_cursor,
+    delete_threads,
+    encode_cursor,
+    text,
+    timestamp,
 )
-from runtime.checkpoints.saver import Write, replay_writes
-from runtime.db.pages import Page, check_limit, decode_cursor, encode_cursor, text, timestamp
-from runtime.db.postgres import Pool, delete_threads
 from runtime.errors import (
     AwaitingApproval,
     Conflict,
@@ -54,6 +56,7 @@ from runtime.errors import (
     SessionExpired,
     SessionInactive,
 )
+from runtime.ids import new_id, validate_id
 
 __all__ = [
     "MAX_METADATA_BYTES",

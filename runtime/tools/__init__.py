@@ -1,0 +1,23 @@
+"""Tools: the registry templates draw on, and the built-in tools."""
+
+from __future__ import annotations
+
+from runtime.tools.registry import (
+    ToolRegistry,
+    ToolSpec,
+    calculator,
+    current_time,
+    default_registry,
+    read_notes,
+    save_note,
+)
+
+__all__ = [
+    "ToolRegistry",
+    "ToolSpec",
+    "calculator",
+    "current_time",
+    "default_registry",
+    "read_notes",
+    "save_note",
+]

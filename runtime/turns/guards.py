@@ -37,11 +37,11 @@ from langchain_core.runnables import Runnable
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.agents.store import Budgets, TemplateSpec
-from runtime.db.postgres import Pool
+from runtime.agents import Budgets, TemplateSpec
+from runtime.db import Pool
 from runtime.errors import InvalidInput, ModelBadResponse
-from runtime.keys.store import ADMIN_ROLE
-from runtime.tools.registry import ToolRegistry, ToolSpec
+from runtime.keys import ADMIN_ROLE
+from runtime.tools import ToolRegistry, ToolSpec
 
 __all__ = [
     "BudgetLimits",

@@ -31,8 +31,8 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from runtime.agents.store import Budgets, GraphCache
-from runtime.checkpoints.saver import EXPECTED_CHECKPOINT, Write, deferring_writes
+from runtime.agents import Budgets, GraphCache
+from runtime.checkpoints import EXPECTED_CHECKPOINT, Write, deferring_writes
 from runtime.errors import (
     Conflict,
     InvalidInput,
@@ -47,9 +47,9 @@ from runtime.errors import (
     SessiongraphError,
     TurnFailed,
 )
-from runtime.keys.store import ADMIN_ROLE
-from runtime.sessions.store import Lease, SessionStore, TurnCounters
-from runtime.tools.registry import ToolRegistry, ToolSpec
+from runtime.keys import ADMIN_ROLE
+from runtime.sessions import Lease, SessionStore, TurnCounters
+from runtime.tools import ToolRegistry, ToolSpec
 from runtime.turns.guards import (
     BudgetLimits,
     ToolRecords,

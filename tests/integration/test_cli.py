@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runtime import Runtime, Settings
-from runtime.agents.store import AgentTemplate
+from runtime.agents import AgentTemplate
 from runtime.errors import NotFound
 
 pytestmark = pytest.mark.slow

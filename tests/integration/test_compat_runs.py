@@ -26,7 +26,7 @@ from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from api.app import create_app
 from runtime import Runtime, Settings
-from runtime.tools.registry import ToolRegistry, ToolSpec, default_registry
+from runtime.tools import ToolRegistry, ToolSpec, default_registry
 from tests.support.checks import read_sse
 from tests.support.server import running_server
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 from runtime import Runtime
-from runtime.agents.store import ModelSpec, TemplateSpec
+from runtime.agents import ModelSpec, TemplateSpec
 
 FILLER = "Here is a long aside about the weather, the trains and the price of bread. " * 4
 

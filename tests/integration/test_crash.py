@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from runtime import Conflict, Runtime, SessionBusy, Settings
-from runtime.agents.store import ModelSpec, TemplateSpec
+from runtime.agents import ModelSpec, TemplateSpec
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from api.app import create_app
 from runtime import InvalidInput, Runtime, Settings
-from runtime.agents.store import TemplateSpec
+from runtime.agents import TemplateSpec
 from runtime.errors import AwaitingApproval, NothingToResume
-from runtime.tools.registry import ToolRegistry, ToolSpec, default_registry
+from runtime.tools import ToolRegistry, ToolSpec, default_registry
 from tests.support.checks import assert_valid_history, read_sse
 from tests.support.server import running_server
 

@@ -22,8 +22,8 @@ from websockets.asyncio.client import connect
 
 from api.app import create_app
 from runtime import Runtime, Settings
-from runtime.agents.store import Budgets, ModelSpec, TemplateSpec
-from runtime.tools.registry import ToolRegistry, ToolSpec, default_registry
+from runtime.agents import Budgets, ModelSpec, TemplateSpec
+from runtime.tools import ToolRegistry, ToolSpec, default_registry
 from tests.support.checks import assert_valid_history, read_sse
 from tests.support.openai_server import OpenAICompatServer
 from tests.support.server import running_server

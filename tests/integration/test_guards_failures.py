@@ -24,9 +24,9 @@ from langchain_core.tools import tool
 from api.app import create_app
 from graphs.react import model_input
 from runtime import Runtime, Settings
-from runtime.agents.store import ModelSpec, TemplateSpec
+from runtime.agents import ModelSpec, TemplateSpec
 from runtime.errors import ModelBadResponse, ModelRateLimited, ModelUnavailable
-from runtime.tools.registry import ToolRegistry, ToolSpec, default_registry
+from runtime.tools import ToolRegistry, ToolSpec, default_registry
 from tests.support.checks import read_sse
 from tests.support.openai_server import OpenAICompatServer
 from tests.support.server import running_server

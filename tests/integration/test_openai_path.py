@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from runtime import InvalidInput, ModelUnavailable, Runtime, Settings
-from runtime.agents.store import ModelSpec, TemplateSpec
+from runtime.agents import ModelSpec, TemplateSpec
 from tests.support.openai_server import OpenAICompatServer
 
 

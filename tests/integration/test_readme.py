@@ -77,7 +77,7 @@ def curl_script(base_url: str) -> str:
 class TestReadmeQuickStart:
     def test_readyz_example_shows_the_schema_version(self) -> None:
         """The quick start's /readyz output names this build's schema version."""
-        from runtime.db.postgres import SCHEMA_VERSION
+        from runtime.db import SCHEMA_VERSION
 
         text = (ROOT / "README.md").read_text()
         assert f'{{"status":"ready","schema_version":{SCHEMA_VERSION}}}' in text

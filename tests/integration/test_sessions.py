@@ -15,7 +15,7 @@ from runtime import (
     SessionInactive,
     Settings,
 )
-from runtime.agents.store import ModelSpec, TemplateSpec
+from runtime.agents import ModelSpec, TemplateSpec
 
 
 async def slow_agent(rt: Runtime, agent_id: str, delay: float) -> None:

@@ -18,7 +18,7 @@ import psutil
 import psycopg
 import pytest
 
-from runtime.db.postgres import SCHEMA_VERSION
+from runtime.db import SCHEMA_VERSION
 from tests.support.processes import clean_env, free_port
 
 pytestmark = pytest.mark.slow

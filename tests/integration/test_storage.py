@@ -19,8 +19,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from runtime import Runtime, Settings
-from runtime.agents.store import ModelSpec, TemplateSpec
-from runtime.checkpoints.saver import MessageCachingSerializer
+from runtime.agents import ModelSpec, TemplateSpec
+from runtime.checkpoints import MessageCachingSerializer
 from tests.conftest import temporary_database
 
 AGENT = "storage-agent"

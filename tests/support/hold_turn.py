@@ -15,7 +15,7 @@ import os
 import sys
 
 from runtime import Conflict, Runtime, Settings
-from runtime.agents.store import ModelSpec, TemplateSpec
+from runtime.agents import ModelSpec, TemplateSpec
 
 SESSION_ID = os.environ.get("HOLD_SESSION_ID", "crash-1")
 AGENT_ID = os.environ.get("HOLD_AGENT_ID", "slow")

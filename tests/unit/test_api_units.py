@@ -11,7 +11,7 @@ from api.auth import is_loopback, may_run_open
 from api.errors import status_for
 from api.routes.sessions import parse_metadata_filter
 from runtime import Settings
-from runtime.db.pages import check_limit, decode_cursor, encode_cursor, position, text, timestamp
+from runtime.db import check_limit, decode_cursor, encode_cursor, position, text, timestamp
 from runtime.errors import InvalidInput, SessiongraphError
 
 

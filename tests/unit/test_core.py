@@ -8,11 +8,12 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 import runtime
 from graphs.react import model_input
-from runtime.agents.store import ModelSpec, validate_id
+from runtime.agents import ModelSpec
 from runtime.engine import strict_serializer
 from runtime.errors import InvalidInput
+from runtime.ids import validate_id
 from runtime.settings import Settings, env_names
-from runtime.tools.registry import calculator, default_registry
+from runtime.tools import calculator, default_registry
 
 
 class TestSettings:
@@ -113,7 +114,7 @@ class TestStrictSerializer:
 
     def test_unlisted_types_are_not_revived(self) -> None:
         """A type off the allow-list is not imported on load, unlike the permissive default."""
-        from runtime.agents.store import Budgets
+        from runtime.agents import Budgets
 
         value = Budgets(max_steps=3)
         payload = JsonPlusSerializer(allowed_msgpack_modules=True).dumps_typed(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.db.postgres import Pool
+from runtime.db import Pool
 
 __all__ = ["AgentStats", "agent_stats", "prune_turn_log"]
 
