@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Re-exported for callers that still import it from here; it lives with the checkpoint
+# tables (``runtime.checkpoints``), which import nothing of this package.
+from runtime.checkpoints import delete_threads
+from runtime.db.migrations import SCHEMA_VERSION, migrate, schema_is_current
 from runtime.db.pages import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -15,15 +19,8 @@ from runtime.db.pages import (
     text,
     timestamp,
 )
-from runtime.db.postgres import (
-    SCHEMA_VERSION,
-    delete_threads,
-    embedded_postgres,
-    migrate,
-    open_pool,
-    schema_is_current,
-)
-from runtime.db.query import Db, Pool, Row, execute, fetch_all, fetch_one
+from runtime.db.pool import embedded_postgres, open_pool
+from runtime.db.query import Db, Pool, Row, connect, execute, fetch_all, fetch_one
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -36,6 +33,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "check_limit",
     "check_offset_page",
+    "connect",
     "decode_cursor",
     "delete_threads",
     "embedded_postgres",

@@ -26,7 +26,8 @@ from langgraph.types import StateSnapshot
 from psycopg.types.json import Jsonb
 
 from runtime.agents import CompiledGraph, GraphCache, TemplateStore
-from runtime.db import Pool
+from runtime.checkpoints import LINEAGE
+from runtime.db import Pool, fetch_all
 from runtime.errors import InvalidInput, NotFound
 from runtime.sessions.store import Session, SessionStore, TurnCounters
 
@@ -36,24 +37,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY = 10
 MAX_HISTORY = 100
-
-# The committed lineage of a thread: a checkpoint and its ancestors, newest first.
-_LINEAGE = """
-WITH RECURSIVE lineage AS (
-    SELECT checkpoint_id, parent_checkpoint_id, metadata FROM checkpoints
-    WHERE thread_id = %(thread)s AND checkpoint_ns = '' AND checkpoint_id = %(start)s
-  UNION ALL
-    SELECT c.checkpoint_id, c.parent_checkpoint_id, c.metadata FROM checkpoints c
-    JOIN lineage l ON c.thread_id = %(thread)s AND c.checkpoint_ns = ''
-     AND c.checkpoint_id = l.parent_checkpoint_id
-)
-SELECT checkpoint_id FROM lineage
-WHERE (%(only)s::text IS NULL OR checkpoint_id = %(only)s)
-  AND (%(before)s::text IS NULL OR checkpoint_id < %(before)s)
-  AND (%(meta)s::jsonb IS NULL OR metadata @> %(meta)s::jsonb)
-ORDER BY checkpoint_id DESC LIMIT %(n)s
-"""
-
 
 # What the graph raises for an update it cannot apply (unknown node, malformed values).
 _REFUSED_UPDATE = (InvalidUpdateError, ValueError, TypeError, KeyError, NotImplementedError)
@@ -123,20 +106,18 @@ class ThreadStates:
         start = start or session.committed_checkpoint_id
         if start is None:
             return []
-        async with self._pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    _LINEAGE,
-                    {
-                        "thread": session.thread_id,
-                        "start": start,
-                        "only": only,
-                        "before": before,
-                        "meta": Jsonb(metadata) if metadata else None,
-                        "n": limit,
-                    },
-                )
-            ).fetchall()
+        rows = await fetch_all(
+            self._pool,
+            LINEAGE,
+            {
+                "thread": session.thread_id,
+                "start": start,
+                "only": only,
+                "before": before,
+                "meta": Jsonb(metadata) if metadata else None,
+                "n": limit,
+            },
+        )
         return [r["checkpoint_id"] for r in rows]
 
     async def _check_visible(self, session: Session, checkpoint_id: str) -> None:

@@ -33,13 +33,19 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runtime.agents import AgentTemplate, TemplateStore, template_from_row
-from runtime.checkpoints import Write, replay_writes
+from runtime.checkpoints import (
+    LATEST_CHECKPOINT,
+    Write,
+    delete_threads,
+    prune_thread,
+    replay_writes,
+    rollback_thread,
+)
 from runtime.db import (
     Page,
     Pool,
     check_limit,
     decode_cursor,
-    delete_threads,
     encode_cursor,
     text,
     timestamp,
@@ -57,6 +63,7 @@ from runtime.errors import (
     SessionInactive,
 )
 from runtime.ids import new_id, validate_id
+from runtime.sessions.sql import LEASE_HELD
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -73,34 +80,6 @@ log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 16 * 1024
 Status = Literal["active", "inactive"]
-
-# The thread's newest root checkpoint (the checkpoints primary key serves it).
-_LATEST_CHECKPOINT = (
-    "SELECT c.checkpoint_id FROM checkpoints c WHERE c.thread_id = s.thread_id "
-    "AND c.checkpoint_ns = '' ORDER BY c.checkpoint_id DESC LIMIT 1"
-)
-
-
-# Retention: keep a thread's newest ``kept`` checkpoints, delete older ones with their writes
-# and every blob no kept checkpoint refers to (which also sweeps up blobs of rolled-back
-# turns). Runs right after ``release`` in the same pipeline, and only while no turn holds the
-# session: a turn that lost its lease, or a turn that took it meanwhile, prunes nothing.
-_PRUNE_SQL = (
-    "WITH keep AS (SELECT checkpoint_id, checkpoint FROM checkpoints "
-    "WHERE thread_id = %(thread)s AND checkpoint_ns = '' "
-    "ORDER BY checkpoint_id DESC LIMIT %(kept)s), "
-    "cutoff AS (SELECT min(checkpoint_id) AS id FROM keep HAVING count(*) >= %(kept)s), "
-    "gone AS (DELETE FROM checkpoints c USING cutoff WHERE c.thread_id = %(thread)s "
-    "AND c.checkpoint_ns = '' AND c.checkpoint_id < cutoff.id "
-    "AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.thread_id = %(thread)s "
-    "AND s.lease_token IS NOT NULL) RETURNING c.checkpoint_id), "
-    "gone_writes AS (DELETE FROM checkpoint_writes w USING gone "
-    "WHERE w.thread_id = %(thread)s AND w.checkpoint_ns = '' "
-    "AND w.checkpoint_id = gone.checkpoint_id) "
-    "DELETE FROM checkpoint_blobs b WHERE b.thread_id = %(thread)s AND b.checkpoint_ns = '' "
-    "AND EXISTS (SELECT 1 FROM gone) AND NOT EXISTS (SELECT 1 FROM keep k "
-    "WHERE k.checkpoint -> 'channel_versions' ->> b.channel = b.version)"
-)
 
 
 @dataclass(frozen=True)
@@ -246,23 +225,6 @@ def _search_filter(
         "ids": ids,
     }
     return where, params
-
-
-async def rollback_thread(
-    conn: AsyncConnection[Any], thread_id: str, checkpoint_id: str | None
-) -> None:
-    """Delete the thread's checkpoints newer than ``checkpoint_id`` (all of them if None).
-
-    Checkpoint ids are time-ordered (UUIDv6), as the saver itself relies on. Blobs are left:
-    their versions carry a random part, so no later write collides with them, and they go
-    with the session.
-    """
-    for table in ("checkpoint_writes", "checkpoints"):
-        await conn.execute(
-            f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = '' "
-            "AND (%s::text IS NULL OR checkpoint_id > %s)",
-            (thread_id, checkpoint_id, checkpoint_id),
-        )
 
 
 class SessionStore:
@@ -653,7 +615,7 @@ class SessionStore:
                         "AND s.expires_at > now() AND s.awaiting_approval = %(resume)s "
                         "AND (s.lease_token IS NULL OR s.lease_expires_at < now()) "
                         "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, "
-                        f"({_LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
+                        f"({LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
                         "a.agent_id, a.owner, a.version, a.spec, a.created_at, a.updated_at",
                         {
                             "token": token,
@@ -805,7 +767,7 @@ class SessionStore:
             "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
             "awaiting_approval = %(awaiting)s, pending_approvals = %(pending)s, "
             "expires_at = now() + make_interval(secs => ttl_seconds), "
-            f"committed_checkpoint_id = ({_LATEST_CHECKPOINT}) "
+            f"committed_checkpoint_id = ({LATEST_CHECKPOINT}) "
             "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
             "RETURNING agent_id, owner), "
             "log AS (INSERT INTO turn_log "
@@ -828,9 +790,8 @@ class SessionStore:
             },
         )
         if self.checkpoints_kept:
-            await conn.execute(
-                _PRUNE_SQL,
-                {"thread": lease.thread_id, "kept": self.checkpoints_kept},
+            await prune_thread(
+                conn, lease.thread_id, kept=self.checkpoints_kept, lease_held=LEASE_HELD
             )
         return cur
 
