@@ -17,11 +17,13 @@ from langgraph.types import Interrupt, StateSnapshot
 
 from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID, SYSTEM_OWNER, AgentTemplate
-from runtime.sessions import Session
+from runtime.sessions import Session, SessionState
 
 __all__ = [
     "ASSISTANT_CONFIG_FIELDS",
     "GRAPH_ID",
+    "NEVER_STATUS",
+    "THREAD_STATUSES",
     "assistant_dict",
     "checkpoint_dict",
     "interrupt_dict",
@@ -142,14 +144,21 @@ def state_dict(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
     }
 
 
+# LangGraph's thread statuses and the session states they name.
+THREAD_STATUSES: dict[str, SessionState] = {
+    "idle": "idle",
+    "busy": "running",
+    "interrupted": "awaiting_approval",
+}
+# LangGraph's status that no session is in (errors are never recorded): matches nothing.
+NEVER_STATUS = "error"
+_STATUS_OF_STATE = {state: status for status, state in THREAD_STATUSES.items()}
+
+
 def thread_status(session: Session) -> str:
     """``busy`` while a turn holds the lease, ``interrupted`` while awaiting approval, or
     ``idle``."""
-    if session.busy:
-        return "busy"
-    if session.awaiting_approval:
-        return "interrupted"
-    return "idle"
+    return _STATUS_OF_STATE[session.state]
 
 
 def thread_metadata(session: Session) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.compat.common import (
     GRAPH_ID,
+    NEVER_STATUS,
+    THREAD_STATUSES,
     checkpoint_dict,
     load_thread,
     resolve_assistant_id,
@@ -28,7 +30,7 @@ from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.keys import Principal
-from runtime.sessions import DEFAULT_HISTORY, Session
+from runtime.sessions import DEFAULT_HISTORY, Session, SessionState
 
 router = APIRouter(tags=["langgraph: threads"])
 
@@ -38,6 +40,14 @@ Status = Literal["idle", "busy", "interrupted", "error"]
 SortBy = Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"]
 # Metadata keys the surface derives from the session instead of storing.
 _DERIVED_KEYS = ("graph_id", "assistant_id")
+# LangGraph's thread sort keys and the session sort keys they name.
+THREAD_SORT_KEYS: dict[str, str] = {
+    "thread_id": "session_id",
+    "created_at": "created_at",
+    "updated_at": "last_activity_at",
+    "state_updated_at": "last_activity_at",
+    "status": "state",
+}
 
 
 class _Lenient(BaseModel):
@@ -170,6 +180,32 @@ def _before_id(before: str | CheckpointRef | dict[str, Any] | None) -> str | Non
     return value
 
 
+def _sort_key(sort_by: str) -> str:
+    """The session sort key a thread sort key names."""
+    if sort_by not in THREAD_SORT_KEYS:
+        raise InvalidInput(
+            f"cannot sort by {sort_by!r}", field="sort_by", allowed=sorted(THREAD_SORT_KEYS)
+        )
+    return THREAD_SORT_KEYS[sort_by]
+
+
+def _state(status: str | None) -> SessionState | None:
+    """The session state a thread status filter names (None: no filter, or ``error``)."""
+    if status is not None and status not in THREAD_STATUSES and status != NEVER_STATUS:
+        raise InvalidInput(
+            "status must be idle, busy, interrupted or error",
+            field="status",
+            allowed=sorted([*THREAD_STATUSES, NEVER_STATUS]),
+        )
+    return THREAD_STATUSES.get(status) if status is not None else None
+
+
+def _matches_nothing(derived: dict[str, Any], status: str | None) -> bool:
+    """Whether a thread filter excludes every session: another graph, or no such status."""
+    graph_id = derived.get("graph_id")
+    return (graph_id is not None and graph_id != GRAPH_ID) or status == NEVER_STATUS
+
+
 async def _session(runtime: Runtime, principal: Principal, thread_id: str) -> Session:
     return await runtime.sessions.get(principal.owner, thread_id)
 
@@ -227,9 +263,10 @@ async def search_threads(
     if body.values:
         raise InvalidInput("searching threads by values is not supported", field="values")
     metadata, derived = _split_metadata(body.metadata)
-    graph_id = derived.get("graph_id")
     assistant = derived.get("assistant_id")
-    if graph_id is not None and graph_id != GRAPH_ID:
+    sort_by = _sort_key(body.sort_by or "created_at")
+    state = _state(body.status)
+    if _matches_nothing(derived, body.status):
         sessions: list[Session] = []
         more = False
     else:
@@ -238,10 +275,10 @@ async def search_threads(
             agent_id=resolve_assistant_id(str(assistant)) if assistant is not None else None,
             metadata=metadata or None,
             ids=body.ids,
-            thread_status=body.status,
+            state=state,
             limit=body.limit,
             offset=body.offset,
-            sort_by=body.sort_by or "created_at",
+            sort_by=sort_by,
             sort_order=body.sort_order or "desc",
         )
     if more:
@@ -265,15 +302,15 @@ async def count_threads(
     if body.values:
         raise InvalidInput("counting threads by values is not supported", field="values")
     metadata, derived = _split_metadata(body.metadata)
-    graph_id = derived.get("graph_id")
     assistant = derived.get("assistant_id")
-    if graph_id is not None and graph_id != GRAPH_ID:
+    state = _state(body.status)
+    if _matches_nothing(derived, body.status):
         return 0
     return await runtime.sessions.count(
         owner=principal.owner,
         agent_id=resolve_assistant_id(str(assistant)) if assistant is not None else None,
         metadata=metadata or None,
-        thread_status=body.status,
+        state=state,
     )
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from runtime.sessions.state import DEFAULT_HISTORY, MAX_HISTORY, ThreadStates
-from runtime.sessions.store import (
+from runtime.sessions.model import (
     MAX_METADATA_BYTES,
     Lease,
     Session,
-    SessionStore,
+    SessionState,
     SweepResult,
     TurnCounters,
 )
+from runtime.sessions.state import DEFAULT_HISTORY, MAX_HISTORY, ThreadStates
+from runtime.sessions.store import SessionStore
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -18,6 +19,7 @@ __all__ = [
     "MAX_HISTORY",
     "MAX_METADATA_BYTES",
     "Session",
+    "SessionState",
     "SessionStore",
     "SweepResult",
     "ThreadStates",

@@ -2,16 +2,241 @@
 
 The predicates are SQL fragments on the ``sessions`` columns (unqualified: every statement
 that joins another table joins one without these columns). They are evaluated on the
-database's clock, never the process's.
+database's clock, never the process's. Statements are built from them here, so each rule's
+text appears once; the few statements with a variable part are built by small pure
+functions (:func:`search_sql`, :func:`count_sql`, :func:`update_sql`).
 """
 
 from __future__ import annotations
 
-__all__ = ["LEASE_FREE", "LEASE_HELD", "LIVE"]
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from runtime.checkpoints import LATEST_CHECKPOINT
+
+if TYPE_CHECKING:
+    from runtime.sessions.model import SessionState
+
+__all__ = [
+    "ABORT",
+    "ACQUIRE",
+    "BIND_AGENT",
+    "CLEAR",
+    "COUNT_ACTIVE",
+    "DELETE_SESSION",
+    "EXPIRED",
+    "EXPLAIN_REFUSAL",
+    "INSERT_SESSION",
+    "LEASE_FREE",
+    "LEASE_HELD",
+    "LIST_SESSIONS",
+    "LIVE",
+    "PURGE_EXPIRED",
+    "RELEASE",
+    "RENEW",
+    "SELECT_LIVE_SESSION",
+    "SELECT_SESSION",
+    "SESSION_COLUMNS",
+    "SESSION_EXISTS",
+    "SET_STATUS",
+    "SORT_KEYS",
+    "STATES",
+    "SWEEP_BATCH",
+    "UPDATABLE",
+    "count_sql",
+    "search_sql",
+    "update_sql",
+]
+
+# -- the rules ------------------------------------------------------------------------------
 
 # The session has not outlived its TTL.
 LIVE = "expires_at > now()"
+# It has: exactly NOT LIVE (``expires_at`` is never NULL).
+EXPIRED = f"(NOT {LIVE})"
 # A turn holds the session's lease: it has a token that has not lapsed.
 LEASE_HELD = "(lease_token IS NOT NULL AND lease_expires_at >= now())"
 # No turn holds it (never leased, released, or lapsed): exactly NOT LEASE_HELD.
 LEASE_FREE = "(lease_token IS NULL OR lease_expires_at < now())"
+
+# What every statement that returns a :class:`~runtime.sessions.model.Session` selects.
+SESSION_COLUMNS = f"*, {LEASE_HELD} AS busy"
+
+# Each :data:`~runtime.sessions.model.SessionState` as a condition.
+STATES: dict[SessionState, str] = {
+    "running": LEASE_HELD,
+    "awaiting_approval": f"(awaiting_approval AND NOT {LEASE_HELD})",
+    "idle": f"(NOT awaiting_approval AND NOT {LEASE_HELD})",
+}
+# The keys a search sorts on, and their expressions (``state``: idle, running, awaiting).
+SORT_KEYS: dict[str, str] = {
+    "session_id": "session_id",
+    "created_at": "created_at",
+    "last_activity_at": "last_activity_at",
+    "state": f"(CASE WHEN {LEASE_HELD} THEN 1 WHEN awaiting_approval THEN 2 ELSE 0 END)",
+}
+
+# -- the registry ---------------------------------------------------------------------------
+
+INSERT_SESSION = (
+    "INSERT INTO sessions (owner, session_id, thread_id, agent_id, name, "
+    "description, metadata, ttl_seconds, expires_at) VALUES "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
+    f"ON CONFLICT (owner, session_id) DO NOTHING RETURNING {SESSION_COLUMNS}"
+)
+# Live or not (``expired`` says which).
+SELECT_SESSION = (
+    f"SELECT {SESSION_COLUMNS}, {EXPIRED} AS expired FROM sessions "
+    "WHERE owner = %s AND session_id = %s"
+)
+SELECT_LIVE_SESSION = (
+    f"SELECT {SESSION_COLUMNS} FROM sessions WHERE owner = %s AND session_id = %s AND {LIVE}"
+)
+SESSION_EXISTS = "SELECT 1 FROM sessions WHERE owner = %s AND session_id = %s"
+SET_STATUS = (
+    "UPDATE sessions SET status = %s WHERE owner = %s AND session_id = %s "
+    f"AND {LIVE} RETURNING {SESSION_COLUMNS}"
+)
+# Keyset page, newest first; ``t``/``o``/``s`` is the position after the previous page.
+LIST_SESSIONS = (
+    f"SELECT {SESSION_COLUMNS} FROM sessions WHERE {LIVE} "
+    "AND (%(owner)s::text IS NULL OR owner = %(owner)s) "
+    "AND (%(agent)s::text IS NULL OR agent_id = %(agent)s) "
+    "AND (%(status)s::text IS NULL OR status = %(status)s) "
+    "AND (%(meta)s::jsonb IS NULL OR metadata @> %(meta)s::jsonb) "
+    "AND (%(t)s::timestamptz IS NULL "
+    " OR (created_at, owner, session_id) < (%(t)s, %(o)s, %(s)s)) "
+    "ORDER BY created_at DESC, owner DESC, session_id DESC LIMIT %(n)s"
+)
+COUNT_ACTIVE = f"SELECT count(*) AS n FROM sessions WHERE status = 'active' AND {LIVE}"
+# The filter of a search and a count (parameters: owner, agent, meta, ids).
+_SEARCH_WHERE = (
+    f"owner = %(owner)s AND {LIVE} "
+    "AND (%(agent)s::text IS NULL OR agent_id = %(agent)s) "
+    "AND (%(meta)s::jsonb IS NULL OR metadata @> %(meta)s::jsonb) "
+    "AND (%(ids)s::text[] IS NULL OR session_id = ANY(%(ids)s::text[]))"
+)
+# Only a session with no conversation yet, and no turn, moves to another agent.
+BIND_AGENT = (
+    "UPDATE sessions SET agent_id = %s WHERE owner = %s AND session_id = %s "
+    f"AND {LIVE} AND committed_checkpoint_id IS NULL AND {LEASE_FREE} "
+    f"RETURNING {SESSION_COLUMNS}"
+)
+# The columns :func:`update_sql` may set.
+UPDATABLE = frozenset({"name", "description", "metadata", "ttl_seconds"})
+CLEAR = (
+    "UPDATE sessions SET committed_checkpoint_id = NULL, messages = 0, "
+    "awaiting_approval = false, pending_approvals = NULL "
+    f"WHERE owner = %s AND session_id = %s AND {LIVE} AND {LEASE_FREE} "
+    f"RETURNING {SESSION_COLUMNS}"
+)
+DELETE_SESSION = (
+    f"DELETE FROM sessions WHERE owner = %s AND session_id = %s AND {LEASE_FREE} "
+    "RETURNING thread_id"
+)
+PURGE_EXPIRED = (
+    "DELETE FROM sessions WHERE owner = %s AND session_id = %s "
+    f"AND {EXPIRED} AND {LEASE_FREE} RETURNING thread_id"
+)
+# One batch of expired sessions (or, with ``idle``, idle that many seconds), no turn in them.
+SWEEP_BATCH = (
+    "DELETE FROM sessions WHERE (owner, session_id) IN ("
+    " SELECT owner, session_id FROM sessions WHERE "
+    f" (CASE WHEN %(idle)s::float8 IS NULL THEN {EXPIRED} "
+    "  ELSE last_activity_at <= now() - make_interval(secs => %(idle)s) END)"
+    f" AND {LEASE_FREE}"
+    " ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+    "RETURNING owner, session_id, thread_id"
+)
+
+# -- the lease ------------------------------------------------------------------------------
+
+_FREE_LEASE = "lease_token = NULL, lease_expires_at = NULL"
+
+# Take a free lease on a live, active session whose agent exists; returns what the turn
+# needs, with the thread's latest checkpoint to detect a turn that died mid-way.
+ACQUIRE = (
+    "UPDATE sessions s SET lease_token = %(token)s, "
+    "lease_expires_at = now() + make_interval(secs => %(timeout)s) "
+    "FROM agents a "
+    "WHERE s.owner = %(owner)s AND s.session_id = %(sid)s "
+    "AND a.agent_id = s.agent_id AND s.status = 'active' "
+    f"AND {LIVE} AND s.awaiting_approval = %(resume)s AND {LEASE_FREE} "
+    "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, "
+    f"({LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
+    "a.agent_id, a.owner, a.version, a.spec, a.created_at, a.updated_at"
+)
+# Why ACQUIRE took nothing.
+EXPLAIN_REFUSAL = (
+    f"SELECT s.status, {EXPIRED} AS expired, "
+    "s.awaiting_approval, s.pending_approvals, "
+    "a.agent_id IS NULL AS agent_missing "
+    "FROM sessions s LEFT JOIN agents a ON a.agent_id = s.agent_id "
+    "WHERE s.owner = %s AND s.session_id = %s"
+)
+RENEW = (
+    "UPDATE sessions SET lease_expires_at = now() + make_interval(secs => %s) "
+    "WHERE owner = %s AND session_id = %s AND lease_token = %s"
+)
+ABORT = (
+    f"UPDATE sessions SET {_FREE_LEASE} "
+    "WHERE owner = %s AND session_id = %s AND lease_token = %s "
+    "RETURNING thread_id, committed_checkpoint_id"
+)
+# One statement: free the lease, bump the counters, slide the TTL, commit the checkpoint,
+# and (for a real turn) log it for the per-agent statistics. ``n`` is 0 when the lease
+# was lost.
+RELEASE = (
+    f"WITH s AS (UPDATE sessions s SET {_FREE_LEASE}, "
+    "turns = turns + %(turns)s, messages = messages + %(messages)s, "
+    "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
+    "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
+    "awaiting_approval = %(awaiting)s, pending_approvals = %(pending)s, "
+    "expires_at = now() + make_interval(secs => ttl_seconds), "
+    f"committed_checkpoint_id = ({LATEST_CHECKPOINT}) "
+    "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
+    "RETURNING agent_id, owner), "
+    "log AS (INSERT INTO turn_log "
+    "(agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
+    "SELECT agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
+    "WHERE %(turns)s > 0) "
+    "SELECT count(*) AS n FROM s"
+)
+
+# -- statements with a variable part ----------------------------------------------------------
+
+
+def _search_where(state: SessionState | None) -> str:
+    return _SEARCH_WHERE if state is None else f"{_SEARCH_WHERE} AND {STATES[state]}"
+
+
+def search_sql(state: SessionState | None, sort_by: str, descending: bool) -> str:
+    """An offset page of an owner's live sessions (parameters: those of the filter, ``n``,
+    ``offset``), sorted on one of :data:`SORT_KEYS`, ties broken by ``session_id``."""
+    direction = "DESC" if descending else "ASC"
+    return (
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE {_search_where(state)} "
+        f"ORDER BY {SORT_KEYS[sort_by]} {direction}, session_id {direction} "
+        "LIMIT %(n)s OFFSET %(offset)s"
+    )
+
+
+def count_sql(state: SessionState | None) -> str:
+    """How many of an owner's live sessions match the search filter."""
+    return f"SELECT count(*) AS n FROM sessions WHERE {_search_where(state)}"
+
+
+def update_sql(columns: Iterable[str]) -> str:
+    """Set ``columns`` (of :data:`UPDATABLE`, each from its named parameter) on a live
+    session; a new ``ttl_seconds`` also moves the expiry to ``now() + ttl_seconds``."""
+    names = sorted(columns)
+    if not set(names) <= UPDATABLE:
+        raise ValueError(f"not updatable: {sorted(set(names) - UPDATABLE)}")
+    sets = [f"{name} = %({name})s" for name in names]
+    if "ttl_seconds" in names:
+        sets.append("expires_at = now() + make_interval(secs => %(ttl_seconds)s)")
+    return (
+        f"UPDATE sessions SET {', '.join(sets)} "
+        f"WHERE owner = %(owner)s AND session_id = %(sid)s AND {LIVE} "
+        f"RETURNING {SESSION_COLUMNS}"
+    )

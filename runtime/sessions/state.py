@@ -29,7 +29,8 @@ from runtime.agents import CompiledGraph, GraphCache, TemplateStore
 from runtime.checkpoints import LINEAGE
 from runtime.db import Pool, fetch_all
 from runtime.errors import InvalidInput, NotFound
-from runtime.sessions.store import Session, SessionStore, TurnCounters
+from runtime.sessions.model import Session, TurnCounters
+from runtime.sessions.store import SessionStore
 
 __all__ = ["DEFAULT_HISTORY", "MAX_HISTORY", "ThreadStates", "empty_snapshot"]
 

@@ -1,0 +1,262 @@
+"""The per-session turn lease: one turn at a time per session, across every process.
+
+A turn takes the lease by an ``UPDATE ... WHERE lease is free or lapsed`` (no connection is
+held during the model call), renews it while it runs, and frees it in the same statement
+that bumps the counters. A process that dies mid-turn frees the session when its lease
+lapses; the next turn rolls back what the dead one wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from runtime.checkpoints import Write, prune_thread, replay_writes, rollback_thread
+from runtime.db import Pool, Row, connect, execute, fetch_one
+from runtime.errors import (
+    AwaitingApproval,
+    LeaseLost,
+    NotFound,
+    NothingToResume,
+    SessionBusy,
+    SessionExpired,
+    SessionInactive,
+)
+from runtime.sessions import sql
+from runtime.sessions.model import Lease, TurnCounters
+
+__all__ = ["SessionLeases"]
+
+log = logging.getLogger(__name__)
+
+
+def _refusal(why: Row | None, session_id: str, *, resume: bool) -> Exception | None:
+    """Why :data:`~runtime.sessions.sql.ACQUIRE` took nothing, as the error to raise; None
+    when the session is merely busy (another turn holds the lease)."""
+    if why is None:
+        return NotFound(f"session {session_id!r} not found", session_id=session_id)
+    if why["expired"]:
+        return SessionExpired(f"session {session_id!r} has expired", session_id=session_id)
+    if why["agent_missing"]:
+        return NotFound(f"the agent of session {session_id!r} was deleted", session_id=session_id)
+    if why["status"] != "active":
+        return SessionInactive(
+            f"session {session_id!r} is inactive; activate it to send messages",
+            session_id=session_id,
+        )
+    if why["awaiting_approval"] and not resume:
+        return AwaitingApproval(
+            f"session {session_id!r} is waiting for a decision on tool calls; "
+            "resume it with approve, reject or edit decisions first",
+            session_id=session_id,
+            pending_approvals=why["pending_approvals"] or [],
+        )
+    if resume and not why["awaiting_approval"]:
+        return NothingToResume(
+            f"session {session_id!r} is not waiting for any approval", session_id=session_id
+        )
+    return None
+
+
+class SessionLeases:
+    """Taking, renewing and giving back sessions' turn leases, on one connection pool."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        lease_timeout_seconds: float,
+        lease_wait_seconds: float = 0.0,
+        checkpoints_kept: int = 0,
+    ) -> None:
+        self._pool = pool
+        self.lease_timeout_seconds = lease_timeout_seconds
+        self.lease_wait_seconds = lease_wait_seconds
+        # Checkpoints kept per thread after each turn (0: all).
+        self.checkpoints_kept = checkpoints_kept
+
+    async def acquire(self, owner: str, session_id: str, *, resume: bool = False) -> Lease:
+        """Take the session's turn lease, waiting up to ``lease_wait_seconds`` if busy.
+
+        A session paused for approval takes only a resume (``resume=True``), and a resume
+        only a paused session.
+
+        Raises:
+            NotFound / SessionExpired: no live session for this owner.
+            SessionInactive: the session is deactivated.
+            AwaitingApproval: a new message while tool calls await a human decision.
+            NothingToResume: a resume while nothing awaits a decision.
+            SessionBusy: another turn holds the lease past the wait bound.
+        """
+        token = secrets.token_hex(12)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_wait_seconds
+        delay = 0.02
+        while True:
+            lease = await self._try_acquire(owner, session_id, token, resume=resume)
+            if lease is not None:
+                return lease
+            if loop.time() >= deadline:
+                raise SessionBusy(
+                    f"session {session_id!r} is running another turn; retry when it ends",
+                    session_id=session_id,
+                )
+            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
+            delay = min(delay * 2, 0.5)
+
+    async def _try_acquire(
+        self, owner: str, session_id: str, token: str, *, resume: bool
+    ) -> Lease | None:
+        """One attempt: the lease, or None while another turn holds it.
+
+        Raises what :meth:`acquire` raises, except ``SessionBusy``.
+        """
+        params = {
+            "token": token,
+            "timeout": self.lease_timeout_seconds,
+            "owner": owner,
+            "sid": session_id,
+            "resume": resume,
+        }
+        async with connect(self._pool) as conn:
+            row = await fetch_one(conn, sql.ACQUIRE, params)
+            if row is None:
+                why = await fetch_one(conn, sql.EXPLAIN_REFUSAL, (owner, session_id))
+                refusal = _refusal(why, session_id, resume=resume)
+                if refusal is not None:
+                    raise refusal
+                return None
+            committed = row["committed_checkpoint_id"]
+            if row["latest_checkpoint_id"] != committed:
+                # A previous turn died mid-way (its process was killed, or it failed and
+                # could not clean up): drop what it wrote before going on.
+                log.warning("rolling back an unfinished turn on %s", session_id)
+                async with conn.transaction():
+                    await rollback_thread(conn, row["thread_id"], committed)
+        return Lease(
+            owner=owner,
+            session_id=session_id,
+            thread_id=row["thread_id"],
+            agent_id=row["agent_id"],
+            agent_version=row["version"],
+            token=token,
+            agent_row=row,
+            committed_checkpoint_id=committed,
+            pending_approvals=row["pending_approvals"],
+        )
+
+    async def renew(self, lease: Lease) -> bool:
+        """Push the lease's expiry forward; ``False`` when it has been lost."""
+        touched = await execute(
+            self._pool,
+            sql.RENEW,
+            (self.lease_timeout_seconds, lease.owner, lease.session_id, lease.token),
+        )
+        if touched == 0:
+            lease.lost = True
+        return not lease.lost
+
+    async def abort(self, lease: Lease) -> None:
+        """End a failed turn: roll its writes back to the last completed turn, free the lease.
+
+        The session is left exactly as it was before the turn, so the client can resend.
+        """
+        async with connect(self._pool) as conn, conn.transaction():
+            row = await fetch_one(conn, sql.ABORT, (lease.owner, lease.session_id, lease.token))
+            if row is None:
+                lease.lost = True  # someone else holds it now; their acquire rolls back
+                return
+            await rollback_thread(conn, row["thread_id"], row["committed_checkpoint_id"])
+
+    async def release(
+        self,
+        lease: Lease,
+        counters: TurnCounters | None = None,
+        *,
+        pending_approvals: list[dict[str, Any]] | None = None,
+        writes: Sequence[Write] = (),
+    ) -> None:
+        """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
+
+        ``pending_approvals`` marks a turn paused for a human decision. ``writes`` are the
+        turn's checkpoint writes, deferred by the saver (:func:`deferring_writes`): they
+        commit in the same transaction, or not at all when the lease was lost.
+
+        Raises:
+            LeaseLost: the lease had lapsed and been taken by another turn.
+        """
+        c = counters or TurnCounters(turns=0)
+        async with connect(self._pool) as conn, conn.transaction():
+            async with conn.pipeline():
+                await replay_writes(conn, writes)
+                cur = await self._release(conn, lease, c, pending_approvals)
+                row = await cur.fetchone()
+            if not row or not row["n"]:
+                lease.lost = True
+                # Raised inside the transaction: the turn's checkpoint writes roll back.
+                raise LeaseLost(
+                    f"the lease on session {lease.session_id!r} lapsed before the turn ended",
+                    session_id=lease.session_id,
+                )
+
+    async def _release(
+        self,
+        conn: AsyncConnection[Row],
+        lease: Lease,
+        c: TurnCounters,
+        pending_approvals: list[dict[str, Any]] | None,
+    ) -> Any:
+        # Sent, not read: the caller reads the count after the pipeline syncs. Retention's
+        # prune rides in the same round trip and the same transaction (one WAL flush).
+        cur = await conn.execute(
+            sql.RELEASE,
+            {
+                "awaiting": bool(pending_approvals),
+                "pending": Jsonb(pending_approvals) if pending_approvals else None,
+                "latency": c.latency_ms,
+                "turns": c.turns,
+                "messages": c.messages,
+                "tin": c.tokens_in,
+                "tout": c.tokens_out,
+                "lat": c.model_latency_ms,
+                "owner": lease.owner,
+                "sid": lease.session_id,
+                "token": lease.token,
+            },
+        )
+        if self.checkpoints_kept:
+            await prune_thread(
+                conn, lease.thread_id, kept=self.checkpoints_kept, lease_held=sql.LEASE_HELD
+            )
+        return cur
+
+    @asynccontextmanager
+    async def renewing(self, lease: Lease, task: asyncio.Task[Any]) -> AsyncIterator[None]:
+        """Renew ``lease`` every third of its timeout while the block runs.
+
+        If a renewal finds the lease lost, ``task`` (the turn) is cancelled, so a turn never
+        keeps writing to a thread another holder has taken.
+        """
+
+        async def renew_forever() -> None:
+            while True:
+                await asyncio.sleep(self.lease_timeout_seconds / 3)
+                if not await self.renew(lease):
+                    task.cancel()
+                    return
+
+        renewer = asyncio.create_task(renew_forever())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer

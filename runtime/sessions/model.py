@@ -1,0 +1,134 @@
+"""The session value types: a session, a turn's counters, a lease, a sweep's result."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from runtime.agents import AgentTemplate, template_from_row
+from runtime.errors import PayloadTooLarge
+
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "Lease",
+    "Session",
+    "SessionState",
+    "Status",
+    "SweepResult",
+    "TurnCounters",
+    "check_metadata",
+]
+
+MAX_METADATA_BYTES = 16 * 1024
+Status = Literal["active", "inactive"]
+# Where a session is in its turn cycle: ``running`` while a turn holds the lease,
+# ``awaiting_approval`` while paused on tool calls that need a human decision, else ``idle``.
+SessionState = Literal["idle", "running", "awaiting_approval"]
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session's metadata and counters (its messages live in the checkpointer)."""
+
+    owner: str
+    session_id: str
+    thread_id: str
+    agent_id: str
+    name: str | None
+    description: str | None
+    metadata: dict[str, Any]
+    status: Status
+    ttl_seconds: int
+    created_at: datetime
+    last_activity_at: datetime
+    expires_at: datetime
+    turns: int
+    messages: int
+    tokens_in: int
+    tokens_out: int
+    model_latency_ms: int
+    # The checkpoint of the last completed turn: what history shows while a turn runs.
+    committed_checkpoint_id: str | None = None
+    # Paused on tool calls that need a human decision (listed in pending_approvals).
+    awaiting_approval: bool = False
+    pending_approvals: list[dict[str, Any]] | None = None
+    # When the turn lease lapses; None while no turn holds it.
+    lease_expires_at: datetime | None = None
+    # Whether a turn held the lease when this row was read, by the database's clock
+    # (every statement that returns a session selects ``SESSION_COLUMNS``).
+    busy: bool = False
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Session:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def state(self) -> SessionState:
+        """``running``, ``awaiting_approval`` or ``idle`` (see :data:`SessionState`)."""
+        if self.busy:
+            return "running"
+        if self.awaiting_approval:
+            return "awaiting_approval"
+        return "idle"
+
+
+@dataclass
+class TurnCounters:
+    """What one turn adds to its session's counters."""
+
+    turns: int = 1
+    messages: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model_latency_ms: int = 0
+    latency_ms: float = 0.0
+
+
+@dataclass
+class Lease:
+    """The right to run one turn on a session, held until :meth:`SessionStore.release`."""
+
+    owner: str
+    session_id: str
+    thread_id: str
+    agent_id: str
+    agent_version: int
+    token: str
+    agent_row: dict[str, Any] = field(repr=False)
+    committed_checkpoint_id: str | None = None
+    pending_approvals: list[dict[str, Any]] | None = None
+    lost: bool = False
+
+    def template(self) -> AgentTemplate:
+        """The template version this turn runs (parsed only on a graph-cache miss)."""
+        return template_from_row(self.agent_row)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep removed."""
+
+    sessions: list[tuple[str, str]]  # (owner, session_id)
+
+    @property
+    def count(self) -> int:
+        return len(self.sessions)
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``metadata`` (``{}`` for None), refused when its JSON is too large.
+
+    Raises:
+        PayloadTooLarge: more than :data:`MAX_METADATA_BYTES` of JSON.
+    """
+    metadata = dict(metadata or {})
+    size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
+    if size > MAX_METADATA_BYTES:
+        raise PayloadTooLarge(
+            f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}",
+            field="metadata",
+            limit=MAX_METADATA_BYTES,
+        )
+    return metadata
