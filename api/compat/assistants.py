@@ -32,6 +32,14 @@ router = APIRouter(tags=["langgraph: assistants"])
 
 AssistantId = Annotated[str, Path(min_length=1, max_length=128)]
 SortBy = Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"]
+# The LangGraph assistant sort keys and the TemplateStore.search keys they stand for.
+ASSISTANT_SORT_KEYS: dict[str, str] = {
+    "assistant_id": "agent_id",
+    "graph_id": "agent_id",
+    "name": "name",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+}
 
 
 class _Lenient(BaseModel):
@@ -135,6 +143,15 @@ def _spec(data: dict[str, Any]) -> TemplateSpec:
         ) from exc
 
 
+def _sort_key(sort_by: str) -> str:
+    """The runtime's sort key for a LangGraph one."""
+    if sort_by not in ASSISTANT_SORT_KEYS:
+        raise InvalidInput(
+            f"cannot sort by {sort_by!r}", field="sort_by", allowed=sorted(ASSISTANT_SORT_KEYS)
+        )
+    return ASSISTANT_SORT_KEYS[sort_by]
+
+
 async def _get(runtime: Runtime, principal: Principal, assistant_id: str) -> AgentTemplate:
     return await runtime.templates.get(resolve_assistant_id(assistant_id), owner=principal.owner)
 
@@ -157,7 +174,7 @@ async def search_assistants(
             metadata=body.metadata,
             limit=body.limit,
             offset=body.offset,
-            sort_by=body.sort_by or "created_at",
+            sort_by=_sort_key(body.sort_by or "created_at"),
             sort_order=body.sort_order or "desc",
         )
     if more:

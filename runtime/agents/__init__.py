@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from runtime.agents.stats import AgentStats, agent_stats, prune_turn_log
-from runtime.agents.store import (
+from runtime.agents.cache import CompiledGraph, GraphCache
+from runtime.agents.spec import (
     DEFAULT_AGENT_ID,
     SYSTEM_OWNER,
     AgentTemplate,
     Budgets,
-    CompiledGraph,
-    GraphCache,
     ModelSpec,
     TemplateSpec,
-    TemplateStore,
     default_template_spec,
     template_from_row,
 )
+from runtime.agents.stats import AgentStats, agent_stats, prune_turn_log
+from runtime.agents.store import TemplateStore
 
 __all__ = [
     "AgentStats",

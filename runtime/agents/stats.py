@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.db import Pool
+from runtime.agents import sql
+from runtime.db import Pool, execute, fetch_all
 
 __all__ = ["AgentStats", "agent_stats", "prune_turn_log"]
 
@@ -29,42 +30,11 @@ class AgentStats:
     latency_ms_p95: float | None
 
 
-_STATS_SQL = """
-WITH live AS (
-    SELECT agent_id, count(*) AS total, count(*) FILTER (WHERE status = 'active') AS active
-    FROM sessions
-    WHERE expires_at > now() AND (%(owner)s::text IS NULL OR owner = %(owner)s)
-    GROUP BY agent_id
-), turns AS (
-    SELECT agent_id, count(*) AS turns, sum(messages) AS messages,
-           sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
-           avg(latency_ms) AS mean,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
-    FROM turn_log
-    WHERE (%(owner)s::text IS NULL OR owner = %(owner)s)
-    GROUP BY agent_id
-)
-SELECT a.agent_id,
-       coalesce(l.total, 0) AS sessions_total, coalesce(l.active, 0) AS sessions_active,
-       coalesce(t.turns, 0) AS turns, coalesce(t.messages, 0) AS messages,
-       coalesce(t.tokens_in, 0) AS tokens_in, coalesce(t.tokens_out, 0) AS tokens_out,
-       t.mean AS latency_ms_mean, t.p95 AS latency_ms_p95
-FROM agents a
-LEFT JOIN live l ON l.agent_id = a.agent_id
-LEFT JOIN turns t ON t.agent_id = a.agent_id
-WHERE (%(agent)s::text IS NULL OR a.agent_id = %(agent)s)
-ORDER BY a.agent_id
-"""
-
-
 async def agent_stats(
     pool: Pool, *, agent_id: str | None = None, owner: str | None = None
 ) -> list[AgentStats]:
     """Figures for every agent (or one), counting every owner's sessions (or one owner's)."""
-    async with pool.connection() as conn:
-        rows = await (
-            await conn.execute(_STATS_SQL, {"agent": agent_id, "owner": owner})
-        ).fetchall()
+    rows = await fetch_all(pool, sql.agent_stats(), {"agent": agent_id, "owner": owner})
     out = []
     for r in rows:
         mean, p95 = r["latency_ms_mean"], r["latency_ms_p95"]
@@ -86,9 +56,4 @@ async def agent_stats(
 
 async def prune_turn_log(pool: Pool, retention_days: float) -> int:
     """Delete turn records older than the retention window; return how many."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "DELETE FROM turn_log WHERE finished_at < now() - make_interval(secs => %s)",
-            (retention_days * 86400,),
-        )
-    return cur.rowcount
+    return await execute(pool, sql.PRUNE_TURN_LOG, (retention_days * 86400,))

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.db import Pool
+from runtime.db import Pool, fetch_all, fetch_one
 from runtime.errors import InvalidInput, NotFound
+from runtime.keys import sql
 
 __all__ = ["ADMIN_ROLE", "ApiKey", "KeyStore", "Principal", "hash_key"]
 
@@ -55,6 +56,7 @@ class ApiKey:
 
 
 def hash_key(secret: str) -> str:
+    """What is stored of a key's secret: its sha256, hex."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -80,62 +82,31 @@ class KeyStore:
             raise InvalidInput(f"invalid owner {owner!r}", field="owner")
         key_id = secrets.token_hex(6)
         secret = f"sg_{key_id}_{secrets.token_urlsafe(24)}"
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "INSERT INTO api_keys (key_id, owner, name, roles, key_hash) "
-                    "VALUES (%s, %s, %s, %s, %s) RETURNING *",
-                    (key_id, owner, name, _check_roles(roles), hash_key(secret)),
-                )
-            ).fetchone()
+        params = (key_id, owner, name, _check_roles(roles), hash_key(secret))
+        row = await fetch_one(self._pool, sql.INSERT_KEY, params)
         assert row is not None
         return ApiKey.from_row(row), secret
 
     async def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         """Every key, oldest first."""
-        async with self._pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT * FROM api_keys WHERE %s OR revoked_at IS NULL ORDER BY created_at",
-                    (include_revoked,),
-                )
-            ).fetchall()
+        rows = await fetch_all(self._pool, sql.LIST_KEYS, (include_revoked,))
         return [ApiKey.from_row(r) for r in rows]
 
     async def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key at once; requests carrying it are refused from now on."""
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) "
-                    "WHERE key_id = %s RETURNING *",
-                    (key_id,),
-                )
-            ).fetchone()
+        row = await fetch_one(self._pool, sql.REVOKE_KEY, (key_id,))
         if row is None:
             raise NotFound(f"key {key_id!r} not found", key_id=key_id)
         return ApiKey.from_row(row)
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The principal a secret stands for, or None if unknown or revoked."""
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT key_id, owner, roles FROM api_keys "
-                    "WHERE key_hash = %s AND revoked_at IS NULL",
-                    (hash_key(secret),),
-                )
-            ).fetchone()
+        row = await fetch_one(self._pool, sql.AUTHENTICATE, (hash_key(secret),))
         if row is None:
             return None
         return Principal(owner=row["owner"], roles=frozenset(row["roles"]), key_id=row["key_id"])
 
     async def any_active(self) -> bool:
         """Whether at least one key is configured (auth is on when there is)."""
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL) AS any"
-                )
-            ).fetchone()
+        row = await fetch_one(self._pool, sql.ANY_ACTIVE_KEY)
         return bool(row and row["any"])

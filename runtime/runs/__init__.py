@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from runtime.runs.manager import (
+from runtime.runs.manager import RunManager
+from runtime.runs.model import (
     MULTITASK_STRATEGIES,
     RUN_STATUSES,
     Run,
     RunHandle,
-    RunManager,
     RunRequest,
 )
 

@@ -20,6 +20,8 @@ the session's lease, runs the guarded graph, and commits or rolls back its check
   for approval: the *thread* is then interrupted), ``error`` or ``interrupted`` (cancelled).
   A process that dies mid-run leaves its row ``running``/``pending``; the turn itself is
   rolled back by the next turn on the session, as for any crashed turn.
+
+The types are in :mod:`runtime.runs.model`, the statements in :mod:`runtime.runs.sql`.
 """
 
 from __future__ import annotations
@@ -29,83 +31,35 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from runtime.db import Pool
-from runtime.errors import Conflict, InvalidInput, NotFound, SessionBusy, SessiongraphError
+from runtime.db import Pool, check_offset_page, execute, fetch_all, fetch_one
+from runtime.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SessionBusy,
+    SessiongraphError,
+    error_dict,
+)
+from runtime.runs import sql
+from runtime.runs.model import (
+    MULTITASK_STRATEGIES,
+    RUN_STATUSES,
+    Run,
+    RunHandle,
+    RunRequest,
+    RunStatus,
+)
 from runtime.sessions import SessionStore
 from runtime.turns import TurnEvent, TurnRequest, TurnResult, TurnRunner
 
-__all__ = [
-    "MULTITASK_STRATEGIES",
-    "RUN_STATUSES",
-    "Run",
-    "RunHandle",
-    "RunManager",
-    "RunRequest",
-]
+__all__ = ["RunManager"]
 
 log = logging.getLogger(__name__)
-
-RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
-RUN_STATUSES: tuple[RunStatus, ...] = (
-    "pending",
-    "running",
-    "success",
-    "error",
-    "interrupted",
-    "timeout",
-)
-MultitaskStrategy = Literal["reject", "enqueue", "rollback"]
-MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback")
-_ACTIVE = ("pending", "running")
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run's row: what the LangGraph API shows as a ``Run``."""
-
-    run_id: str
-    owner: str
-    session_id: str
-    assistant_id: str
-    status: RunStatus
-    metadata: dict[str, Any]
-    multitask_strategy: str
-    kwargs: dict[str, Any]
-    error: dict[str, Any] | None
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def done(self) -> bool:
-        """Whether the run has ended (any status but pending and running)."""
-        return self.status not in _ACTIVE
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Run:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What to run: a turn on one session, with the run's bookkeeping.
-
-    ``temporary``: delete the session when the run ends (LangGraph's stateless runs).
-    """
-
-    owner: str
-    session_id: str
-    assistant_id: str
-    turn: TurnRequest
-    multitask_strategy: MultitaskStrategy = "reject"
-    metadata: dict[str, Any] = field(default_factory=dict)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    temporary: bool = False
 
 
 class _Live:
@@ -120,32 +74,15 @@ class _Live:
         self.cancelled = False
 
     def subscribe(self) -> asyncio.Queue[TurnEvent]:
+        """A queue that receives every event published from now on."""
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
         self.subscribers.append(queue)
         return queue
 
     def publish(self, event: TurnEvent) -> None:
+        """Send ``event`` to every subscriber."""
         for queue in self.subscribers:
             queue.put_nowait(event)
-
-
-@dataclass
-class RunHandle:
-    """A run just created, and (when asked for) its live events from the first one."""
-
-    run: Run
-    thread_key: str  # the session's checkpointer thread id (internal, never shown)
-    _queue: asyncio.Queue[TurnEvent] | None = None
-
-    async def events(self) -> AsyncIterator[TurnEvent]:
-        """The turn's events, ending with ``done`` or ``error``."""
-        if self._queue is None:
-            return
-        while True:
-            event = await self._queue.get()
-            yield event
-            if event.type in ("done", "error"):
-                return
 
 
 class RunManager:
@@ -183,27 +120,12 @@ class RunManager:
             NotFound, Conflict...: whatever stops the turn from starting right away (an
                 unknown session, a message while approval is pending, ...).
         """
-        if self._closing:
-            raise SessionBusy("the server is shutting down; retry on another replica")
+        self._check_accepting(request)
         strategy = request.multitask_strategy
-        if strategy not in MULTITASK_STRATEGIES:
-            raise InvalidInput(
-                f"multitask_strategy {strategy!r} is not supported: a turn here is all or "
-                "nothing, so it cannot be interrupted keeping its partial steps",
-                field="multitask_strategy",
-                supported=list(MULTITASK_STRATEGIES),
-            )
         session = await self._sessions.get(request.owner, request.session_id)
         run_id = request.turn.run_id or str(uuid.uuid4())
         turn = replace(request.turn, run_id=run_id)
-        if strategy == "reject" and await self._inflight(request.owner, request.session_id):
-            raise SessionBusy(
-                f"thread {request.session_id!r} is already running a task; wait for it to "
-                "finish or choose another multitask strategy",
-                session_id=request.session_id,
-            )
-        if strategy == "rollback":
-            await self._cancel_inflight(request.owner, request.session_id)
+        await self._make_room(request)
         run = await self._insert(request, run_id)
         live = _Live(run)
         queue = live.subscribe() if subscribe else None
@@ -230,6 +152,31 @@ class RunManager:
             handle.run = live.run
             live.task = asyncio.create_task(self._pump(live, request, events))
         return handle
+
+    def _check_accepting(self, request: RunRequest) -> None:
+        """Refuse runs while closing, and multitask strategies this server cannot honour."""
+        if self._closing:
+            raise SessionBusy("the server is shutting down; retry on another replica")
+        strategy = request.multitask_strategy
+        if strategy not in MULTITASK_STRATEGIES:
+            raise InvalidInput(
+                f"multitask_strategy {strategy!r} is not supported: a turn here is all or "
+                "nothing, so it cannot be interrupted keeping its partial steps",
+                field="multitask_strategy",
+                supported=list(MULTITASK_STRATEGIES),
+            )
+
+    async def _make_room(self, request: RunRequest) -> None:
+        """``reject``: refuse while the thread runs something; ``rollback``: cancel that."""
+        owner, session_id = request.owner, request.session_id
+        if request.multitask_strategy == "reject" and await self._inflight(owner, session_id):
+            raise SessionBusy(
+                f"thread {session_id!r} is already running a task; wait for it to "
+                "finish or choose another multitask strategy",
+                session_id=session_id,
+            )
+        if request.multitask_strategy == "rollback":
+            await self._cancel_inflight(owner, session_id)
 
     async def _wait_then_run(self, live: _Live, request: RunRequest, turn: TurnRequest) -> None:
         """A queued run: wait for its turn on the thread, then run it."""
@@ -259,7 +206,9 @@ class RunManager:
                 delay = min(delay * 2, self.poll_seconds)
         except (Exception, asyncio.CancelledError) as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
-            error = _error_payload(exc)
+            if not isinstance(exc, SessiongraphError | asyncio.CancelledError):
+                log.error("queued run failed", exc_info=exc)
+            error = error_dict(exc, cancelled="the run was cancelled", failed="the run failed")
             await asyncio.shield(
                 self._finish(
                     live,
@@ -326,13 +275,7 @@ class RunManager:
 
     async def get(self, owner: str, session_id: str, run_id: str) -> Run:
         """The run, or ``NotFound``."""
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT * FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s",
-                    (owner, session_id, run_id),
-                )
-            ).fetchone()
+        row = await fetch_one(self._pool, sql.SELECT_RUN, (owner, session_id, run_id))
         if row is None:
             raise NotFound(f"run {run_id!r} not found", run_id=run_id, thread_id=session_id)
         return Run.from_row(row)
@@ -351,17 +294,9 @@ class RunManager:
             raise InvalidInput(
                 f"unknown run status {status!r}", field="status", allowed=list(RUN_STATUSES)
             )
-        if not 1 <= limit <= 1000 or offset < 0:
-            raise InvalidInput("limit must be 1-1000 and offset not negative", field="limit")
-        async with self._pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT * FROM runs WHERE owner = %s AND session_id = %s "
-                    "AND (%s::text IS NULL OR status = %s) "
-                    "ORDER BY created_at DESC, run_id DESC LIMIT %s OFFSET %s",
-                    (owner, session_id, status, status, limit, offset),
-                )
-            ).fetchall()
+        check_offset_page(limit, offset)
+        params = (owner, session_id, status, status, limit, offset)
+        rows = await fetch_all(self._pool, sql.LIST_RUNS, params)
         return [Run.from_row(r) for r in rows]
 
     def live_events(self, run_id: str) -> AsyncIterator[TurnEvent] | None:
@@ -390,15 +325,7 @@ class RunManager:
             NotFound: no such run.
             Conflict: the run has already ended.
         """
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "UPDATE runs SET cancel_requested = true, updated_at = now() "
-                    "WHERE owner = %s AND session_id = %s AND run_id = %s "
-                    "AND status IN ('pending', 'running') RETURNING *",
-                    (owner, session_id, run_id),
-                )
-            ).fetchone()
+        row = await fetch_one(self._pool, sql.REQUEST_CANCEL, (owner, session_id, run_id))
         if row is None:
             run = await self.get(owner, session_id, run_id)
             raise Conflict(
@@ -422,13 +349,7 @@ class RunManager:
             NotFound: no such run.
             Conflict: the run is still pending or running (cancel it first).
         """
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "DELETE FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s "
-                "AND status NOT IN ('pending', 'running')",
-                (owner, session_id, run_id),
-            )
-        if cur.rowcount == 0:
+        if not await execute(self._pool, sql.DELETE_ENDED_RUN, (owner, session_id, run_id)):
             run = await self.get(owner, session_id, run_id)
             raise Conflict(
                 f"run {run_id!r} is {run.status}; cancel it before deleting it", run_id=run_id
@@ -473,13 +394,7 @@ class RunManager:
             if not ids:
                 continue
             try:
-                async with self._pool.connection() as conn:
-                    rows = await (
-                        await conn.execute(
-                            "SELECT run_id FROM runs WHERE run_id = ANY(%s) AND cancel_requested",
-                            (ids,),
-                        )
-                    ).fetchall()
+                rows = await fetch_all(self._pool, sql.CANCELS_REQUESTED, (ids,))
             except Exception:
                 log.warning("could not poll for run cancels", exc_info=True)
                 continue
@@ -488,98 +403,48 @@ class RunManager:
 
     async def _inflight(self, owner: str, session_id: str) -> bool:
         """Whether a run is pending or running on the thread, or a turn holds its lease."""
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT (EXISTS (SELECT 1 FROM runs WHERE owner = %(o)s "
-                    " AND session_id = %(s)s AND status IN ('pending', 'running') "
-                    " AND created_at > now() - make_interval(secs => %(wait)s)) "
-                    "OR EXISTS (SELECT 1 FROM sessions WHERE owner = %(o)s "
-                    " AND session_id = %(s)s AND lease_token IS NOT NULL "
-                    " AND lease_expires_at >= now())) AS busy",
-                    {"o": owner, "s": session_id, "wait": self.enqueue_wait_seconds},
-                )
-            ).fetchone()
+        params = {"o": owner, "s": session_id, "wait": self.enqueue_wait_seconds}
+        row = await fetch_one(self._pool, sql.INFLIGHT, params)
         return bool(row and row["busy"])
 
     async def _queued_before(self, run: Run) -> bool:
         """Whether an older run of the thread is still pending (the queue is FIFO)."""
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM runs WHERE owner = %s AND session_id = %s "
-                    "AND status = 'pending' AND run_id <> %s "
-                    "AND (created_at, run_id) < (%s, %s) "
-                    "AND created_at > now() - make_interval(secs => %s)) AS queued",
-                    (
-                        run.owner,
-                        run.session_id,
-                        run.run_id,
-                        run.created_at,
-                        run.run_id,
-                        self.enqueue_wait_seconds,
-                    ),
-                )
-            ).fetchone()
+        params = {
+            "o": run.owner,
+            "s": run.session_id,
+            "run_id": run.run_id,
+            "created_at": run.created_at,
+            "wait": self.enqueue_wait_seconds,
+        }
+        row = await fetch_one(self._pool, sql.QUEUED_BEFORE, params)
         return bool(row and row["queued"])
 
     async def _cancel_inflight(self, owner: str, session_id: str) -> None:
         """Request a cancel of every pending or running run of the thread."""
-        async with self._pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "UPDATE runs SET cancel_requested = true, updated_at = now() "
-                    "WHERE owner = %s AND session_id = %s AND status IN ('pending', 'running') "
-                    "RETURNING run_id",
-                    (owner, session_id),
-                )
-            ).fetchall()
+        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
         for row in rows:
             self._cancel_local(row["run_id"])
 
     async def _insert(self, request: RunRequest, run_id: str) -> Run:
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "INSERT INTO runs (run_id, owner, session_id, assistant_id, status, "
-                    "metadata, multitask_strategy, kwargs) "
-                    "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING *",
-                    (
-                        run_id,
-                        request.owner,
-                        request.session_id,
-                        request.assistant_id,
-                        Jsonb(request.metadata),
-                        request.multitask_strategy,
-                        Jsonb(request.kwargs),
-                    ),
-                )
-            ).fetchone()
+        params = (
+            run_id,
+            request.owner,
+            request.session_id,
+            request.assistant_id,
+            Jsonb(request.metadata),
+            request.multitask_strategy,
+            Jsonb(request.kwargs),
+        )
+        row = await fetch_one(self._pool, sql.INSERT_RUN, params)
         assert row is not None
         return Run.from_row(row)
 
     async def _set_status(
         self, run_id: str, status: RunStatus, error: dict[str, Any] | None = None
     ) -> Run | None:
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "UPDATE runs SET status = %s, error = %s, updated_at = now() "
-                    "WHERE run_id = %s RETURNING *",
-                    (status, Jsonb(error) if error is not None else None, run_id),
-                )
-            ).fetchone()
+        params = (status, Jsonb(error) if error is not None else None, run_id)
+        row = await fetch_one(self._pool, sql.SET_STATUS, params)
         return Run.from_row(row) if row is not None else None
 
     async def _delete_row(self, run_id: str) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute("DELETE FROM runs WHERE run_id = %s", (run_id,))
-
-
-def _error_payload(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, SessiongraphError):
-        return {"error": exc.code, "message": exc.message, "details": exc.details}
-    if isinstance(exc, asyncio.CancelledError):
-        return {"error": "cancelled", "message": "the run was cancelled", "details": {}}
-    log.error("queued run failed", exc_info=exc)
-    return {"error": "internal_error", "message": "the run failed", "details": {}}
+        await execute(self._pool, sql.DELETE_RUN, (run_id,))

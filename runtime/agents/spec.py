@@ -1,0 +1,174 @@
+"""Agent templates: their shape, and who may see them.
+
+A template is stored as one ``agents`` row whose ``spec`` column holds the JSON of
+:class:`TemplateSpec`; ``version`` bumps on every change. Templates owned by
+:data:`SYSTEM_OWNER` (the default agent) are visible to every owner: :func:`visible_to`
+in Python, :data:`runtime.agents.sql.VISIBLE` in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from runtime.errors import InvalidInput
+
+__all__ = [
+    "DEFAULT_AGENT_ID",
+    "MAX_TEMPLATE_METADATA_BYTES",
+    "SYSTEM_OWNER",
+    "AgentTemplate",
+    "Budgets",
+    "ModelSpec",
+    "TemplateSpec",
+    "default_template_spec",
+    "template_from_row",
+    "visible_to",
+]
+
+DEFAULT_AGENT_ID = "default"
+# Templates owned by SYSTEM_OWNER are visible to every owner (the default agent).
+SYSTEM_OWNER = "system"
+
+MAX_TEMPLATE_METADATA_BYTES = 16 * 1024
+
+
+def visible_to(row_owner: str, owner: str | None) -> bool:
+    """Whether ``owner`` sees a template owned by ``row_owner`` (None: sees every one).
+
+    An owner sees its own templates and the system ones; the SQL twin is
+    :data:`runtime.agents.sql.VISIBLE`.
+    """
+    return owner is None or row_owner in (owner, SYSTEM_OWNER)
+
+
+class ModelSpec(BaseModel):
+    """Which chat model a template uses: ``provider`` (``openai`` or ``offline``) and name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["openai", "offline"] = "offline"
+    name: str = "deterministic"
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the model class, e.g. temperature, base_url, delay_seconds.",
+    )
+
+    @staticmethod
+    def split(value: str) -> dict[str, str]:
+        """The fields ``provider:name`` stands for (``offline`` alone is the offline model).
+
+        Unvalidated, so a caller validating a larger model reports errors in its own shape.
+        """
+        provider, _, name = value.partition(":")
+        return {"provider": provider, "name": name or "deterministic"}
+
+    @classmethod
+    def parse(cls, value: str) -> ModelSpec:
+        """Build from ``provider:name`` (see :meth:`split`)."""
+        try:
+            return cls.model_validate(cls.split(value))
+        except ValidationError as exc:
+            raise InvalidInput(f"invalid model {value!r}: {exc.errors()[0]['msg']}") from exc
+
+
+class Budgets(BaseModel):
+    """Per-turn limits, enforced by the turn's guard (:mod:`runtime.turns.guards`).
+
+    ``max_steps`` counts model calls; ``None`` means no limit for the others.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(default=25, ge=1, le=1000)
+    deadline_seconds: float | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_write_calls: int | None = Field(default=None, ge=0)
+    max_repeated_calls: int | None = Field(default=None, ge=1)
+
+
+class TemplateSpec(BaseModel):
+    """The editable part of an agent template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    system_prompt: str = Field(default="You are a helpful assistant.", max_length=100_000)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    tools: list[str] = Field(default_factory=list, max_length=64)
+    require_approval: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Tools of this template that pause the turn for a human decision "
+        "(besides those registered with requires_approval).",
+    )
+    graph_kind: str = "react"
+    budgets: Budgets = Field(default_factory=Budgets)
+    max_context_tokens: int | None = Field(default=None, ge=64)
+    summary_model: ModelSpec | None = Field(
+        default=None,
+        description="With max_context_tokens: the model that summarises what is trimmed from "
+        "the model's input; the summary is kept in the session's state.",
+    )
+    session_ttl_seconds: int | None = Field(default=None, gt=0)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form labels (the LangGraph API shows them as assistant metadata).",
+    )
+
+    @model_validator(mode="after")
+    def _approvals_name_tools(self) -> TemplateSpec:
+        unknown = sorted(set(self.require_approval) - set(self.tools))
+        if unknown:
+            raise ValueError(f"require_approval names tools the agent does not have: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _metadata_size(self) -> TemplateSpec:
+        size = len(json.dumps(self.metadata, separators=(",", ":"), default=str).encode())
+        if size > MAX_TEMPLATE_METADATA_BYTES:
+            raise ValueError(
+                f"metadata is {size} bytes; the limit is {MAX_TEMPLATE_METADATA_BYTES}"
+            )
+        return self
+
+
+class AgentTemplate(BaseModel):
+    """A stored template: its spec plus identity and version."""
+
+    agent_id: str
+    owner: str
+    version: int
+    spec: TemplateSpec
+    created_at: datetime
+    updated_at: datetime
+
+
+def default_template_spec(model: str) -> TemplateSpec:
+    """The agent that exists out of the box, so the first chat works with no setup."""
+    return TemplateSpec(
+        name="Default assistant",
+        description="A general assistant with a calculator, a clock and a notepad.",
+        system_prompt=(
+            "You are a helpful assistant. Use the calculator for arithmetic, current_time "
+            "for the date and time, and save_note / read_notes for the user's notes."
+        ),
+        model=ModelSpec.parse(model),
+        tools=["calculator", "current_time", "save_note", "read_notes"],
+    )
+
+
+def template_from_row(row: dict[str, Any]) -> AgentTemplate:
+    """The template an ``agents`` row holds."""
+    return AgentTemplate(
+        agent_id=row["agent_id"],
+        owner=row["owner"],
+        version=row["version"],
+        spec=TemplateSpec.model_validate(row["spec"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

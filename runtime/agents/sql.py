@@ -1,0 +1,182 @@
+"""Every statement on ``agents`` (and ``turn_log``, for the stats), and the rules they share.
+
+Statements that take an owner filter use named parameters ``%(owner)s`` and ``%(system)s``
+(:func:`visibility_params` gives both); the rest take positional ones.
+
+The statements that read ``sessions`` (:func:`session_counts`, :func:`agent_stats`) use its
+predicates (``LIVE``, ``LEASE_HELD`` from :mod:`runtime.sessions.sql`), built on first use:
+``runtime.sessions`` imports ``runtime.agents``, so importing it while this package loads
+would be an import cycle.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from runtime.agents.spec import SYSTEM_OWNER
+
+__all__ = [
+    "DELETE_AGENT",
+    "DELETE_AGENT_SESSIONS",
+    "INSERT_AGENT",
+    "LIST_AGENTS",
+    "PRUNE_TURN_LOG",
+    "SELECT_AGENT",
+    "SELECT_AGENT_FOR_UPDATE",
+    "SORT_COLUMNS",
+    "UPDATE_AGENT_SPEC",
+    "VISIBLE",
+    "agent_stats",
+    "count_agents",
+    "escape_like",
+    "name_params",
+    "search_agents",
+    "search_where",
+    "session_counts",
+    "visibility_params",
+]
+
+# The templates an owner sees: its own and the system ones (every one when owner is NULL).
+# The Python twin is runtime.agents.spec.visible_to.
+VISIBLE = "(%(owner)s::text IS NULL OR owner = %(owner)s OR owner = %(system)s)"
+# The template's name contains %(pattern)s (a LIKE pattern), unless %(name)s is NULL.
+_NAME_MATCHES = "(%(name)s::text IS NULL OR spec->>'name' ILIKE %(pattern)s)"
+# The template's metadata (plus created_by=system on system templates) contains %(meta)s.
+_METADATA_MATCHES = (
+    "(%(meta)s::jsonb IS NULL OR (coalesce(spec->'metadata', '{}'::jsonb) || "
+    ' CASE WHEN owner = %(system)s THEN \'{"created_by": "system"}\'::jsonb '
+    " ELSE '{}'::jsonb END) @> %(meta)s::jsonb)"
+)
+
+# The sort keys of TemplateStore.search and the columns they sort on.
+SORT_COLUMNS: dict[str, str] = {
+    "agent_id": "agent_id",
+    "name": "spec->>'name'",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+}
+
+# (agent_id, owner, spec): the new row, or nothing when the id is taken.
+INSERT_AGENT = (
+    "INSERT INTO agents (agent_id, owner, spec) VALUES (%s, %s, %s) "
+    "ON CONFLICT (agent_id) DO NOTHING RETURNING *"
+)
+SELECT_AGENT = "SELECT * FROM agents WHERE agent_id = %s"
+SELECT_AGENT_FOR_UPDATE = SELECT_AGENT + " FOR UPDATE"
+# (spec, agent_id)
+UPDATE_AGENT_SPEC = (
+    "UPDATE agents SET spec = %s, version = version + 1, updated_at = now() "
+    "WHERE agent_id = %s RETURNING *"
+)
+DELETE_AGENT = "DELETE FROM agents WHERE agent_id = %s"
+# A keyset page by agent_id: visibility and name params, %(after)s and %(n)s.
+LIST_AGENTS = (
+    f"SELECT * FROM agents WHERE {VISIBLE} AND {_NAME_MATCHES} "
+    "AND (%(after)s::text IS NULL OR agent_id > %(after)s) "
+    "ORDER BY agent_id LIMIT %(n)s"
+)
+
+# (agent_id): removes the agent's sessions, for a forced delete; their checkpoint threads.
+DELETE_AGENT_SESSIONS = "DELETE FROM sessions WHERE agent_id = %s RETURNING thread_id"
+
+# (seconds): turn records older than the retention window.
+PRUNE_TURN_LOG = "DELETE FROM turn_log WHERE finished_at < now() - make_interval(secs => %s)"
+
+
+def visibility_params(owner: str | None) -> dict[str, Any]:
+    """The parameters :data:`VISIBLE` reads."""
+    return {"owner": owner, "system": SYSTEM_OWNER}
+
+
+def escape_like(value: str) -> str:
+    """``value`` as a literal inside a LIKE pattern."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def name_params(name: str | None) -> dict[str, Any]:
+    """The parameters of the name-substring filter."""
+    return {"name": name, "pattern": "%" + escape_like(name or "") + "%"}
+
+
+def search_where(
+    owner: str, name: str | None, metadata: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause and parameters of an assistant search (and its count)."""
+    where = f"{VISIBLE} AND {_NAME_MATCHES} AND {_METADATA_MATCHES}"
+    params = {
+        **visibility_params(owner),
+        **name_params(name),
+        "meta": Jsonb(metadata) if metadata else None,
+    }
+    return where, params
+
+
+def search_agents(where: str, sort_by: str, direction: str) -> str:
+    """One offset page (``%(n)s``, ``%(offset)s``) sorted by a :data:`SORT_COLUMNS` key.
+
+    ``sort_by`` and ``direction`` (``ASC``/``DESC``) must already be checked: they are
+    written into the statement.
+    """
+    order = f"{SORT_COLUMNS[sort_by]} {direction}, agent_id {direction}"
+    return f"SELECT * FROM agents WHERE {where} ORDER BY {order} LIMIT %(n)s OFFSET %(offset)s"
+
+
+def count_agents(where: str) -> str:
+    """How many templates match a :func:`search_where` clause (as ``n``)."""
+    return f"SELECT count(*) AS n FROM agents WHERE {where}"
+
+
+def _session_predicates() -> tuple[str, str]:
+    """``LIVE`` and ``LEASE_HELD``, imported on first use (see the module docstring)."""
+    from runtime.sessions.sql import LEASE_HELD, LIVE
+
+    return LIVE, LEASE_HELD
+
+
+@functools.cache
+def session_counts() -> str:
+    """An agent's sessions, for deleting it (``agent_id``): how many are ``live``, ``busy``."""
+    live, lease_held = _session_predicates()
+    return (
+        f"SELECT count(*) FILTER (WHERE {live}) AS live, "
+        f"count(*) FILTER (WHERE {lease_held}) AS busy "
+        "FROM sessions WHERE agent_id = %s"
+    )
+
+
+@functools.cache
+def agent_stats() -> str:
+    """Per-agent figures (``%(agent)s``, ``%(owner)s``: None for every one)."""
+    live, _ = _session_predicates()
+    return _AGENT_STATS.format(live=live)
+
+
+_AGENT_STATS = """
+WITH live AS (
+    SELECT agent_id, count(*) AS total, count(*) FILTER (WHERE status = 'active') AS active
+    FROM sessions
+    WHERE {live} AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+    GROUP BY agent_id
+), turns AS (
+    SELECT agent_id, count(*) AS turns, sum(messages) AS messages,
+           sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+           avg(latency_ms) AS mean,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
+    FROM turn_log
+    WHERE (%(owner)s::text IS NULL OR owner = %(owner)s)
+    GROUP BY agent_id
+)
+SELECT a.agent_id,
+       coalesce(l.total, 0) AS sessions_total, coalesce(l.active, 0) AS sessions_active,
+       coalesce(t.turns, 0) AS turns, coalesce(t.messages, 0) AS messages,
+       coalesce(t.tokens_in, 0) AS tokens_in, coalesce(t.tokens_out, 0) AS tokens_out,
+       t.mean AS latency_ms_mean, t.p95 AS latency_ms_p95
+FROM agents a
+LEFT JOIN live l ON l.agent_id = a.agent_id
+LEFT JOIN turns t ON t.agent_id = a.agent_id
+WHERE (%(agent)s::text IS NULL OR a.agent_id = %(agent)s)
+ORDER BY a.agent_id
+"""

@@ -1,0 +1,96 @@
+"""What a run is: its row (:class:`Run`), what to run (:class:`RunRequest`), its statuses.
+
+Statuses: ``pending`` (queued) → ``running`` → ``success``, ``error`` or ``interrupted``
+(cancelled); see :mod:`runtime.runs.manager`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from runtime.turns import TurnEvent, TurnRequest
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "MULTITASK_STRATEGIES",
+    "RUN_STATUSES",
+    "MultitaskStrategy",
+    "Run",
+    "RunHandle",
+    "RunRequest",
+    "RunStatus",
+]
+
+RunStatus = Literal["pending", "running", "success", "error", "interrupted"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "success", "error", "interrupted")
+# A run with one of these statuses has not ended (runtime.runs.sql spells them as ACTIVE).
+ACTIVE_STATUSES: tuple[RunStatus, ...] = ("pending", "running")
+MultitaskStrategy = Literal["reject", "enqueue", "rollback"]
+MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's row: what the LangGraph API shows as a ``Run``."""
+
+    run_id: str
+    owner: str
+    session_id: str
+    assistant_id: str
+    status: RunStatus
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    kwargs: dict[str, Any]
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (any status but pending and running)."""
+        return self.status not in ACTIVE_STATUSES
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        """The run a ``runs`` row holds."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: a turn on one session, with the run's bookkeeping.
+
+    ``temporary``: delete the session when the run ends (LangGraph's stateless runs).
+    """
+
+    owner: str
+    session_id: str
+    assistant_id: str
+    turn: TurnRequest
+    multitask_strategy: MultitaskStrategy = "reject"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    temporary: bool = False
+
+
+@dataclass
+class RunHandle:
+    """A run just created, and (when asked for) its live events from the first one."""
+
+    run: Run
+    thread_key: str  # the session's checkpointer thread id (internal, never shown)
+    _queue: asyncio.Queue[TurnEvent] | None = None
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """The turn's events, ending with ``done`` or ``error``."""
+        if self._queue is None:
+            return
+        while True:
+            event = await self._queue.get()
+            yield event
+            if event.type in ("done", "error"):
+                return

@@ -1,0 +1,83 @@
+"""Every statement on ``runs``, and the rules they share, named once."""
+
+from __future__ import annotations
+
+from runtime.runs.model import ACTIVE_STATUSES
+from runtime.sessions.sql import LEASE_HELD
+
+__all__ = [
+    "ACTIVE",
+    "CANCELS_REQUESTED",
+    "DELETE_ENDED_RUN",
+    "DELETE_RUN",
+    "ENDED",
+    "INFLIGHT",
+    "INSERT_RUN",
+    "LIST_RUNS",
+    "QUEUED_BEFORE",
+    "REQUEST_CANCEL",
+    "REQUEST_CANCEL_INFLIGHT",
+    "SELECT_RUN",
+    "SET_STATUS",
+]
+
+_ACTIVE_LIST = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+# The run has not ended: it is pending or running.
+ACTIVE = f"status IN ({_ACTIVE_LIST})"
+# The run has ended: exactly NOT ACTIVE.
+ENDED = f"status NOT IN ({_ACTIVE_LIST})"
+# Pending and running runs older than the enqueue wait (%(wait)s seconds) no longer count:
+# a process that died mid-run leaves its row behind.
+_RECENT = "created_at > now() - make_interval(secs => %(wait)s)"
+
+# (run_id, owner, session_id, assistant_id, metadata, multitask_strategy, kwargs)
+INSERT_RUN = (
+    "INSERT INTO runs (run_id, owner, session_id, assistant_id, status, "
+    "metadata, multitask_strategy, kwargs) "
+    "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING *"
+)
+# (owner, session_id, run_id)
+SELECT_RUN = "SELECT * FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s"
+# (owner, session_id, status, status, limit, offset): newest first; status None for all.
+LIST_RUNS = (
+    "SELECT * FROM runs WHERE owner = %s AND session_id = %s "
+    "AND (%s::text IS NULL OR status = %s) "
+    "ORDER BY created_at DESC, run_id DESC LIMIT %s OFFSET %s"
+)
+# (status, error, run_id)
+SET_STATUS = (
+    "UPDATE runs SET status = %s, error = %s, updated_at = now() WHERE run_id = %s RETURNING *"
+)
+# (owner, session_id, run_id): the run, if it had not ended.
+REQUEST_CANCEL = (
+    "UPDATE runs SET cancel_requested = true, updated_at = now() "
+    f"WHERE owner = %s AND session_id = %s AND run_id = %s AND {ACTIVE} RETURNING *"
+)
+# (owner, session_id): the run ids of the thread's runs that had not ended.
+REQUEST_CANCEL_INFLIGHT = (
+    "UPDATE runs SET cancel_requested = true, updated_at = now() "
+    f"WHERE owner = %s AND session_id = %s AND {ACTIVE} RETURNING run_id"
+)
+# (run_ids): those a cancel was requested for.
+CANCELS_REQUESTED = "SELECT run_id FROM runs WHERE run_id = ANY(%s) AND cancel_requested"
+# (owner, session_id, run_id): deletes the run if it has ended.
+DELETE_ENDED_RUN = (
+    f"DELETE FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s AND {ENDED}"
+)
+# (run_id)
+DELETE_RUN = "DELETE FROM runs WHERE run_id = %s"
+# %(o)s, %(s)s, %(wait)s: whether a run is active on the thread or a turn holds its lease.
+INFLIGHT = (
+    "SELECT (EXISTS (SELECT 1 FROM runs WHERE owner = %(o)s "
+    f" AND session_id = %(s)s AND {ACTIVE} AND {_RECENT}) "
+    "OR EXISTS (SELECT 1 FROM sessions WHERE owner = %(o)s "
+    f" AND session_id = %(s)s AND {LEASE_HELD})) AS busy"
+)
+# %(o)s, %(s)s, %(run_id)s, %(created_at)s, %(wait)s: whether an older run of the thread is
+# still pending (the queue is FIFO).
+QUEUED_BEFORE = (
+    "SELECT EXISTS (SELECT 1 FROM runs WHERE owner = %(o)s AND session_id = %(s)s "
+    "AND status = 'pending' AND run_id <> %(run_id)s "
+    "AND (created_at, run_id) < (%(created_at)s, %(run_id)s) "
+    f"AND {_RECENT}) AS queued"
+)
