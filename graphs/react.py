@@ -14,7 +14,7 @@ import operator
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -38,13 +38,13 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
-if TYPE_CHECKING:  # graphs import nothing from runtime at import time (no cycle)
-    from runtime.agents import TemplateSpec
-    from runtime.tools import ToolSpec
+from runtime.agents import TemplateSpec, default_template_spec
+from runtime.models import SUMMARY_PREFIX, SUMMARY_PROMPT, make_chat_model
+from runtime.settings import Settings
+from runtime.tools import ToolSpec, default_registry
+from runtime.turns import AGENT_NODE, CONFIG_KEY_GUARD, guarded_tool_call
 
 __all__ = [
-    "SUMMARY_PREFIX",
-    "SUMMARY_PROMPT",
     "AgentState",
     "add_stamped_messages",
     "build_graph",
@@ -100,13 +100,6 @@ def _appended(left: Any, added: list[BaseMessage]) -> list[BaseMessage] | None:
             return None
         fresh.add(message.id)
     return [*left, *added]
-
-
-SUMMARY_PROMPT = (
-    "Summarize the conversation so far for your own later reference. Keep every fact "
-    "about the user, decisions taken and open questions; be brief."
-)
-SUMMARY_PREFIX = "Summary of the earlier conversation:\n"
 
 
 class AgentState(TypedDict, total=False):
@@ -232,7 +225,7 @@ async def summarize(
 
 
 def _guard(config: RunnableConfig) -> Any:
-    return (config.get("configurable") or {}).get("guard")
+    return (config.get("configurable") or {}).get(CONFIG_KEY_GUARD)
 
 
 def build_graph(
@@ -249,8 +242,6 @@ def build_graph(
     dev``) the graph runs unguarded. With a ``summarizer`` and ``max_context_tokens``, what
     trimming drops from the model's input is summarised into the ``summary`` channel.
     """
-    from runtime.turns import guarded_tool_call
-
     system_prompt, max_context_tokens = spec.system_prompt, spec.max_context_tokens
     lc_tools = [tool_spec.tool for tool_spec in tools]
     bound: dict[frozenset[str], Runnable[Any, BaseMessage]] = {}
@@ -315,8 +306,8 @@ def build_graph(
         return {"messages": [last.model_copy(update={"tool_calls": calls})]}
 
     builder = StateGraph(AgentState)
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "agent")
+    builder.add_node(AGENT_NODE, agent)
+    builder.add_edge(START, AGENT_NODE)
     if lc_tools:
         needs_approval = any(t.requires_approval for t in tools)
         builder.add_node(
@@ -324,21 +315,16 @@ def build_graph(
             ToolNode(lc_tools, handle_tool_errors=True, awrap_tool_call=guarded_tool_call),
         )
         first = "approve" if needs_approval else "tools"
-        builder.add_conditional_edges("agent", tools_condition, {"tools": first, END: END})
+        builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": first, END: END})
         if needs_approval:
             builder.add_node("approve", approve)
             builder.add_edge("approve", "tools")
-        builder.add_edge("tools", "agent")
+        builder.add_edge("tools", AGENT_NODE)
     return builder
 
 
 @functools.cache
 def _default_graph() -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
-    from runtime.agents import default_template_spec
-    from runtime.models import make_chat_model
-    from runtime.settings import Settings
-    from runtime.tools import default_registry
-
     settings = Settings()
     spec = default_template_spec(settings.resolved_default_model())
     return build_graph(

@@ -8,7 +8,7 @@ tools, so the same conversation always produces the same reply and the same tool
 
 Rules, in order (the first that applies wins):
 
-0. The system prompt is the summariser's (``graphs.react.SUMMARY_PROMPT``): answer
+0. The system prompt is the summariser's (:data:`~runtime.models.prompts.SUMMARY_PROMPT`): answer
    ``The user said: a | b | ...``, every user statement of the previous summary and of the
    newly trimmed messages. Memory questions (below) also read such a summary.
 1. ``always_call_tool`` is set and that tool is bound: *every* reply calls it, even right after
@@ -88,7 +88,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from graphs.react import SUMMARY_PREFIX, SUMMARY_PROMPT
+from runtime.models.prompts import SUMMARY_PREFIX, SUMMARY_PROMPT
 
 __all__ = ["OfflineChatModel"]
 

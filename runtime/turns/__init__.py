@@ -1,7 +1,10 @@
-"""Turns: the runner, its request/result/event types, and the per-turn guard."""
+"""Turns: the runner, its request/result/event types, the per-turn guard, and the names
+(graph kinds, ``configurable`` keys, node names) the runner and its graphs share."""
 
 from __future__ import annotations
 
+from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_GUARD
+from runtime.turns.graph_kinds import GRAPH_KINDS, GraphBuilder, graph_builder
 from runtime.turns.guards import (
     BudgetLimits,
     Decision,
@@ -22,8 +25,12 @@ from runtime.turns.runner import (
 )
 
 __all__ = [
+    "AGENT_NODE",
     "BudgetLimits",
+    "CONFIG_KEY_GUARD",
     "Decision",
+    "GRAPH_KINDS",
+    "GraphBuilder",
     "GuardOptions",
     "MAX_MESSAGE_CHARS",
     "ToolRecords",
@@ -33,6 +40,7 @@ __all__ = [
     "TurnResult",
     "TurnRunner",
     "effective_budgets",
+    "graph_builder",
     "guarded_tool_call",
     "message_to_dict",
     "template_tools",

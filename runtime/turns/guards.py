@@ -2,7 +2,7 @@
 
 The compiled graph is shared by every session of a template version, so nothing here is
 compiled in. The turn runner builds a :class:`TurnGuard` per turn and hands it to the graph
-in ``config["configurable"]["guard"]`` (an object, so it never lands in checkpoint
+in ``config["configurable"][CONFIG_KEY_GUARD]`` (an object, so it never lands in checkpoint
 metadata). The graph's nodes ask it:
 
 - the ``agent`` node, before each model call: may the turn go on (``max_steps``,
@@ -42,6 +42,7 @@ from runtime.db import Pool
 from runtime.errors import InvalidInput, ModelBadResponse
 from runtime.keys import ADMIN_ROLE
 from runtime.tools import ToolRegistry, ToolSpec
+from runtime.turns.constants import CONFIG_KEY_GUARD
 
 __all__ = [
     "BudgetLimits",
@@ -400,7 +401,7 @@ async def guarded_tool_call(request: Any, execute: Callable[[Any], Awaitable[Any
     Without a guard (``langgraph dev``, Studio) tools run as plain ``ToolNode`` runs them.
     """
     config: Any = getattr(request.runtime, "config", None) or {}
-    guard = (config.get("configurable") or {}).get("guard")
+    guard = (config.get("configurable") or {}).get(CONFIG_KEY_GUARD)
     if not isinstance(guard, TurnGuard):
         return await execute(request)
 

@@ -50,6 +50,7 @@ from runtime.errors import (
 from runtime.keys import ADMIN_ROLE
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.tools import ToolRegistry, ToolSpec
+from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_GUARD
 from runtime.turns.guards import (
     BudgetLimits,
     ToolRecords,
@@ -401,7 +402,7 @@ class TurnRunner:
             config: RunnableConfig = {
                 "configurable": {
                     "thread_id": lease.thread_id,
-                    "guard": guard,
+                    CONFIG_KEY_GUARD: guard,
                     # The committed checkpoint is the thread's latest (the lease rolled back
                     # anything newer): the saver may serve it from memory.
                     EXPECTED_CHECKPOINT: lease.committed_checkpoint_id,
@@ -449,7 +450,7 @@ class TurnRunner:
                                 emit
                                 and isinstance(message, AIMessageChunk)
                                 and message.text
-                                and meta.get("langgraph_node") == "agent"
+                                and meta.get("langgraph_node") == AGENT_NODE
                             ):
                                 emit(TurnEvent("token", {"content": message.text}))
                                 streamed = True
@@ -465,7 +466,7 @@ class TurnRunner:
                                 added.append(message)
                                 if emit:
                                     if (
-                                        node == "agent"
+                                        node == AGENT_NODE
                                         and isinstance(message, AIMessage)
                                         and message.text
                                         and not streamed
