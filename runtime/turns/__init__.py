@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_GUARD
+from runtime.turns.events import TurnEvent, TurnRequest, TurnResult, message_to_dict
 from runtime.turns.graph_kinds import GRAPH_KINDS, GraphBuilder, graph_builder
 from runtime.turns.guards import (
     BudgetLimits,
@@ -14,15 +15,7 @@ from runtime.turns.guards import (
     guarded_tool_call,
     template_tools,
 )
-from runtime.turns.runner import (
-    MAX_MESSAGE_CHARS,
-    GuardOptions,
-    TurnEvent,
-    TurnRequest,
-    TurnResult,
-    TurnRunner,
-    message_to_dict,
-)
+from runtime.turns.runner import MAX_MESSAGE_CHARS, GuardOptions, TurnRunner
 
 __all__ = [
     "AGENT_NODE",
