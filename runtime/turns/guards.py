@@ -38,11 +38,12 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.agents import Budgets, TemplateSpec
-from runtime.db import Pool
+from runtime.db import Pool, execute, fetch_one
 from runtime.errors import InvalidInput, ModelBadResponse
 from runtime.keys import ADMIN_ROLE
 from runtime.tools import ToolRegistry, ToolSpec
 from runtime.turns.constants import CONFIG_KEY_GUARD
+from runtime.turns.sql import INSERT_TOOL_RECORD_SQL, SELECT_TOOL_RECORD_SQL
 
 __all__ = [
     "BudgetLimits",
@@ -111,22 +112,13 @@ class ToolRecords:
         self._pool = pool
 
     async def get(self, thread_id: str, key: str) -> str | None:
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT content FROM tool_records WHERE thread_id = %s AND call_key = %s",
-                    (thread_id, key),
-                )
-            ).fetchone()
+        """The recorded result of the call ``key`` on this thread, if any."""
+        row = await fetch_one(self._pool, SELECT_TOOL_RECORD_SQL, (thread_id, key))
         return None if row is None else str(row["content"])
 
     async def put(self, thread_id: str, key: str, tool: str, content: str) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO tool_records (thread_id, call_key, tool, content) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (thread_id, key, tool, content),
-            )
+        """Record a call's result (a record already there is kept)."""
+        await execute(self._pool, INSERT_TOOL_RECORD_SQL, (thread_id, key, tool, content))
 
 
 class Decision(BaseModel):
