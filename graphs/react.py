@@ -13,8 +13,7 @@ import functools
 import operator
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -30,6 +29,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -42,7 +42,7 @@ from runtime.agents import TemplateSpec, default_template_spec
 from runtime.models import SUMMARY_PREFIX, SUMMARY_PROMPT, make_chat_model
 from runtime.settings import Settings
 from runtime.tools import ToolSpec, default_registry
-from runtime.turns import AGENT_NODE, CONFIG_KEY_GUARD, guarded_tool_call
+from runtime.turns import AGENT_NODE, CONFIG_KEY_GUARD, guarded_tool_call, now_stamp
 
 __all__ = [
     "AgentState",
@@ -65,7 +65,7 @@ def add_stamped_messages(left: Any, right: Any) -> Any:
         message_chunk_to_message(m)
         for m in convert_to_messages(right if isinstance(right, list) else [right])
     ]
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    now = now_stamp()
     for message in added:
         message.response_metadata.setdefault("created_at", now)
     appended = _appended(left, added)
@@ -238,12 +238,44 @@ def build_graph(
     """Build (not compile) the ReAct graph for one template, its model and its tools.
 
     Per-turn guards (budgets, permissions, approvals, idempotent writes) come from the
-    ``guard`` the turn runner puts in ``config["configurable"]``; without one (``langgraph
-    dev``) the graph runs unguarded. With a ``summarizer`` and ``max_context_tokens``, what
-    trimming drops from the model's input is summarised into the ``summary`` channel.
+    guard the turn runner puts in ``config["configurable"][CONFIG_KEY_GUARD]``; without one
+    (``langgraph dev``) the graph runs unguarded. With a ``summarizer`` and
+    ``max_context_tokens``, what trimming drops from the model's input is summarised into
+    the ``summary`` channel.
     """
-    system_prompt, max_context_tokens = spec.system_prompt, spec.max_context_tokens
     lc_tools = [tool_spec.tool for tool_spec in tools]
+    builder = StateGraph(AgentState)
+    builder.add_node(AGENT_NODE, _agent_node(spec, model, lc_tools, summarizer))
+    builder.add_edge(START, AGENT_NODE)
+    if lc_tools:
+        needs_approval = any(t.requires_approval for t in tools)
+        builder.add_node(
+            "tools",
+            ToolNode(lc_tools, handle_tool_errors=True, awrap_tool_call=guarded_tool_call),
+        )
+        first = "approve" if needs_approval else "tools"
+        builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": first, END: END})
+        if needs_approval:
+            builder.add_node("approve", _approve)
+            builder.add_edge("approve", "tools")
+        builder.add_edge("tools", AGENT_NODE)
+    return builder
+
+
+class _Node(Protocol):
+    """A node function taking the state and the config, as LangGraph calls it."""
+
+    async def __call__(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]: ...
+
+
+def _agent_node(
+    spec: TemplateSpec,
+    model: BaseChatModel,
+    lc_tools: Sequence[BaseTool],
+    summarizer: BaseChatModel | None,
+) -> _Node:
+    """The ``agent`` node: fold what trimming dropped into the summary, then call the model."""
+    system_prompt, max_context_tokens = spec.system_prompt, spec.max_context_tokens
     bound: dict[frozenset[str], Runnable[Any, BaseMessage]] = {}
 
     def offered(allowed: frozenset[str]) -> Runnable[Any, BaseMessage]:
@@ -257,7 +289,9 @@ def build_graph(
 
     async def agent(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         messages = state.get("messages", [])
-        update = await _fold_trimmed(state, messages, config) if summarizer else {}
+        update = (
+            await _fold_trimmed(summarizer, spec, state, messages, config) if summarizer else {}
+        )
         summary = update.get("summary", state.get("summary"))
         prompt = model_input(system_prompt, messages, max_context_tokens, summary)
         guard = _guard(config)
@@ -267,60 +301,48 @@ def build_graph(
             response = await guard.invoke_model(offered(guard.allowed), prompt, config)
         return {**update, "messages": [response]}
 
-    async def _fold_trimmed(
-        state: AgentState, messages: Sequence[BaseMessage], config: RunnableConfig
-    ) -> dict[str, Any]:
-        assert summarizer is not None
-        summary = state.get("summary")
-        reserved = (
-            count_tokens_approximately([SystemMessage(SUMMARY_PREFIX + summary)])
-            if (summary)
-            else 0
-        )
-        trimmed, _ = fit_context(system_prompt, messages, max_context_tokens, reserved)
-        stored = {id(m) for m in messages}
-        trimmed = [m for m in trimmed if id(m) in stored]  # not the synthetic results
-        done = state.get("summarized", 0)
-        if len(trimmed) <= done:
-            return {}
-        summary = await summarize(summarizer, summary, trimmed[done:], config)
-        return {"summary": summary, "summarized": len(trimmed)}
+    return agent
 
-    async def approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        guard = _guard(config)
-        messages = state.get("messages") or []
-        last = messages[-1] if messages else None
-        if guard is None or not isinstance(last, AIMessage):
-            return {}
-        pending = guard.pending_approvals(last.tool_calls)
-        if not pending:
-            return {}
-        decisions = guard.accept_decisions(
-            pending, interrupt({"type": "approval", "pending": pending})
-        )
-        edits = {k: d.args for k, d in decisions.items() if d.action == "edit"}
-        if not edits:
-            return {}
-        # The stored call shows the arguments the tool really ran with.
-        calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
-        return {"messages": [last.model_copy(update={"tool_calls": calls})]}
 
-    builder = StateGraph(AgentState)
-    builder.add_node(AGENT_NODE, agent)
-    builder.add_edge(START, AGENT_NODE)
-    if lc_tools:
-        needs_approval = any(t.requires_approval for t in tools)
-        builder.add_node(
-            "tools",
-            ToolNode(lc_tools, handle_tool_errors=True, awrap_tool_call=guarded_tool_call),
-        )
-        first = "approve" if needs_approval else "tools"
-        builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": first, END: END})
-        if needs_approval:
-            builder.add_node("approve", approve)
-            builder.add_edge("approve", "tools")
-        builder.add_edge("tools", AGENT_NODE)
-    return builder
+async def _fold_trimmed(
+    summarizer: BaseChatModel,
+    spec: TemplateSpec,
+    state: AgentState,
+    messages: Sequence[BaseMessage],
+    config: RunnableConfig,
+) -> dict[str, Any]:
+    """The ``summary`` update for messages newly trimmed from the model's input (or none)."""
+    summary = state.get("summary")
+    reserved = (
+        count_tokens_approximately([SystemMessage(SUMMARY_PREFIX + summary)]) if (summary) else 0
+    )
+    trimmed, _ = fit_context(spec.system_prompt, messages, spec.max_context_tokens, reserved)
+    stored = {id(m) for m in messages}
+    trimmed = [m for m in trimmed if id(m) in stored]  # not the synthetic results
+    done = state.get("summarized", 0)
+    if len(trimmed) <= done:
+        return {}
+    summary = await summarize(summarizer, summary, trimmed[done:], config)
+    return {"summary": summary, "summarized": len(trimmed)}
+
+
+async def _approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    """The ``approve`` node: pause for a human decision on calls that need one."""
+    guard = _guard(config)
+    messages = state.get("messages") or []
+    last = messages[-1] if messages else None
+    if guard is None or not isinstance(last, AIMessage):
+        return {}
+    pending = guard.pending_approvals(last.tool_calls)
+    if not pending:
+        return {}
+    decisions = guard.accept_decisions(pending, interrupt({"type": "approval", "pending": pending}))
+    edits = {k: d.args for k, d in decisions.items() if d.action == "edit"}
+    if not edits:
+        return {}
+    # The stored call shows the arguments the tool really ran with.
+    calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
+    return {"messages": [last.model_copy(update={"tool_calls": calls})]}
 
 
 @functools.cache

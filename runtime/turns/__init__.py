@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_GUARD
-from runtime.turns.events import TurnEvent, TurnRequest, TurnResult, message_to_dict
+from runtime.turns.events import TurnEvent, TurnRequest, TurnResult, message_to_dict, now_stamp
 from runtime.turns.graph_kinds import GRAPH_KINDS, GraphBuilder, graph_builder
 from runtime.turns.guards import (
     BudgetLimits,
@@ -36,5 +36,6 @@ __all__ = [
     "graph_builder",
     "guarded_tool_call",
     "message_to_dict",
+    "now_stamp",
     "template_tools",
 ]
