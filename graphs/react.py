@@ -42,16 +42,14 @@ from runtime.agents import TemplateSpec, default_template_spec
 from runtime.models import SUMMARY_PREFIX, SUMMARY_PROMPT, make_chat_model
 from runtime.settings import Settings
 from runtime.tools import ToolSpec, default_registry
-from runtime.turns import AGENT_NODE, CONFIG_KEY_GUARD, guarded_tool_call, now_stamp
+from runtime.turns import AGENT_NODE, guard_of, guarded_tool_call, now_stamp
 
 __all__ = [
     "AgentState",
     "add_stamped_messages",
     "build_graph",
-    "fit_context",
     "graph",
     "model_input",
-    "summarize",
 ]
 
 
@@ -224,10 +222,6 @@ async def summarize(
     return result.text.strip()
 
 
-def _guard(config: RunnableConfig) -> Any:
-    return (config.get("configurable") or {}).get(CONFIG_KEY_GUARD)
-
-
 def build_graph(
     spec: TemplateSpec,
     *,
@@ -294,7 +288,7 @@ def _agent_node(
         )
         summary = update.get("summary", state.get("summary"))
         prompt = model_input(system_prompt, messages, max_context_tokens, summary)
-        guard = _guard(config)
+        guard = guard_of(config)
         if guard is None:
             response = await offered(every_tool).ainvoke(prompt, config)
         else:
@@ -328,7 +322,7 @@ async def _fold_trimmed(
 
 async def _approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
     """The ``approve`` node: pause for a human decision on calls that need one."""
-    guard = _guard(config)
+    guard = guard_of(config)
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
     if guard is None or not isinstance(last, AIMessage):
@@ -337,7 +331,7 @@ async def _approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
     if not pending:
         return {}
     decisions = guard.accept_decisions(pending, interrupt({"type": "approval", "pending": pending}))
-    edits = {k: d.args for k, d in decisions.items() if d.action == "edit"}
+    edits: dict[str | None, Any] = {k: d.args for k, d in decisions.items() if d.action == "edit"}
     if not edits:
         return {}
     # The stored call shows the arguments the tool really ran with.

@@ -27,7 +27,6 @@ from langgraph.types import Command
 from runtime.tools.registry import ToolRegistry, ToolSpec
 
 __all__ = [
-    "BUILTIN_TOOLS",
     "calculator",
     "current_time",
     "default_registry",
@@ -130,7 +129,7 @@ def read_notes(state: Annotated[dict[str, Any], InjectedState]) -> str:
     return "; ".join(notes)
 
 
-BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
+_BUILTINS: tuple[ToolSpec, ...] = (
     ToolSpec(calculator),
     ToolSpec(current_time),
     # Its effect lives in the session's own state, which is committed or rolled back with
@@ -143,4 +142,4 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
 
 def default_registry() -> ToolRegistry:
     """A registry holding the built-in tools."""
-    return ToolRegistry(BUILTIN_TOOLS)
+    return ToolRegistry(_BUILTINS)

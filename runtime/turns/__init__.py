@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_GUARD
 from runtime.turns.events import TurnEvent, TurnRequest, TurnResult, message_to_dict, now_stamp
-from runtime.turns.graph_kinds import GRAPH_KINDS, GraphBuilder, graph_builder
+from runtime.turns.graph_kinds import GRAPH_KINDS, graph_builder
 from runtime.turns.guards import (
     BudgetLimits,
     Decision,
     ToolRecords,
     TurnGuard,
-    effective_budgets,
+    guard_of,
     guarded_tool_call,
     template_tools,
 )
@@ -23,7 +23,6 @@ __all__ = [
     "CONFIG_KEY_GUARD",
     "Decision",
     "GRAPH_KINDS",
-    "GraphBuilder",
     "GuardOptions",
     "MAX_MESSAGE_CHARS",
     "ToolRecords",
@@ -32,8 +31,8 @@ __all__ = [
     "TurnRequest",
     "TurnResult",
     "TurnRunner",
-    "effective_budgets",
     "graph_builder",
+    "guard_of",
     "guarded_tool_call",
     "message_to_dict",
     "now_stamp",

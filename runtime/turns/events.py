@@ -16,7 +16,6 @@ from runtime.turns.guards import BudgetLimits
 __all__ = [
     "Durability",
     "Emit",
-    "EventType",
     "TurnEvent",
     "TurnRequest",
     "TurnResult",

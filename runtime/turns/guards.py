@@ -50,8 +50,8 @@ __all__ = [
     "Decision",
     "ToolRecords",
     "TurnGuard",
-    "canonical_args",
     "effective_budgets",
+    "guard_of",
     "guarded_tool_call",
     "template_tools",
 ]
@@ -94,14 +94,14 @@ def template_tools(registry: ToolRegistry, spec: TemplateSpec) -> list[ToolSpec]
     return [replace(t, requires_approval=True) if t.name in extra else t for t in tools]
 
 
-def canonical_args(args: Mapping[str, Any]) -> str:
+def _canonical_args(args: Mapping[str, Any]) -> str:
     """Arguments as canonical JSON: the same call always gives the same string."""
     return json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _call_key(name: str, args: Mapping[str, Any]) -> str:
     key = args.get("idempotency_key")
-    basis = f"key:{key}" if isinstance(key, str) and key else canonical_args(args)
+    basis = f"key:{key}" if isinstance(key, str) and key else _canonical_args(args)
     return hashlib.sha256(f"{name}\x00{basis}".encode()).hexdigest()
 
 
@@ -387,14 +387,19 @@ class TurnGuard:
         return result
 
 
+def guard_of(config: Mapping[str, Any]) -> TurnGuard | None:
+    """The turn's guard in a graph's config (None: the graph runs unguarded)."""
+    guard = (config.get("configurable") or {}).get(CONFIG_KEY_GUARD)
+    return guard if isinstance(guard, TurnGuard) else None
+
+
 async def guarded_tool_call(request: Any, execute: Callable[[Any], Awaitable[Any]]) -> Any:
     """``ToolNode``'s ``awrap_tool_call``: route each call through the turn's guard.
 
     Without a guard (``langgraph dev``, Studio) tools run as plain ``ToolNode`` runs them.
     """
-    config: Any = getattr(request.runtime, "config", None) or {}
-    guard = (config.get("configurable") or {}).get(CONFIG_KEY_GUARD)
-    if not isinstance(guard, TurnGuard):
+    guard = guard_of(getattr(request.runtime, "config", None) or {})
+    if guard is None:
         return await execute(request)
 
     async def run(call: Mapping[str, Any]) -> Any:
