@@ -1,13 +1,8 @@
 """LangGraph graph builders, one module per graph kind.
 
-:data:`GRAPH_KINDS` maps a template's ``graph_kind`` to its builder. Each module also
-exports ``graph``, compiled without a checkpointer, for ``langgraph.json``.
+The runtime finds a kind's builder by import reference (``runtime.turns.GRAPH_KINDS``:
+``"react"`` is ``"graphs.react:build_graph"``), so it never imports this package. Each
+module also exports ``graph``, compiled without a checkpointer, for ``langgraph.json``.
 """
 
 from __future__ import annotations
-
-from graphs.react import build_graph as build_react
-
-__all__ = ["GRAPH_KINDS"]
-
-GRAPH_KINDS = {"react": build_react}

@@ -13,8 +13,7 @@ import functools
 import operator
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -30,6 +29,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -38,20 +38,18 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
-if TYPE_CHECKING:  # graphs import nothing from runtime at import time (no cycle)
-    from runtime.agents import TemplateSpec
-    from runtime.tools import ToolSpec
+from runtime.agents import TemplateSpec, default_template_spec
+from runtime.models import SUMMARY_PREFIX, SUMMARY_PROMPT, make_chat_model
+from runtime.settings import Settings
+from runtime.tools import ToolSpec, default_registry
+from runtime.turns import AGENT_NODE, guard_of, guarded_tool_call, now_stamp
 
 __all__ = [
-    "SUMMARY_PREFIX",
-    "SUMMARY_PROMPT",
     "AgentState",
     "add_stamped_messages",
     "build_graph",
-    "fit_context",
     "graph",
     "model_input",
-    "summarize",
 ]
 
 
@@ -65,7 +63,7 @@ def add_stamped_messages(left: Any, right: Any) -> Any:
         message_chunk_to_message(m)
         for m in convert_to_messages(right if isinstance(right, list) else [right])
     ]
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    now = now_stamp()
     for message in added:
         message.response_metadata.setdefault("created_at", now)
     appended = _appended(left, added)
@@ -100,13 +98,6 @@ def _appended(left: Any, added: list[BaseMessage]) -> list[BaseMessage] | None:
             return None
         fresh.add(message.id)
     return [*left, *added]
-
-
-SUMMARY_PROMPT = (
-    "Summarize the conversation so far for your own later reference. Keep every fact "
-    "about the user, decisions taken and open questions; be brief."
-)
-SUMMARY_PREFIX = "Summary of the earlier conversation:\n"
 
 
 class AgentState(TypedDict, total=False):
@@ -231,10 +222,6 @@ async def summarize(
     return result.text.strip()
 
 
-def _guard(config: RunnableConfig) -> Any:
-    return (config.get("configurable") or {}).get("guard")
-
-
 def build_graph(
     spec: TemplateSpec,
     *,
@@ -245,14 +232,44 @@ def build_graph(
     """Build (not compile) the ReAct graph for one template, its model and its tools.
 
     Per-turn guards (budgets, permissions, approvals, idempotent writes) come from the
-    ``guard`` the turn runner puts in ``config["configurable"]``; without one (``langgraph
-    dev``) the graph runs unguarded. With a ``summarizer`` and ``max_context_tokens``, what
-    trimming drops from the model's input is summarised into the ``summary`` channel.
+    guard the turn runner puts in ``config["configurable"][CONFIG_KEY_GUARD]``; without one
+    (``langgraph dev``) the graph runs unguarded. With a ``summarizer`` and
+    ``max_context_tokens``, what trimming drops from the model's input is summarised into
+    the ``summary`` channel.
     """
-    from runtime.turns import guarded_tool_call
-
-    system_prompt, max_context_tokens = spec.system_prompt, spec.max_context_tokens
     lc_tools = [tool_spec.tool for tool_spec in tools]
+    builder = StateGraph(AgentState)
+    builder.add_node(AGENT_NODE, _agent_node(spec, model, lc_tools, summarizer))
+    builder.add_edge(START, AGENT_NODE)
+    if lc_tools:
+        needs_approval = any(t.requires_approval for t in tools)
+        builder.add_node(
+            "tools",
+            ToolNode(lc_tools, handle_tool_errors=True, awrap_tool_call=guarded_tool_call),
+        )
+        first = "approve" if needs_approval else "tools"
+        builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": first, END: END})
+        if needs_approval:
+            builder.add_node("approve", _approve)
+            builder.add_edge("approve", "tools")
+        builder.add_edge("tools", AGENT_NODE)
+    return builder
+
+
+class _Node(Protocol):
+    """A node function taking the state and the config, as LangGraph calls it."""
+
+    async def __call__(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]: ...
+
+
+def _agent_node(
+    spec: TemplateSpec,
+    model: BaseChatModel,
+    lc_tools: Sequence[BaseTool],
+    summarizer: BaseChatModel | None,
+) -> _Node:
+    """The ``agent`` node: fold what trimming dropped into the summary, then call the model."""
+    system_prompt, max_context_tokens = spec.system_prompt, spec.max_context_tokens
     bound: dict[frozenset[str], Runnable[Any, BaseMessage]] = {}
 
     def offered(allowed: frozenset[str]) -> Runnable[Any, BaseMessage]:
@@ -266,79 +283,64 @@ def build_graph(
 
     async def agent(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         messages = state.get("messages", [])
-        update = await _fold_trimmed(state, messages, config) if summarizer else {}
+        update = (
+            await _fold_trimmed(summarizer, spec, state, messages, config) if summarizer else {}
+        )
         summary = update.get("summary", state.get("summary"))
         prompt = model_input(system_prompt, messages, max_context_tokens, summary)
-        guard = _guard(config)
+        guard = guard_of(config)
         if guard is None:
             response = await offered(every_tool).ainvoke(prompt, config)
         else:
             response = await guard.invoke_model(offered(guard.allowed), prompt, config)
         return {**update, "messages": [response]}
 
-    async def _fold_trimmed(
-        state: AgentState, messages: Sequence[BaseMessage], config: RunnableConfig
-    ) -> dict[str, Any]:
-        assert summarizer is not None
-        summary = state.get("summary")
-        reserved = (
-            count_tokens_approximately([SystemMessage(SUMMARY_PREFIX + summary)])
-            if (summary)
-            else 0
-        )
-        trimmed, _ = fit_context(system_prompt, messages, max_context_tokens, reserved)
-        stored = {id(m) for m in messages}
-        trimmed = [m for m in trimmed if id(m) in stored]  # not the synthetic results
-        done = state.get("summarized", 0)
-        if len(trimmed) <= done:
-            return {}
-        summary = await summarize(summarizer, summary, trimmed[done:], config)
-        return {"summary": summary, "summarized": len(trimmed)}
+    return agent
 
-    async def approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        guard = _guard(config)
-        messages = state.get("messages") or []
-        last = messages[-1] if messages else None
-        if guard is None or not isinstance(last, AIMessage):
-            return {}
-        pending = guard.pending_approvals(last.tool_calls)
-        if not pending:
-            return {}
-        decisions = guard.accept_decisions(
-            pending, interrupt({"type": "approval", "pending": pending})
-        )
-        edits = {k: d.args for k, d in decisions.items() if d.action == "edit"}
-        if not edits:
-            return {}
-        # The stored call shows the arguments the tool really ran with.
-        calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
-        return {"messages": [last.model_copy(update={"tool_calls": calls})]}
 
-    builder = StateGraph(AgentState)
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "agent")
-    if lc_tools:
-        needs_approval = any(t.requires_approval for t in tools)
-        builder.add_node(
-            "tools",
-            ToolNode(lc_tools, handle_tool_errors=True, awrap_tool_call=guarded_tool_call),
-        )
-        first = "approve" if needs_approval else "tools"
-        builder.add_conditional_edges("agent", tools_condition, {"tools": first, END: END})
-        if needs_approval:
-            builder.add_node("approve", approve)
-            builder.add_edge("approve", "tools")
-        builder.add_edge("tools", "agent")
-    return builder
+async def _fold_trimmed(
+    summarizer: BaseChatModel,
+    spec: TemplateSpec,
+    state: AgentState,
+    messages: Sequence[BaseMessage],
+    config: RunnableConfig,
+) -> dict[str, Any]:
+    """The ``summary`` update for messages newly trimmed from the model's input (or none)."""
+    summary = state.get("summary")
+    reserved = (
+        count_tokens_approximately([SystemMessage(SUMMARY_PREFIX + summary)]) if (summary) else 0
+    )
+    trimmed, _ = fit_context(spec.system_prompt, messages, spec.max_context_tokens, reserved)
+    stored = {id(m) for m in messages}
+    trimmed = [m for m in trimmed if id(m) in stored]  # not the synthetic results
+    done = state.get("summarized", 0)
+    if len(trimmed) <= done:
+        return {}
+    summary = await summarize(summarizer, summary, trimmed[done:], config)
+    return {"summary": summary, "summarized": len(trimmed)}
+
+
+async def _approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    """The ``approve`` node: pause for a human decision on calls that need one."""
+    guard = guard_of(config)
+    messages = state.get("messages") or []
+    last = messages[-1] if messages else None
+    if guard is None or not isinstance(last, AIMessage):
+        return {}
+    pending = guard.pending_approvals(last.tool_calls)
+    if not pending:
+        return {}
+    decisions = guard.accept_decisions(pending, interrupt({"type": "approval", "pending": pending}))
+    edits: dict[str | None, Any] = {k: d.args for k, d in decisions.items() if d.action == "edit"}
+    if not edits:
+        return {}
+    # The stored call shows the arguments the tool really ran with.
+    calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
+    return {"messages": [last.model_copy(update={"tool_calls": calls})]}
 
 
 @functools.cache
 def _default_graph() -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
-    from runtime.agents import default_template_spec
-    from runtime.models import make_chat_model
-    from runtime.settings import Settings
-    from runtime.tools import default_registry
-
     settings = Settings()
     spec = default_template_spec(settings.resolved_default_model())
     return build_graph(

@@ -18,7 +18,6 @@ from typing import Any, Literal
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.postgres.aio import AsyncPostgresStore
 
-from graphs import GRAPH_KINDS
 from runtime.agents import (
     DEFAULT_AGENT_ID,
     SYSTEM_OWNER,
@@ -59,6 +58,7 @@ from runtime.turns import (
     TurnRequest,
     TurnResult,
     TurnRunner,
+    graph_builder,
     message_to_dict,
     template_tools,
 )
@@ -177,10 +177,7 @@ class Runtime:
         Raises:
             InvalidInput: something in it cannot be built here.
         """
-        if spec.graph_kind not in GRAPH_KINDS:
-            raise InvalidInput(
-                f"unknown graph kind {spec.graph_kind!r}", available=sorted(GRAPH_KINDS)
-            )
+        graph_builder(spec.graph_kind)
         self.tools.resolve(spec.tools)
         try:
             make_chat_model(spec.model, self.settings)
@@ -192,7 +189,7 @@ class Runtime:
 
     def _build_graph(self, template: AgentTemplate) -> Any:
         spec = template.spec
-        return GRAPH_KINDS[spec.graph_kind](
+        return graph_builder(spec.graph_kind)(
             spec,
             model=make_chat_model(spec.model, self.settings),
             tools=template_tools(self.tools, spec),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from runtime.tools.registry import (
-    ToolRegistry,
-    ToolSpec,
+from runtime.tools.builtins import (
     calculator,
     current_time,
     default_registry,
     read_notes,
     save_note,
 )
+from runtime.tools.registry import ToolRegistry, ToolSpec
 
 __all__ = [
     "ToolRegistry",

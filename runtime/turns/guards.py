@@ -2,7 +2,7 @@
 
 The compiled graph is shared by every session of a template version, so nothing here is
 compiled in. The turn runner builds a :class:`TurnGuard` per turn and hands it to the graph
-in ``config["configurable"]["guard"]`` (an object, so it never lands in checkpoint
+in ``config["configurable"][CONFIG_KEY_GUARD]`` (an object, so it never lands in checkpoint
 metadata). The graph's nodes ask it:
 
 - the ``agent`` node, before each model call: may the turn go on (``max_steps``,
@@ -38,18 +38,20 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.agents import Budgets, TemplateSpec
-from runtime.db import Pool
+from runtime.db import Pool, execute, fetch_one
 from runtime.errors import InvalidInput, ModelBadResponse
 from runtime.keys import ADMIN_ROLE
 from runtime.tools import ToolRegistry, ToolSpec
+from runtime.turns.constants import CONFIG_KEY_GUARD
+from runtime.turns.sql import INSERT_TOOL_RECORD_SQL, SELECT_TOOL_RECORD_SQL
 
 __all__ = [
     "BudgetLimits",
     "Decision",
     "ToolRecords",
     "TurnGuard",
-    "canonical_args",
     "effective_budgets",
+    "guard_of",
     "guarded_tool_call",
     "template_tools",
 ]
@@ -92,14 +94,14 @@ def template_tools(registry: ToolRegistry, spec: TemplateSpec) -> list[ToolSpec]
     return [replace(t, requires_approval=True) if t.name in extra else t for t in tools]
 
 
-def canonical_args(args: Mapping[str, Any]) -> str:
+def _canonical_args(args: Mapping[str, Any]) -> str:
     """Arguments as canonical JSON: the same call always gives the same string."""
     return json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _call_key(name: str, args: Mapping[str, Any]) -> str:
     key = args.get("idempotency_key")
-    basis = f"key:{key}" if isinstance(key, str) and key else canonical_args(args)
+    basis = f"key:{key}" if isinstance(key, str) and key else _canonical_args(args)
     return hashlib.sha256(f"{name}\x00{basis}".encode()).hexdigest()
 
 
@@ -110,22 +112,13 @@ class ToolRecords:
         self._pool = pool
 
     async def get(self, thread_id: str, key: str) -> str | None:
-        async with self._pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT content FROM tool_records WHERE thread_id = %s AND call_key = %s",
-                    (thread_id, key),
-                )
-            ).fetchone()
+        """The recorded result of the call ``key`` on this thread, if any."""
+        row = await fetch_one(self._pool, SELECT_TOOL_RECORD_SQL, (thread_id, key))
         return None if row is None else str(row["content"])
 
     async def put(self, thread_id: str, key: str, tool: str, content: str) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO tool_records (thread_id, call_key, tool, content) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (thread_id, key, tool, content),
-            )
+        """Record a call's result (a record already there is kept)."""
+        await execute(self._pool, INSERT_TOOL_RECORD_SQL, (thread_id, key, tool, content))
 
 
 class Decision(BaseModel):
@@ -394,14 +387,19 @@ class TurnGuard:
         return result
 
 
+def guard_of(config: Mapping[str, Any]) -> TurnGuard | None:
+    """The turn's guard in a graph's config (None: the graph runs unguarded)."""
+    guard = (config.get("configurable") or {}).get(CONFIG_KEY_GUARD)
+    return guard if isinstance(guard, TurnGuard) else None
+
+
 async def guarded_tool_call(request: Any, execute: Callable[[Any], Awaitable[Any]]) -> Any:
     """``ToolNode``'s ``awrap_tool_call``: route each call through the turn's guard.
 
     Without a guard (``langgraph dev``, Studio) tools run as plain ``ToolNode`` runs them.
     """
-    config: Any = getattr(request.runtime, "config", None) or {}
-    guard = (config.get("configurable") or {}).get("guard")
-    if not isinstance(guard, TurnGuard):
+    guard = guard_of(getattr(request.runtime, "config", None) or {})
+    if guard is None:
         return await execute(request)
 
     async def run(call: Mapping[str, Any]) -> Any:

@@ -16,191 +16,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
-from uuid import UUID
+from dataclasses import dataclass
+from typing import Any
 
-import openai
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.outputs import LLMResult
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
 
 from runtime.agents import Budgets, GraphCache
-from runtime.checkpoints import EXPECTED_CHECKPOINT, Write, deferring_writes
+from runtime.checkpoints import Write, deferring_writes
 from runtime.errors import (
     Conflict,
     InvalidInput,
     LeaseLost,
-    ModelBadResponse,
-    ModelRateLimited,
-    ModelRejected,
-    ModelUnavailable,
     NotFound,
     PayloadTooLarge,
     SessionExpired,
     SessiongraphError,
     TurnFailed,
+    error_dict,
 )
 from runtime.keys import ADMIN_ROLE
+from runtime.models import model_error
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.tools import ToolRegistry, ToolSpec
+from runtime.turns.events import (
+    Durability,
+    Emit,
+    TurnEvent,
+    TurnRequest,
+    TurnResult,
+    message_to_dict,
+)
 from runtime.turns.guards import (
-    BudgetLimits,
     ToolRecords,
     TurnGuard,
     effective_budgets,
     template_tools,
 )
+from runtime.turns.stream import GraphStream, ModelTimer, turn_config, turn_input
 
-__all__ = [
-    "MAX_MESSAGE_CHARS",
-    "GuardOptions",
-    "TurnEvent",
-    "TurnRequest",
-    "TurnResult",
-    "TurnRunner",
-    "message_to_dict",
-]
+__all__ = ["MAX_MESSAGE_CHARS", "GuardOptions", "TurnRunner"]
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 32_000
-
-Durability = Literal["exit", "async", "sync"]
-
-EventType = Literal[
-    "token",
-    "tool_call",
-    "tool_result",
-    "message",
-    "approval_required",
-    "chunk",
-    "usage",
-    "done",
-    "error",
-]
-
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-
-
-def message_to_dict(message: BaseMessage) -> dict[str, Any]:
-    """A message as the API shows it: role, text content, tool calls and tool results."""
-    out: dict[str, Any] = {
-        "id": message.id,
-        "role": _ROLES.get(message.type, message.type),
-        "content": message.text,
-        "created_at": message.response_metadata.get("created_at"),
-    }
-    if isinstance(message, AIMessage) and message.tool_calls:
-        out["tool_calls"] = [
-            {"id": c["id"], "name": c["name"], "args": c["args"]} for c in message.tool_calls
-        ]
-    if message.type == "tool":
-        out["tool_call_id"] = getattr(message, "tool_call_id", None)
-        out["name"] = message.name
-        out["status"] = getattr(message, "status", "success")
-    return out
-
-
-@dataclass(frozen=True)
-class TurnEvent:
-    """One streamed event: its type and a JSON-ready payload."""
-
-    type: EventType
-    data: dict[str, Any]
-
-
-@dataclass
-class TurnResult:
-    """What a completed turn returns."""
-
-    session_id: str
-    reply: str
-    messages: list[dict[str, Any]]
-    usage: dict[str, int]
-    latency_ms: float
-    model_latency_ms: float
-    warnings: list[str] = field(default_factory=list)
-    # "awaiting_approval": the turn paused on tool calls that need a human decision
-    # (``pending_approvals``); resume it with decisions to finish it.
-    status: Literal["completed", "awaiting_approval"] = "completed"
-    pending_approvals: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _ModelTimer(BaseCallbackHandler):
-    """Adds up wall time spent inside chat-model calls during one turn."""
-
-    run_inline = True
-
-    def __init__(self) -> None:
-        self._started: dict[UUID, float] = {}
-        self.total = 0.0
-
-    def on_chat_model_start(
-        self, serialized: dict[str, Any], messages: Any, *, run_id: UUID, **kwargs: Any
-    ) -> None:
-        self._started[run_id] = time.perf_counter()
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        started = self._started.pop(run_id, None)
-        if started is not None:
-            self.total += time.perf_counter() - started
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.on_llm_end(LLMResult(generations=[]), run_id=run_id)
-
-
-def _updated_messages(update: Any) -> list[BaseMessage]:
-    """Messages a node wrote, whether it returned a dict or (tools) a list of updates."""
-    parts = update if isinstance(update, list) else [update]
-    out: list[BaseMessage] = []
-    for part in parts:
-        if isinstance(part, dict):
-            value = part.get("messages") or []
-            out.extend(m for m in (value if isinstance(value, list) else [value]))
-    return [m for m in out if isinstance(m, BaseMessage)]
-
-
-@dataclass(frozen=True)
-class TurnRequest:
-    """What starts or continues a turn: a user message, or decisions on pending calls."""
-
-    content: str | None = None
-    decisions: list[dict[str, Any]] | None = None
-    roles: frozenset[str] | None = None  # None: every tool (library use, admins)
-    budgets: BudgetLimits | None = None
-    # LangGraph stream modes ("values", "updates", "messages", "debug", "custom", ...) whose
-    # raw parts are emitted as ``chunk`` events while streaming.
-    stream_modes: tuple[str, ...] = ()
-    # Run from this (committed) checkpoint of the thread instead of the latest one: a fork.
-    # With neither content nor decisions, the graph continues from it with no new input.
-    checkpoint_id: str | None = None
-    run_id: str | None = None  # a UUID: the LangChain run id of the graph invocation
-    metadata: Mapping[str, Any] | None = None  # added to the run's (and checkpoints') metadata
-    message_id: str | None = None  # the id of the user message (generated when None)
-    # The session's agent: a missing session is created for it, one of another agent is a
-    # Conflict (chat widgets send it with every message).
-    agent_id: str | None = None
-    # When this turn's checkpoints are written; None: the runner's default.
-    durability: Durability | None = None
-
-    @property
-    def resume(self) -> bool:
-        return self.decisions is not None
-
-    @property
-    def replay(self) -> bool:
-        """Continue from ``checkpoint_id`` without new input."""
-        return self.content is None and self.decisions is None and self.checkpoint_id is not None
 
 
 @dataclass(frozen=True)
@@ -377,138 +238,82 @@ class TurnRunner:
             retry_backoff_seconds=o.retry_backoff_seconds,
         )
 
-    async def _execute(
-        self, lease: Lease, request: TurnRequest, emit: Callable[[TurnEvent], None] | None
-    ) -> TurnResult:
+    async def _execute(self, lease: Lease, request: TurnRequest, emit: Emit | None) -> TurnResult:
         started = time.perf_counter()
-        timer = _ModelTimer()
-        added: list[BaseMessage] = []
-        graph_input: Any = None
-        if request.resume:
-            graph_input = Command(resume={"decisions": request.decisions})
-        elif not request.replay:
-            human = HumanMessage(
-                request.content or "",
-                id=request.message_id or str(uuid.uuid4()),
-                response_metadata={"created_at": _now()},
-            )
-            added.append(human)
-            graph_input = {"messages": [human]}
-        pending: list[dict[str, Any]] | None = None
+        timer = ModelTimer()
+        graph_input, added = turn_input(request)
+        run = GraphStream(emit, request.stream_modes, added)
         try:
             graph = self._graph(lease)
             guard = self._guard(lease, request)
-            config: RunnableConfig = {
-                "configurable": {
-                    "thread_id": lease.thread_id,
-                    "guard": guard,
-                    # The committed checkpoint is the thread's latest (the lease rolled back
-                    # anything newer): the saver may serve it from memory.
-                    EXPECTED_CHECKPOINT: lease.committed_checkpoint_id,
-                },
-                "callbacks": [timer],
-                "metadata": {
-                    **(request.metadata or {}),
-                    "session_id": lease.session_id,
-                    "owner": lease.owner,
-                },
-                # The guard ends the turn at max_steps model calls; this is a backstop.
-                "recursion_limit": guard.budgets.max_steps * 3 + 10,
-            }
-            if request.checkpoint_id:
-                config["configurable"]["checkpoint_id"] = request.checkpoint_id
-            if request.run_id:
-                config["run_id"] = UUID(request.run_id)
-            modes = ["updates", "messages"] if emit else ["updates"]
-            raw = set(request.stream_modes) if emit else set()
-            modes += sorted(raw - set(modes))
-            current = asyncio.current_task()
-            assert current is not None
-            streamed = False  # tokens went out since the last complete message
+            config = turn_config(lease, request, guard, timer)
             durability = request.durability or self._durability
-            # With one checkpoint per turn, its writes wait for the release: one commit ends
-            # the turn. Per-step checkpoints are written as the steps end.
-            deferring: AbstractContextManager[list[Write]] = (
-                deferring_writes() if durability == "exit" else nullcontext([])
-            )
-            with deferring as writes:
-                async with self._sessions.renewing(lease, current):
-                    async for mode, chunk in graph.astream(
-                        graph_input,
-                        config,
-                        stream_mode=modes,
-                        durability=durability,
-                    ):
-                        if emit and mode in raw:
-                            emit(TurnEvent("chunk", {"mode": mode, "data": chunk}))
-                        if mode not in ("messages", "updates"):
-                            continue
-                        if mode == "messages":
-                            message, meta = chunk
-                            if (
-                                emit
-                                and isinstance(message, AIMessageChunk)
-                                and message.text
-                                and meta.get("langgraph_node") == "agent"
-                            ):
-                                emit(TurnEvent("token", {"content": message.text}))
-                                streamed = True
-                            continue
-                        if "__interrupt__" in chunk:
-                            pending = list(chunk["__interrupt__"][0].value.get("pending", []))
-                            continue
-                        for node, update in chunk.items():
-                            for message in _updated_messages(update):
-                                # The state reducer stamps messages too, but updates stream
-                                # before it runs; the same object gets the same stamp either way.
-                                message.response_metadata.setdefault("created_at", _now())
-                                added.append(message)
-                                if emit:
-                                    if (
-                                        node == "agent"
-                                        and isinstance(message, AIMessage)
-                                        and message.text
-                                        and not streamed
-                                    ):
-                                        # Not from the model (a budget's final word): send its
-                                        # text as tokens too, so tokens always add up to replies.
-                                        emit(TurnEvent("token", {"content": message.text}))
-                                    streamed = False
-                                    _emit_message(emit, message)
-            result = self._result(lease, added, started, timer, guard, pending)
+            writes = await self._run_graph(lease, graph, graph_input, config, durability, run)
+            result = self._result(lease, run.added, started, timer, guard, run.pending)
             await self._sessions.release(
                 lease,
                 TurnCounters(
                     turns=1,
-                    messages=len(added),
+                    messages=len(run.added),
                     tokens_in=result.usage["input_tokens"],
                     tokens_out=result.usage["output_tokens"],
                     model_latency_ms=round(result.model_latency_ms),
                     latency_ms=result.latency_ms,
                 ),
-                pending_approvals=pending,
+                pending_approvals=run.pending,
                 writes=writes,
             )
         except BaseException as exc:
-            if not lease.lost:
-                try:
-                    await asyncio.shield(self._sessions.abort(lease))
-                except Exception:  # the original error matters more
-                    log.exception("could not roll back the turn on %s", lease.session_id)
-            error = _public_error(exc, lease)
-            self._notify(lease, getattr(error, "code", "cancelled"), started)
-            if emit:
-                emit(TurnEvent("error", _error_payload(error)))
+            error = await self._failed(lease, exc, started, emit)
             if error is exc:
                 raise
             raise error from exc
         self._notify(lease, "ok", started)
         if emit:
-            if pending:
-                emit(TurnEvent("approval_required", {"pending": pending}))
+            if run.pending:
+                emit(TurnEvent("approval_required", {"pending": run.pending}))
             emit(TurnEvent("usage", dict(result.usage)))
             emit(TurnEvent("done", result.to_dict()))
         return result
+
+    async def _run_graph(
+        self,
+        lease: Lease,
+        graph: Any,
+        graph_input: Any,
+        config: RunnableConfig,
+        durability: Durability,
+        run: GraphStream,
+    ) -> list[Write]:
+        """Stream the graph into ``run`` under the renewed lease; return deferred writes."""
+        current = asyncio.current_task()
+        assert current is not None
+        # With one checkpoint per turn, its writes wait for the release: one commit ends
+        # the turn. Per-step checkpoints are written as the steps end.
+        deferring: AbstractContextManager[list[Write]] = (
+            deferring_writes() if durability == "exit" else nullcontext([])
+        )
+        with deferring as writes:
+            async with self._sessions.renewing(lease, current):
+                await run.consume(
+                    graph.astream(graph_input, config, stream_mode=run.modes, durability=durability)
+                )
+        return writes
+
+    async def _failed(
+        self, lease: Lease, exc: BaseException, started: float, emit: Emit | None
+    ) -> BaseException:
+        """Roll a failed turn back and report it; return the error its caller sees."""
+        if not lease.lost:
+            try:
+                await asyncio.shield(self._sessions.abort(lease))
+            except Exception:  # the original error matters more
+                log.exception("could not roll back the turn on %s", lease.session_id)
+        error = _public_error(exc, lease)
+        self._notify(lease, getattr(error, "code", "cancelled"), started)
+        if emit:
+            emit(TurnEvent("error", _error_body(error)))
+        return error
 
     def _notify(self, lease: Lease, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -523,7 +328,7 @@ class TurnRunner:
         lease: Lease,
         added: list[BaseMessage],
         started: float,
-        timer: _ModelTimer,
+        timer: ModelTimer,
         guard: TurnGuard,
         pending: list[dict[str, Any]] | None,
     ) -> TurnResult:
@@ -550,10 +355,6 @@ class TurnRunner:
         )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def _public_error(exc: BaseException, lease: Lease) -> BaseException:
     """The error a caller sees for a failed turn; internal details stay in the log."""
     if lease.lost and isinstance(exc, asyncio.CancelledError):
@@ -563,8 +364,9 @@ def _public_error(exc: BaseException, lease: Lease) -> BaseException:
         )
     if isinstance(exc, SessiongraphError) or not isinstance(exc, Exception):
         return exc
-    if isinstance(exc, openai.OpenAIError):
-        return _model_error(exc, lease.session_id)
+    model_failure = model_error(exc, lease.session_id)
+    if model_failure is not None:
+        return model_failure
     log.error("turn on %s failed", lease.session_id, exc_info=exc)
     return TurnFailed(
         f"the turn failed ({type(exc).__name__}) and was rolled back",
@@ -572,49 +374,17 @@ def _public_error(exc: BaseException, lease: Lease) -> BaseException:
     )
 
 
-def _model_error(exc: openai.OpenAIError, session_id: str) -> ModelUnavailable:
-    """A model failure (after the client's own retries) as the caller should see it.
-
-    ``retryable`` tells the client whether resending the same message may succeed; the
-    session is unchanged either way.
-    """
-    status = getattr(exc, "status_code", None)
-    what = f"the model failed: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
-    if isinstance(exc, openai.RateLimitError):
-        retry_after = exc.response.headers.get("retry-after")
-        return ModelRateLimited(
-            what + "; retry later",
-            session_id=session_id,
-            status_code=status,
-            retryable=True,
-            retry_after=retry_after,
-        )
-    if isinstance(exc, openai.APIStatusError) and status is not None and status < 500:
-        return ModelRejected(what, session_id=session_id, status_code=status, retryable=False)
-    if isinstance(exc, openai.APIResponseValidationError):
-        return ModelBadResponse(what, session_id=session_id, retryable=True)
-    return ModelUnavailable(what, session_id=session_id, status_code=status, retryable=True)
+def _error_body(error: BaseException) -> dict[str, Any]:
+    """The ``error`` event's payload for the error a caller sees."""
+    body = error_dict(error, cancelled="the turn was cancelled", failed="turn failed")
+    if isinstance(error, asyncio.CancelledError):
+        # A cancelled turn's event has always said "internal_error" (error_dict says
+        # "cancelled"); kept so the stream stays byte-identical.
+        body["error"] = "internal_error"
+    return body
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:
     """Mark a finished turn's error as seen: a streamed turn reports it as an event."""
     if not task.cancelled():
         task.exception()
-
-
-def _emit_message(emit: Callable[[TurnEvent], None], message: BaseMessage) -> None:
-    as_dict = message_to_dict(message)
-    if isinstance(message, AIMessage):
-        for call in as_dict.get("tool_calls", []):
-            emit(TurnEvent("tool_call", call))
-    elif message.type == "tool":
-        emit(TurnEvent("tool_result", as_dict))
-    emit(TurnEvent("message", as_dict))
-
-
-def _error_payload(exc: BaseException) -> dict[str, Any]:
-    code = getattr(exc, "code", None) or "internal_error"
-    message = getattr(exc, "message", None) or (
-        "the turn was cancelled" if isinstance(exc, asyncio.CancelledError) else "turn failed"
-    )
-    return {"error": code, "message": message, "details": getattr(exc, "details", {})}

@@ -1,0 +1,140 @@
+"""A turn's value types: what starts it (:class:`TurnRequest`), what it streams
+(:class:`TurnEvent`) and what it returns (:class:`TurnResult`), and messages as the API
+shows them (:func:`message_to_dict`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from runtime.turns.guards import BudgetLimits
+
+__all__ = [
+    "Durability",
+    "Emit",
+    "TurnEvent",
+    "TurnRequest",
+    "TurnResult",
+    "emit_message",
+    "message_to_dict",
+    "now_stamp",
+]
+
+Durability = Literal["exit", "async", "sync"]
+
+EventType = Literal[
+    "token",
+    "tool_call",
+    "tool_result",
+    "message",
+    "approval_required",
+    "chunk",
+    "usage",
+    "done",
+    "error",
+]
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def now_stamp() -> str:
+    """The current time as a message's ``created_at`` stamp (UTC, milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def message_to_dict(message: BaseMessage) -> dict[str, Any]:
+    """A message as the API shows it: role, text content, tool calls and tool results."""
+    out: dict[str, Any] = {
+        "id": message.id,
+        "role": _ROLES.get(message.type, message.type),
+        "content": message.text,
+        "created_at": message.response_metadata.get("created_at"),
+    }
+    if isinstance(message, AIMessage) and message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c["id"], "name": c["name"], "args": c["args"]} for c in message.tool_calls
+        ]
+    if message.type == "tool":
+        out["tool_call_id"] = getattr(message, "tool_call_id", None)
+        out["name"] = message.name
+        out["status"] = getattr(message, "status", "success")
+    return out
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One streamed event: its type and a JSON-ready payload."""
+
+    type: EventType
+    data: dict[str, Any]
+
+
+Emit: TypeAlias = Callable[[TurnEvent], None]
+
+
+def emit_message(emit: Emit, message: BaseMessage) -> None:
+    """Emit a complete message: its tool calls or its tool result first, then the message."""
+    as_dict = message_to_dict(message)
+    if isinstance(message, AIMessage):
+        for call in as_dict.get("tool_calls", []):
+            emit(TurnEvent("tool_call", call))
+    elif message.type == "tool":
+        emit(TurnEvent("tool_result", as_dict))
+    emit(TurnEvent("message", as_dict))
+
+
+@dataclass
+class TurnResult:
+    """What a completed turn returns."""
+
+    session_id: str
+    reply: str
+    messages: list[dict[str, Any]]
+    usage: dict[str, int]
+    latency_ms: float
+    model_latency_ms: float
+    warnings: list[str] = field(default_factory=list)
+    # "awaiting_approval": the turn paused on tool calls that need a human decision
+    # (``pending_approvals``); resume it with decisions to finish it.
+    status: Literal["completed", "awaiting_approval"] = "completed"
+    pending_approvals: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """What starts or continues a turn: a user message, or decisions on pending calls."""
+
+    content: str | None = None
+    decisions: list[dict[str, Any]] | None = None
+    roles: frozenset[str] | None = None  # None: every tool (library use, admins)
+    budgets: BudgetLimits | None = None
+    # LangGraph stream modes ("values", "updates", "messages", "debug", "custom", ...) whose
+    # raw parts are emitted as ``chunk`` events while streaming.
+    stream_modes: tuple[str, ...] = ()
+    # Run from this (committed) checkpoint of the thread instead of the latest one: a fork.
+    # With neither content nor decisions, the graph continues from it with no new input.
+    checkpoint_id: str | None = None
+    run_id: str | None = None  # a UUID: the LangChain run id of the graph invocation
+    metadata: Mapping[str, Any] | None = None  # added to the run's (and checkpoints') metadata
+    message_id: str | None = None  # the id of the user message (generated when None)
+    # The session's agent: a missing session is created for it, one of another agent is a
+    # Conflict (chat widgets send it with every message).
+    agent_id: str | None = None
+    # When this turn's checkpoints are written; None: the runner's default.
+    durability: Durability | None = None
+
+    @property
+    def resume(self) -> bool:
+        return self.decisions is not None
+
+    @property
+    def replay(self) -> bool:
+        """Continue from ``checkpoint_id`` without new input."""
+        return self.content is None and self.decisions is None and self.checkpoint_id is not None
