@@ -11,14 +11,21 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runtime.agents import AgentStats, AgentTemplate, Budgets, ModelSpec, TemplateSpec
+from runtime.agents import (
+    DEFAULT_AGENT_ID,
+    AgentStats,
+    AgentTemplate,
+    Budgets,
+    ModelSpec,
+    TemplateSpec,
+)
+from runtime.errors import InvalidInput
+from runtime.ids import ID_PATTERN
 from runtime.sessions import MAX_METADATA_BYTES, Session
 from runtime.tools import ToolSpec
 from runtime.turns import MAX_MESSAGE_CHARS, BudgetLimits, Decision
 
 T = TypeVar("T")
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class ErrorBody(BaseModel):
@@ -40,10 +47,13 @@ class Page(BaseModel, Generic[T]):
 
 
 def _model_spec(value: Any) -> Any:
-    # "provider:name" is the short form of a model spec.
+    # "provider:name" is the short form of a model spec; a bad one is a validation error
+    # of the field, like any other.
     if isinstance(value, str):
-        provider, _, name = value.partition(":")
-        return {"provider": provider, "name": name or "deterministic"}
+        try:
+            return ModelSpec.parse(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
     return value
 
 
@@ -142,7 +152,7 @@ class SessionUpsert(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    agent_id: str = Field(default="default", pattern=ID_PATTERN)
+    agent_id: str = Field(default=DEFAULT_AGENT_ID, pattern=ID_PATTERN)
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     metadata: dict[str, Any] = Field(

@@ -42,6 +42,7 @@ from api.compat.common import (
 )
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
+from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import InvalidInput, NotFound
 from runtime.keys import Principal
 from runtime.runs import Run, RunHandle, RunRequest
@@ -592,7 +593,7 @@ async def list_runs(
     thread_id: ThreadId,
     runtime: RuntimeDep,
     who: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    limit: Annotated[int, Query(ge=1, le=MAX_OFFSET_LIMIT)] = 10,
     offset: Annotated[int, Query(ge=0)] = 0,
     status: Annotated[str | None, Query(max_length=20)] = None,
 ) -> list[dict[str, Any]]:
