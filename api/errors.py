@@ -34,7 +34,7 @@ from runtime.errors import (
     error_dict,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_for"]
+__all__ = ["install_error_handlers", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def status_for(exc: SessiongraphError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def _error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """An error body for what is not a runtime error (validation, routing, the server).
 
     A runtime error's body is its own :meth:`~runtime.errors.SessiongraphError.to_dict`.
@@ -118,13 +118,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
-        payload = error_body("invalid_input", _validation_message(errors), {"errors": errors})
+        payload = _error_body("invalid_input", _validation_message(errors), {"errors": errors})
         return _respond(request, payload, 422)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        payload = error_body(code, str(exc.detail), getattr(exc, "details", None))
+        payload = _error_body(code, str(exc.detail), getattr(exc, "details", None))
         return _respond(request, payload, exc.status_code, exc.headers)
 
     async def data_error(request: Request, exc: Exception) -> JSONResponse:

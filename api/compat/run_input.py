@@ -20,7 +20,7 @@ from runtime.runs import Run, RunRequest
 from runtime.sessions import Session
 from runtime.turns import TurnRequest
 
-__all__ = ["STREAM_MODES", "RunCreate", "join_modes", "run_request", "stream_modes"]
+__all__ = ["RunCreate", "join_modes", "run_request", "stream_modes"]
 
 # Every stream mode the SDK knows; "events" is accepted and yields nothing.
 STREAM_MODES = (

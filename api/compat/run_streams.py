@@ -9,7 +9,6 @@ cancel the run (:func:`cancel_on_disconnect`).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.compat.common import checkpoint_dict, interrupt_dict, jsonable
+from api.streaming import compact_json, sse_event
 from runtime import Runtime
 from runtime.errors import NotFound
 from runtime.runs import Run, RunHandle
@@ -28,7 +28,6 @@ __all__ = [
     "cancel_on_disconnect",
     "ended_events",
     "json_response",
-    "keepalive_json",
     "live_events",
     "sse_response",
     "values_result",
@@ -126,12 +125,6 @@ class EventTranslator:
         return out
 
 
-def _sse(name: str, data: Any) -> ServerSentEvent:
-    return ServerSentEvent(
-        json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str), event=name
-    )
-
-
 async def cancel_on_disconnect(
     chunks: AsyncIterable[T], cancel: Cancel | None, tail: Iterable[T] = ()
 ) -> AsyncIterator[T]:
@@ -157,10 +150,10 @@ def sse_response(
 
     async def body() -> AsyncIterator[ServerSentEvent]:
         async for name, data in events:
-            yield _sse(name, data)
+            yield sse_event(name, data)
 
     return EventSourceResponse(
-        cancel_on_disconnect(body(), cancel, tail=(_sse("end", None),)),
+        cancel_on_disconnect(body(), cancel, tail=(sse_event("end", None),)),
         ping=15,
         headers={"Cache-Control": "no-cache", **(headers or {})},
     )
@@ -207,7 +200,7 @@ async def values_result(runtime: Runtime, run: Run) -> dict[str, Any]:
     return out
 
 
-async def keepalive_json(result: asyncio.Future[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _keepalive_json(result: asyncio.Future[dict[str, Any]]) -> AsyncIterator[bytes]:
     """The JSON body once ``result`` is ready, with a newline every few seconds meanwhile
     (leading whitespace is valid JSON; it keeps proxies from timing the request out)."""
     while True:
@@ -216,7 +209,7 @@ async def keepalive_json(result: asyncio.Future[dict[str, Any]]) -> AsyncIterato
         except TimeoutError:
             yield b"\n"
             continue
-        yield json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        yield compact_json(value).encode()
         return
 
 
@@ -225,9 +218,9 @@ def json_response(
     cancel: Cancel | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> StreamingResponse:
-    """A JSON response of ``result`` once it is ready (see :func:`keepalive_json`)."""
+    """A JSON response of ``result`` once it is ready (see :func:`_keepalive_json`)."""
     return StreamingResponse(
-        cancel_on_disconnect(keepalive_json(result), cancel),
+        cancel_on_disconnect(_keepalive_json(result), cancel),
         media_type="application/json",
         headers=headers,
     )
