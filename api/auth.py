@@ -21,8 +21,6 @@ from runtime.errors import PermissionDenied, Unauthenticated
 from runtime.keys import ADMIN_ROLE, Principal
 
 __all__ = [
-    "OPEN_PRINCIPAL",
-    "TRUSTED_ROLE",
     "authenticate",
     "may_run_open",
     "require_admin",

@@ -8,6 +8,7 @@ Starlette's HTTP errors (unknown route, wrong method) keep their status; anythin
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -30,9 +31,10 @@ from runtime.errors import (
     SessiongraphError,
     TurnFailed,
     Unauthenticated,
+    error_dict,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_for"]
+__all__ = ["install_error_handlers", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +74,25 @@ def status_for(exc: SessiongraphError) -> int:
     return 500
 
 
-def error_body(exc: SessiongraphError) -> dict[str, Any]:
-    return {"error": exc.code, "message": exc.message, "details": exc.details}
+def _error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error body for what is not a runtime error (validation, routing, the server).
+
+    A runtime error's body is its own :meth:`~runtime.errors.SessiongraphError.to_dict`.
+    """
+    return {"error": code, "message": message, "details": details or {}}
 
 
-def _count(request: Request, code: str) -> None:
+def _respond(
+    request: Request,
+    payload: dict[str, Any],
+    status: int,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Count the error by its code and answer with its body."""
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.errors.labels(error=code).inc()
+        metrics.errors.labels(error=payload["error"]).inc()
+    return JSONResponse(payload, status_code=status, headers=headers)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -95,49 +108,34 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def runtime_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SessiongraphError)
-        _count(request, exc.code)
         headers = None
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": "Bearer"}
         elif isinstance(exc, ModelRateLimited) and exc.details.get("retry_after"):
             headers = {"Retry-After": str(exc.details["retry_after"])}
-        return JSONResponse(error_body(exc), status_code=status_for(exc), headers=headers)
+        return _respond(request, exc.to_dict(), status_for(exc), headers)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
-        _count(request, "invalid_input")
-        body = {
-            "error": "invalid_input",
-            "message": _validation_message(errors),
-            "details": {"errors": errors},
-        }
-        return JSONResponse(body, status_code=422)
+        payload = _error_body("invalid_input", _validation_message(errors), {"errors": errors})
+        return _respond(request, payload, 422)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        _count(request, code)
-        details = getattr(exc, "details", None) or {}
-        body = {"error": code, "message": str(exc.detail), "details": details}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        payload = _error_body(code, str(exc.detail), getattr(exc, "details", None))
+        return _respond(request, payload, exc.status_code, exc.headers)
 
     async def data_error(request: Request, exc: Exception) -> JSONResponse:
         # Postgres refuses some values outright, above all NUL characters in text; that is
         # the caller's input, not a server fault.
-        _count(request, "invalid_input")
-        body = {
-            "error": "invalid_input",
-            "message": "a value cannot be stored (text may not contain NUL characters)",
-            "details": {},
-        }
-        return JSONResponse(body, status_code=422)
+        message = "a value cannot be stored (text may not contain NUL characters)"
+        return _respond(request, InvalidInput(message).to_dict(), 422)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        _count(request, "internal_error")
-        body = {"error": "internal_error", "message": "internal server error", "details": {}}
-        return JSONResponse(body, status_code=500)
+        return _respond(request, error_dict(exc, failed="internal server error"), 500)
 
     app.add_exception_handler(SessiongraphError, runtime_error)
     app.add_exception_handler(RequestValidationError, validation_error)

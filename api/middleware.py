@@ -8,14 +8,17 @@ WebSockets pass through untouched.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import re
 import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import status_for
+from runtime.errors import PayloadTooLarge
 
 __all__ = [
     "BodyLimitMiddleware",
@@ -112,7 +115,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         seen = 0
         started = False
@@ -136,27 +139,14 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": "payload_too_large",
-                "message": f"request body is over the {self.max_bytes}-byte limit",
-                "details": {"limit": self.max_bytes},
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = PayloadTooLarge(
+            f"request body is over the {self.max_bytes}-byte limit", limit=self.max_bytes
         )
-        await send({"type": "http.response.body", "body": body})
+        response = JSONResponse(exc.to_dict(), status_code=status_for(exc))
+        await response(scope, receive, send)
 
 
 class PlainTextJsonMiddleware:

@@ -7,18 +7,24 @@ Every list answers ``{"items": [...], "next_cursor": ...}``; every error answers
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from runtime.agents import AgentStats, AgentTemplate, Budgets, ModelSpec, TemplateSpec
+from runtime.agents import (
+    DEFAULT_AGENT_ID,
+    AgentStats,
+    AgentTemplate,
+    ModelSpec,
+    TemplateSpec,
+)
+from runtime.errors import InvalidInput
+from runtime.ids import ID_PATTERN
 from runtime.sessions import MAX_METADATA_BYTES, Session
 from runtime.tools import ToolSpec
 from runtime.turns import MAX_MESSAGE_CHARS, BudgetLimits, Decision
 
 T = TypeVar("T")
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class ErrorBody(BaseModel):
@@ -40,10 +46,13 @@ class Page(BaseModel, Generic[T]):
 
 
 def _model_spec(value: Any) -> Any:
-    # "provider:name" is the short form of a model spec.
+    # "provider:name" is the short form of a model spec; a bad one is a validation error
+    # of the field, like any other.
     if isinstance(value, str):
-        provider, _, name = value.partition(":")
-        return {"provider": provider, "name": name or "deterministic"}
+        try:
+            return ModelSpec.parse(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
     return value
 
 
@@ -57,22 +66,39 @@ class AgentCreate(TemplateSpec):
     _model = field_validator("model", "summary_model", mode="before")(_model_spec)
 
 
-class AgentUpdate(BaseModel):
+def _optional(spec: type[BaseModel], names: tuple[str, ...]) -> dict[str, Any]:
+    """``spec``'s fields ``names``, each optional (default None) with its own constraints."""
+    fields: dict[str, Any] = {}
+    for name in names:
+        field = spec.model_fields[name]
+        annotation: Any = field.annotation
+        if field.metadata:  # max_length, ge, ...: the runtime's rule, not a copy of it
+            annotation = Annotated[(annotation, *field.metadata)]
+        fields[name] = (annotation | None, None)
+    return fields
+
+
+# What PATCH /v1/agents/{id} may change: every TemplateSpec field but metadata.
+_EDITABLE = (
+    "name",
+    "description",
+    "system_prompt",
+    "model",
+    "tools",
+    "require_approval",
+    "graph_kind",
+    "budgets",
+    "max_context_tokens",
+    "summary_model",
+    "session_ttl_seconds",
+)
+_AgentChanges = create_model(
+    "_AgentChanges", __config__=ConfigDict(extra="forbid"), **_optional(TemplateSpec, _EDITABLE)
+)
+
+
+class AgentUpdate(_AgentChanges):  # type: ignore[misc,valid-type]  # a model built above
     """A partial update; every change bumps the agent's version."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
-    system_prompt: str | None = Field(default=None, max_length=100_000)
-    model: ModelSpec | None = None
-    tools: list[str] | None = Field(default=None, max_length=64)
-    require_approval: list[str] | None = Field(default=None, max_length=64)
-    graph_kind: str | None = None
-    budgets: Budgets | None = None
-    max_context_tokens: int | None = Field(default=None, ge=64)
-    summary_model: ModelSpec | None = None
-    session_ttl_seconds: int | None = Field(default=None, gt=0)
 
     _model = field_validator("model", "summary_model", mode="before")(_model_spec)
 
@@ -142,7 +168,7 @@ class SessionUpsert(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    agent_id: str = Field(default="default", pattern=ID_PATTERN)
+    agent_id: str = Field(default=DEFAULT_AGENT_ID, pattern=ID_PATTERN)
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     metadata: dict[str, Any] = Field(

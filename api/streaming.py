@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runtime import TurnEvent
 
-__all__ = ["SSE_RESPONSES", "event_json", "stream_turn", "wants_stream"]
+__all__ = ["SSE_RESPONSES", "compact_json", "sse_event", "stream_turn", "wants_stream"]
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -34,8 +34,14 @@ def wants_stream(request: Request) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
 
 
-def event_json(event: TurnEvent) -> str:
-    return json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, default=str)
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text (non-ASCII kept, anything else as its ``str``)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sse_event(name: str, data: Any) -> ServerSentEvent:
+    """One Server-Sent Event whose ``data`` is ``data`` as JSON."""
+    return ServerSentEvent(compact_json(data), event=name)
 
 
 async def stream_turn(events: AsyncIterator[TurnEvent]) -> EventSourceResponse:
@@ -47,8 +53,8 @@ async def stream_turn(events: AsyncIterator[TurnEvent]) -> EventSourceResponse:
     first = await anext(events)
 
     async def body() -> AsyncIterator[ServerSentEvent]:
-        yield ServerSentEvent(event_json(first), event=first.type)
+        yield sse_event(first.type, first.data)
         async for event in events:
-            yield ServerSentEvent(event_json(event), event=event.type)
+            yield sse_event(event.type, event.data)
 
     return EventSourceResponse(body(), ping=15, headers={"Cache-Control": "no-cache"})

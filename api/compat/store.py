@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PrincipalDep, RuntimeDep
+from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import InvalidInput
 
 router = APIRouter(tags=["langgraph: store"])
@@ -47,7 +48,7 @@ class SearchItems(_Lenient):
 
     namespace_prefix: Namespace = Field(default_factory=list, max_length=20)
     filter: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: int = Field(default=10, ge=1, le=MAX_OFFSET_LIMIT)
     offset: int = Field(default=0, ge=0)
     query: str | None = None
     refresh_ttl: bool | None = None
@@ -59,7 +60,7 @@ class ListNamespaces(_Lenient):
     prefix: Namespace | None = Field(default=None, max_length=20)
     suffix: Namespace | None = Field(default=None, max_length=20)
     max_depth: int | None = Field(default=None, ge=1, le=100)
-    limit: int = Field(default=100, ge=1, le=1000)
+    limit: int = Field(default=100, ge=1, le=MAX_OFFSET_LIMIT)
     offset: int = Field(default=0, ge=0)
 
 

@@ -19,6 +19,7 @@ from api.schemas import (
 )
 from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
 from runtime.agents import TemplateSpec
+from runtime.db import DEFAULT_LIMIT, MAX_LIMIT
 from runtime.ids import new_id
 
 router = APIRouter(
@@ -40,7 +41,7 @@ async def list_agents(
     runtime: RuntimeDep,
     who: PrincipalDep,
     name: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Page[AgentPublic]:
     page = await runtime.templates.list(owner=who.owner, name=name, limit=limit, cursor=cursor)

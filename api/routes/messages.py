@@ -18,6 +18,7 @@ from api.schemas import (
     TurnPublic,
 )
 from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
+from runtime.db import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter(
     prefix="/v1/sessions",
@@ -82,7 +83,7 @@ async def list_messages(
     runtime: RuntimeDep,
     who: PrincipalDep,
     order: Literal["asc", "desc"] = "asc",
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Page[MessagePublic]:
     page = await runtime.history_page(

@@ -7,9 +7,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.deps import PrincipalDep, RuntimeDep
-from api.schemas import ID_PATTERN, ErrorBody, Page, SessionPublic, SessionUpdate, SessionUpsert
+from api.schemas import ErrorBody, Page, SessionPublic, SessionUpdate, SessionUpsert
 from runtime import Runtime
+from runtime.db import DEFAULT_LIMIT, MAX_LIMIT
 from runtime.errors import InvalidInput
+from runtime.ids import ID_PATTERN
 
 router = APIRouter(
     prefix="/v1/sessions",
@@ -44,7 +46,7 @@ def session_filters(
     agent_id: Annotated[str | None, Query(max_length=128)] = None,
     status: Annotated[Literal["active", "inactive"] | None, Query()] = None,
     metadata: MetadataFilter = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
     """The list filters both session lists share, as ``SessionStore.list`` arguments."""

@@ -24,12 +24,11 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from api.auth import authenticate, turn_options
-from api.errors import error_body
-from api.schemas import ID_PATTERN, MessageCreate, ResumeRequest, SessionPublic
+from api.schemas import MessageCreate, ResumeRequest, SessionPublic
 from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID
 from runtime.errors import InvalidInput, NotFound, SessiongraphError, Unauthenticated
-from runtime.ids import new_id
+from runtime.ids import ID_PATTERN, new_id
 from runtime.keys import Principal
 from runtime.sessions import Session
 
@@ -79,7 +78,7 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
     try:
         principal, session = await _open(websocket, runtime, session_id, agent_id)
     except SessiongraphError as exc:
-        await _send(websocket, "error", error_body(exc))
+        await _send(websocket, "error", exc.to_dict())
         await websocket.close(code=_close_code(exc), reason=exc.code)
         return
     await _send(websocket, "session", SessionPublic.of(session).model_dump(mode="json"))
@@ -100,7 +99,7 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
                 async for event in events:
                     await _send(websocket, event.type, event.data)
             except SessiongraphError as exc:
-                await _send(websocket, "error", error_body(exc))
+                await _send(websocket, "error", exc.to_dict())
     except WebSocketDisconnect:
         # A turn in flight keeps running detached and completes the session.
         return

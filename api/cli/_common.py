@@ -1,0 +1,25 @@
+"""What the commands share: the runtime they open, and the CLI's own kind of failure."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import AbstractAsyncContextManager
+
+from runtime import Runtime, Settings
+
+__all__ = ["Failure", "Subparsers", "open_runtime"]
+
+Subparsers = argparse._SubParsersAction  # the type of what ``add_subparsers`` returns
+
+
+class Failure(Exception):
+    """A problem the CLI itself found (a bad file, an unreachable server): exit 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def open_runtime() -> AbstractAsyncContextManager[Runtime]:
+    """The runtime on the configured database, without the background sweeper."""
+    return Runtime.open(Settings(), sweeper=False)

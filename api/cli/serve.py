@@ -1,0 +1,89 @@
+"""``serve``, ``migrate`` and ``sweep``: run the service, and keep its database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from contextlib import ExitStack
+
+from api.cli._common import Subparsers, open_runtime
+from api.middleware import log_config
+from runtime import Settings
+from runtime.db import embedded_postgres
+
+__all__ = ["add_parsers"]
+
+log = logging.getLogger("sessiongraph")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    workers = args.workers or settings.workers
+    with ExitStack() as stack:
+        if not settings.database_url:
+            url = stack.enter_context(embedded_postgres(settings.data_dir))
+            # Workers build their settings from the environment: hand them the URL.
+            os.environ["DATABASE_URL"] = url
+            log.info("embedded Postgres in %s", settings.data_dir.resolve())
+        # Workers decide whether auth may be off from the address they serve on.
+        os.environ["SESSIONGRAPH_HOST"] = host
+        log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=None if args.reload else workers,
+            reload=args.reload,
+            log_level=settings.log_level.lower(),
+            log_config=log_config(settings.log_level),
+            proxy_headers=True,
+        )
+        # A second Ctrl-C (terminals and `uv run` both deliver one) must not interrupt the
+        # embedded Postgres shutting down.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return 0
+
+
+async def _migrate() -> int:
+    async with open_runtime() as rt:
+        ready = await rt.ready()
+    print("schema is current" if ready else "schema is NOT current")
+    return 0 if ready else 1
+
+
+async def _sweep(idle_hours: float | None) -> int:
+    async with open_runtime() as rt:
+        result = await rt.sweep(idle_seconds=None if idle_hours is None else idle_hours * 3600)
+    print(f"removed {result.count} session(s)")
+    for owner, session_id in result.sessions:
+        print(f"  {owner}/{session_id}")
+    return 0
+
+
+def add_parsers(sub: Subparsers) -> None:
+    """The ``serve``, ``migrate`` and ``sweep`` commands."""
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="bind address (SESSIONGRAPH_HOST)")
+    serve.add_argument("--port", type=int, help="port (SESSIONGRAPH_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (SESSIONGRAPH_WORKERS)")
+    serve.add_argument("--reload", action="store_true", help="reload on code changes (dev)")
+    serve.set_defaults(run=_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    migrate.set_defaults(run=lambda a: asyncio.run(_migrate()))
+
+    sweep = sub.add_parser("sweep", help="delete expired sessions and their checkpoints now")
+    sweep.add_argument(
+        "--idle-hours",
+        type=float,
+        help="instead of expired sessions, delete those idle at least this long",
+    )
+    sweep.set_defaults(run=lambda a: asyncio.run(_sweep(a.idle_hours)))

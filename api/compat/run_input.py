@@ -1,0 +1,306 @@
+"""LangGraph Server API: a run request, read and checked, as a :class:`RunRequest`.
+
+What a run body may hold, and what is refused, is described in :mod:`api.compat.runs`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import turn_roles
+from api.compat.common import resolve_assistant_id
+from runtime import Runtime
+from runtime.errors import InvalidInput, NotFound
+from runtime.keys import Principal
+from runtime.runs import Run, RunRequest
+from runtime.sessions import Session
+from runtime.turns import TurnRequest
+
+__all__ = ["RunCreate", "join_modes", "run_request", "stream_modes"]
+
+# Every stream mode the SDK knows; "events" is accepted and yields nothing.
+STREAM_MODES = (
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "debug",
+    "custom",
+    "events",
+    "tasks",
+    "checkpoints",
+)
+
+
+class RunCreate(BaseModel):
+    """A run request as ``langgraph-sdk`` and Studio send it (unknown fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    assistant_id: str = Field(min_length=1, max_length=128)
+    input: dict[str, Any] | None = None
+    command: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    stream_mode: str | list[str] | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    on_disconnect: Literal["cancel", "continue"] | None = None
+    on_completion: Literal["delete", "keep"] | None = None
+    feedback_keys: list[str] | None = None
+    interrupt_before: str | list[str] | None = None
+    interrupt_after: str | list[str] | None = None
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = Field(default=None, max_length=128)
+    checkpoint_during: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+    webhook: str | None = None
+    multitask_strategy: str | None = None
+    if_not_exists: Literal["create", "reject"] | None = None
+    after_seconds: float | None = None
+    langsmith_tracer: dict[str, Any] | None = None
+    strict_resume: bool | None = None
+
+
+# -- requests -> runs ---------------------------------------------------------------------------
+
+
+def _text(content: Any) -> str:
+    """A message's content as text: a string, or text blocks joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and block.get("type") == "text":
+                parts.append(str(block.get("text", "")))
+            else:
+                kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+                raise InvalidInput(
+                    f"only text content is supported, not {kind!r} blocks",
+                    field="input.messages",
+                )
+        return "\n".join(parts)
+    raise InvalidInput("message content must be text", field="input.messages")
+
+
+def _user_message(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """The one user message of a run input, as ``(text, message id)``."""
+    extra = sorted(k for k, v in payload.items() if k != "messages" and v not in (None, [], "", {}))
+    if extra:
+        raise InvalidInput(
+            f"a run's input takes only messages, not {extra}: state is written by the agent",
+            field="input",
+        )
+    messages = payload.get("messages")
+    if isinstance(messages, dict | str):
+        messages = [messages]
+    if not isinstance(messages, list) or len(messages) != 1:
+        raise InvalidInput(
+            "a run's input must hold exactly one user message: "
+            '{"messages": [{"role": "user", "content": "..."}]}',
+            field="input.messages",
+        )
+    message = messages[0]
+    if isinstance(message, str):
+        return message, None
+    if not isinstance(message, dict):
+        raise InvalidInput("a message must be an object", field="input.messages")
+    role = message.get("role") or message.get("type")
+    if role not in ("user", "human"):
+        raise InvalidInput(
+            f"a run's input message must come from the user, not {role!r}",
+            field="input.messages",
+        )
+    message_id = message.get("id")
+    return _text(message.get("content")), message_id if isinstance(message_id, str) else None
+
+
+def _decisions(resume: Any) -> list[dict[str, Any]]:
+    """``command.resume`` as decisions (see the module docstring)."""
+    if isinstance(resume, str):
+        if resume not in ("approve", "reject"):
+            raise InvalidInput(
+                'resume with "approve", "reject", a decision or {"decisions": [...]}',
+                field="command.resume",
+            )
+        return [{"action": resume}]
+    if isinstance(resume, dict) and "decisions" in resume:
+        resume = resume["decisions"]
+    elif isinstance(resume, dict):
+        resume = [resume]
+    if not isinstance(resume, list) or not all(isinstance(d, dict) for d in resume):
+        raise InvalidInput("resume decisions must be objects", field="command.resume")
+    return resume
+
+
+def stream_modes(body: RunCreate, default: tuple[str, ...] = ("values",)) -> tuple[str, ...]:
+    """The API stream modes a run asks for, each once, in order (unknown ones refused)."""
+    modes = body.stream_mode
+    requested = [modes] if isinstance(modes, str) else list(modes or default)
+    unknown = sorted(set(requested) - set(STREAM_MODES))
+    if unknown:
+        raise InvalidInput(
+            f"unknown stream mode(s) {unknown}", field="stream_mode", allowed=list(STREAM_MODES)
+        )
+    return tuple(dict.fromkeys(requested))
+
+
+def _graph_modes(modes: tuple[str, ...]) -> tuple[str, ...]:
+    """The LangGraph stream modes a set of API stream modes needs."""
+    out = {"messages" if m == "messages-tuple" else m for m in modes} - {"events"}
+    return tuple(sorted(out))
+
+
+def _refuse_unsupported(body: RunCreate) -> None:
+    if body.interrupt_before or body.interrupt_after:
+        raise InvalidInput(
+            "interrupt_before / interrupt_after are not supported: the only interrupt is the "
+            "approval of tool calls configured on the agent (require_approval)",
+            field="interrupt_before" if body.interrupt_before else "interrupt_after",
+        )
+    if body.webhook:
+        raise InvalidInput("webhooks are not supported", field="webhook")
+    if body.after_seconds:
+        raise InvalidInput(
+            "scheduled runs (after_seconds) are not supported", field="after_seconds"
+        )
+    if body.input is not None and body.command is not None:
+        raise InvalidInput("give either input or command, not both", field="command")
+    if body.command is not None:
+        other = sorted(k for k, v in body.command.items() if k != "resume" and v is not None)
+        if other:
+            raise InvalidInput(
+                f"command {other} is not supported; only command.resume is",
+                field="command",
+            )
+        if body.command.get("resume") is None:
+            raise InvalidInput("command needs a resume value", field="command.resume")
+
+
+def _checkpoint_id(body: RunCreate) -> str | None:
+    if body.checkpoint_id:
+        return body.checkpoint_id
+    for source in (body.checkpoint, ((body.config or {}).get("configurable") or {})):
+        value = source.get("checkpoint_id") if isinstance(source, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+async def _thread(
+    runtime: Runtime, who: Principal, thread_id: str, agent_id: str, create: bool
+) -> Session:
+    """The run's session: created if asked, bound to the run's agent if it has no messages."""
+    try:
+        session = await runtime.sessions.get(who.owner, thread_id)
+    except NotFound:
+        if not create:
+            raise
+        session, _ = await runtime.sessions.get_or_create(who.owner, thread_id, agent_id=agent_id)
+    if session.agent_id != agent_id:
+        session = await runtime.sessions.bind_agent(who.owner, thread_id, agent_id)
+    return session
+
+
+def _turn_input(
+    body: RunCreate, checkpoint_id: str | None
+) -> tuple[str | None, str | None, list[dict[str, Any]] | None]:
+    """What the turn is given: ``(message text, message id, resume decisions)``."""
+    if body.command is not None:
+        return None, None, _decisions(body.command["resume"])
+    given = any(v not in (None, [], "", {}) for v in (body.input or {}).values())
+    if given or checkpoint_id is None:
+        # No input with a checkpoint: continue from it (Studio's "re-run from here").
+        content, message_id = _user_message(body.input or {})
+        return content, message_id, None
+    return None, None, None
+
+
+async def _check_lineage(
+    runtime: Runtime, session: Session, thread_id: str, checkpoint_id: str
+) -> None:
+    """Only a checkpoint of the committed lineage can be run from (not another thread's)."""
+    if not await runtime.threads.lineage(session, only=checkpoint_id, limit=1):
+        raise NotFound(
+            f"checkpoint {checkpoint_id!r} not found in thread {thread_id!r}",
+            thread_id=thread_id,
+            checkpoint_id=checkpoint_id,
+        )
+
+
+def _run_kwargs(body: RunCreate, modes: tuple[str, ...]) -> dict[str, Any]:
+    """What the run records as its ``kwargs``: the request, less what has a column."""
+    kwargs = body.model_dump(
+        exclude_none=True, exclude={"assistant_id", "metadata", "multitask_strategy"}
+    )
+    kwargs["stream_mode"] = list(modes)
+    return kwargs
+
+
+async def run_request(
+    runtime: Runtime,
+    who: Principal,
+    thread_id: str | None,
+    body: RunCreate,
+    modes: tuple[str, ...],
+) -> RunRequest:
+    """Validate a run body and turn it into a :class:`RunRequest` (thread made if needed)."""
+    _refuse_unsupported(body)
+    agent_id = resolve_assistant_id(body.assistant_id)
+    await runtime.templates.get(agent_id, owner=who.owner)  # NotFound for another's agent
+    checkpoint_id = _checkpoint_id(body)
+    content, message_id, decisions = _turn_input(body, checkpoint_id)
+    temporary = thread_id is None and body.on_completion != "keep"
+    if thread_id is None:
+        if decisions is not None:
+            raise InvalidInput("a resume needs a thread", field="command")
+        thread_id = str(uuid.uuid4())
+    create = body.if_not_exists == "create" or temporary
+    session = await _thread(runtime, who, thread_id, agent_id, create=create)
+    if checkpoint_id is not None:
+        await _check_lineage(runtime, session, thread_id, checkpoint_id)
+    strategy = body.multitask_strategy or "reject"
+    turn = TurnRequest(
+        content=content,
+        decisions=decisions,
+        roles=turn_roles(who, None),
+        stream_modes=_graph_modes(modes),
+        checkpoint_id=checkpoint_id,
+        metadata=body.metadata,
+        message_id=message_id,
+        durability=body.durability,
+    )
+    return RunRequest(
+        owner=who.owner,
+        session_id=thread_id,
+        assistant_id=agent_id,
+        turn=turn,
+        multitask_strategy=strategy,  # type: ignore[arg-type]  # checked by the manager
+        metadata=dict(body.metadata or {}),
+        kwargs=_run_kwargs(body, modes),
+        temporary=temporary,
+    )
+
+
+def join_modes(stream_mode: list[str] | None, run: Run) -> tuple[str, ...]:
+    """The modes a join-stream asks for (``stream_mode`` query values), or the run's own."""
+    requested: list[str] = []
+    for value in stream_mode or []:
+        # The SDK repeats the parameter (and sends it empty for none); LangGraph also
+        # accepts a JSON array in one value.
+        if not value:
+            continue
+        parsed = json.loads(value) if value.startswith("[") else value
+        requested.extend(parsed if isinstance(parsed, list) else [parsed])
+    modes = stream_modes(RunCreate(assistant_id="-", stream_mode=requested or None))
+    if not requested:
+        modes = tuple(run.kwargs.get("stream_mode") or ("values",))
+    return modes
