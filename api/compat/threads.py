@@ -30,7 +30,7 @@ from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.keys import Principal
-from runtime.sessions import DEFAULT_HISTORY, Session, SessionState
+from runtime.sessions import DEFAULT_HISTORY, Session, SessionSortKey, SessionState
 
 router = APIRouter(tags=["langgraph: threads"])
 
@@ -41,7 +41,7 @@ SortBy = Literal["thread_id", "status", "created_at", "updated_at", "state_updat
 # Metadata keys the surface derives from the session instead of storing.
 _DERIVED_KEYS = ("graph_id", "assistant_id")
 # LangGraph's thread sort keys and the session sort keys they name.
-THREAD_SORT_KEYS: dict[str, str] = {
+THREAD_SORT_KEYS: dict[str, SessionSortKey] = {
     "thread_id": "session_id",
     "created_at": "created_at",
     "updated_at": "last_activity_at",
@@ -180,7 +180,7 @@ def _before_id(before: str | CheckpointRef | dict[str, Any] | None) -> str | Non
     return value
 
 
-def _sort_key(sort_by: str) -> str:
+def _sort_key(sort_by: str) -> SessionSortKey:
     """The session sort key a thread sort key names."""
     if sort_by not in THREAD_SORT_KEYS:
         raise InvalidInput(

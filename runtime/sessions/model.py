@@ -14,6 +14,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "Lease",
     "Session",
+    "SessionSortKey",
     "SessionState",
     "Status",
     "SweepResult",
@@ -26,6 +27,8 @@ Status = Literal["active", "inactive"]
 # Where a session is in its turn cycle: ``running`` while a turn holds the lease,
 # ``awaiting_approval`` while paused on tool calls that need a human decision, else ``idle``.
 SessionState = Literal["idle", "running", "awaiting_approval"]
+# What a search sorts on (``state``: idle, then running, then awaiting approval).
+SessionSortKey = Literal["session_id", "created_at", "last_activity_at", "state"]
 
 
 @dataclass(frozen=True)

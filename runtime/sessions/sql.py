@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from runtime.checkpoints import LATEST_CHECKPOINT
 
 if TYPE_CHECKING:
-    from runtime.sessions.model import SessionState
+    from runtime.sessions.model import SessionSortKey, SessionState
 
 __all__ = [
     "ABORT",
@@ -69,7 +69,7 @@ STATES: dict[SessionState, str] = {
     "idle": f"(NOT awaiting_approval AND NOT {LEASE_HELD})",
 }
 # The keys a search sorts on, and their expressions (``state``: idle, running, awaiting).
-SORT_KEYS: dict[str, str] = {
+SORT_KEYS: dict[SessionSortKey, str] = {
     "session_id": "session_id",
     "created_at": "created_at",
     "last_activity_at": "last_activity_at",
@@ -151,7 +151,7 @@ SWEEP_BATCH = (
 
 # -- the lease ------------------------------------------------------------------------------
 
-_FREE_LEASE = "lease_token = NULL, lease_expires_at = NULL"
+_CLEAR_LEASE = "lease_token = NULL, lease_expires_at = NULL"
 
 # Take a free lease on a live, active session whose agent exists; returns what the turn
 # needs, with the thread's latest checkpoint to detect a turn that died mid-way.
@@ -179,7 +179,7 @@ RENEW = (
     "WHERE owner = %s AND session_id = %s AND lease_token = %s"
 )
 ABORT = (
-    f"UPDATE sessions SET {_FREE_LEASE} "
+    f"UPDATE sessions SET {_CLEAR_LEASE} "
     "WHERE owner = %s AND session_id = %s AND lease_token = %s "
     "RETURNING thread_id, committed_checkpoint_id"
 )
@@ -187,7 +187,7 @@ ABORT = (
 # and (for a real turn) log it for the per-agent statistics. ``n`` is 0 when the lease
 # was lost.
 RELEASE = (
-    f"WITH s AS (UPDATE sessions s SET {_FREE_LEASE}, "
+    f"WITH s AS (UPDATE sessions s SET {_CLEAR_LEASE}, "
     "turns = turns + %(turns)s, messages = messages + %(messages)s, "
     "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
     "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
@@ -210,7 +210,7 @@ def _search_where(state: SessionState | None) -> str:
     return _SEARCH_WHERE if state is None else f"{_SEARCH_WHERE} AND {STATES[state]}"
 
 
-def search_sql(state: SessionState | None, sort_by: str, descending: bool) -> str:
+def search_sql(state: SessionState | None, sort_by: SessionSortKey, descending: bool) -> str:
     """An offset page of an owner's live sessions (parameters: those of the filter, ``n``,
     ``offset``), sorted on one of :data:`SORT_KEYS`, ties broken by ``session_id``."""
     direction = "DESC" if descending else "ASC"

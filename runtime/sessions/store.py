@@ -40,6 +40,7 @@ from runtime.sessions import sql
 from runtime.sessions.lease import SessionLeases
 from runtime.sessions.model import (
     Session,
+    SessionSortKey,
     SessionState,
     Status,
     SweepResult,
@@ -239,7 +240,7 @@ class SessionStore(SessionLeases):
         state: SessionState | None = None,
         limit: int = 10,
         offset: int = 0,
-        sort_by: str = "created_at",
+        sort_by: SessionSortKey = "created_at",
         sort_order: Literal["asc", "desc"] = "desc",
     ) -> tuple[builtins.list[Session], bool]:
         """One offset page of the owner's live sessions and whether more follow.
