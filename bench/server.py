@@ -1,7 +1,7 @@
 """Processes the harness runs: the Postgres, sessiongraph's ``serve``, and their bookkeeping.
 
 The harness owns the database: it starts a fresh embedded Postgres in a new temporary data
-folder with the product's own :func:`runtime.db.postgres.embedded_postgres` (the code ``serve``
+folder with the product's own :func:`runtime.db.embedded_postgres` (the code ``serve``
 runs when no ``DATABASE_URL`` is set) and hands its URL to ``serve`` as
 ``SESSIONGRAPH_DATABASE_URL``. So the server runs exactly as on an embedded database, while
 the harness keeps SQL access for W4 / W6 and can give Aegra a database of its own on the same

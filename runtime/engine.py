@@ -47,8 +47,9 @@ from runtime.errors import InvalidInput, ModelUnavailable
 from runtime.keys import KeyStore
 from runtime.models import make_chat_model
 from runtime.runs import RunManager
-from runtime.sessions import Session, SessionStore, SweepResult, ThreadStates
+from runtime.sessions import Session, SessionStore, SweepResult
 from runtime.settings import Settings, get_settings
+from runtime.threads import ThreadStates
 from runtime.tools import ToolRegistry, default_registry
 from runtime.turns import (
     BudgetLimits,

@@ -30,7 +30,8 @@ from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.keys import Principal
-from runtime.sessions import DEFAULT_HISTORY, Session, SessionSortKey, SessionState
+from runtime.sessions import Session, SessionSortKey, SessionState
+from runtime.threads import DEFAULT_HISTORY
 
 router = APIRouter(tags=["langgraph: threads"])
 

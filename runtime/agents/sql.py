@@ -3,20 +3,18 @@
 Statements that take an owner filter use named parameters ``%(owner)s`` and ``%(system)s``
 (:func:`visibility_params` gives both); the rest take positional ones.
 
-The statements that read ``sessions`` (:func:`session_counts`, :func:`agent_stats`) use its
-predicates (``LIVE``, ``LEASE_HELD`` from :mod:`runtime.sessions.sql`), built on first use:
-``runtime.sessions`` imports ``runtime.agents``, so importing it while this package loads
-would be an import cycle.
+The statements that read ``sessions`` (:data:`SESSION_COUNTS`, :data:`AGENT_STATS`) use its
+predicates (``LIVE``, ``LEASE_HELD`` from :mod:`runtime.sessions.sql`), never restated here.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from runtime.agents.spec import SYSTEM_OWNER
+from runtime.sessions.sql import LEASE_HELD, LIVE
 
 __all__ = [
     "DELETE_AGENT",
@@ -29,13 +27,13 @@ __all__ = [
     "SORT_COLUMNS",
     "UPDATE_AGENT_SPEC",
     "VISIBLE",
-    "agent_stats",
+    "AGENT_STATS",
     "count_agents",
     "escape_like",
     "name_params",
     "search_agents",
     "search_where",
-    "session_counts",
+    "SESSION_COUNTS",
     "visibility_params",
 ]
 
@@ -129,36 +127,19 @@ def count_agents(where: str) -> str:
     return f"SELECT count(*) AS n FROM agents WHERE {where}"
 
 
-def _session_predicates() -> tuple[str, str]:
-    """``LIVE`` and ``LEASE_HELD``, imported on first use (see the module docstring)."""
-    from runtime.sessions.sql import LEASE_HELD, LIVE
+# An agent's sessions, for deleting it (``agent_id``): how many are ``live``, ``busy``.
+SESSION_COUNTS = (
+    f"SELECT count(*) FILTER (WHERE {LIVE}) AS live, "
+    f"count(*) FILTER (WHERE {LEASE_HELD}) AS busy "
+    "FROM sessions WHERE agent_id = %s"
+)
 
-    return LIVE, LEASE_HELD
-
-
-@functools.cache
-def session_counts() -> str:
-    """An agent's sessions, for deleting it (``agent_id``): how many are ``live``, ``busy``."""
-    live, lease_held = _session_predicates()
-    return (
-        f"SELECT count(*) FILTER (WHERE {live}) AS live, "
-        f"count(*) FILTER (WHERE {lease_held}) AS busy "
-        "FROM sessions WHERE agent_id = %s"
-    )
-
-
-@functools.cache
-def agent_stats() -> str:
-    """Per-agent figures (``%(agent)s``, ``%(owner)s``: None for every one)."""
-    live, _ = _session_predicates()
-    return _AGENT_STATS.format(live=live)
-
-
-_AGENT_STATS = """
+# Per-agent figures (``%(agent)s``, ``%(owner)s``: None for every one).
+AGENT_STATS = f"""
 WITH live AS (
     SELECT agent_id, count(*) AS total, count(*) FILTER (WHERE status = 'active') AS active
     FROM sessions
-    WHERE {live} AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+    WHERE {LIVE} AND (%(owner)s::text IS NULL OR owner = %(owner)s)
     GROUP BY agent_id
 ), turns AS (
     SELECT agent_id, count(*) AS turns, sum(messages) AS messages,

@@ -34,7 +34,7 @@ async def agent_stats(
     pool: Pool, *, agent_id: str | None = None, owner: str | None = None
 ) -> list[AgentStats]:
     """Figures for every agent (or one), counting every owner's sessions (or one owner's)."""
-    rows = await fetch_all(pool, sql.agent_stats(), {"agent": agent_id, "owner": owner})
+    rows = await fetch_all(pool, sql.AGENT_STATS, {"agent": agent_id, "owner": owner})
     out = []
     for r in rows:
         mean, p95 = r["latency_ms_mean"], r["latency_ms_p95"]

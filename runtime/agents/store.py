@@ -21,11 +21,7 @@ from runtime.agents.spec import (
     template_from_row,
     visible_to,
 )
-
-# README.md imports these from here; runtime.agents is their surface (the re-export can go
-# once README.md imports them from there).
-from runtime.agents.spec import Budgets as Budgets
-from runtime.agents.spec import ModelSpec as ModelSpec
+from runtime.checkpoints import delete_threads
 from runtime.db import (
     Page,
     Pool,
@@ -33,7 +29,6 @@ from runtime.db import (
     check_limit,
     check_offset_page,
     decode_cursor,
-    delete_threads,
     encode_cursor,
     execute,
     fetch_all,
@@ -182,7 +177,7 @@ class TemplateStore:
         async with self._pool.connection() as conn, conn.transaction():
             row = await fetch_one(conn, sql.SELECT_AGENT_FOR_UPDATE, (agent_id,))
             _editable(row, agent_id, owner, system)
-            stats = await fetch_one(conn, sql.session_counts(), (agent_id,))
+            stats = await fetch_one(conn, sql.SESSION_COUNTS, (agent_id,))
             assert stats is not None
             if stats["live"] and not force:
                 raise Conflict(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 # Re-exported for callers that still import it from here; it lives with the checkpoint
 # tables (``runtime.checkpoints``), which import nothing of this package.
-from runtime.checkpoints import delete_threads
 from runtime.db.migrations import SCHEMA_VERSION, migrate, schema_is_current
 from runtime.db.pages import (
     DEFAULT_LIMIT,
@@ -35,7 +34,6 @@ __all__ = [
     "check_offset_page",
     "connect",
     "decode_cursor",
-    "delete_threads",
     "embedded_postgres",
     "encode_cursor",
     "execute",

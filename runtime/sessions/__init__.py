@@ -1,4 +1,4 @@
-"""Sessions: the registry, the per-session turn lease, expiry, and their graph state."""
+"""Sessions: the registry, the per-session turn lease, and expiry."""
 
 from __future__ import annotations
 
@@ -11,19 +11,15 @@ from runtime.sessions.model import (
     SweepResult,
     TurnCounters,
 )
-from runtime.sessions.state import DEFAULT_HISTORY, MAX_HISTORY, ThreadStates
 from runtime.sessions.store import SessionStore
 
 __all__ = [
-    "DEFAULT_HISTORY",
     "Lease",
-    "MAX_HISTORY",
     "MAX_METADATA_BYTES",
     "Session",
     "SessionSortKey",
     "SessionState",
     "SessionStore",
     "SweepResult",
-    "ThreadStates",
     "TurnCounters",
 ]

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from runtime.agents import AgentTemplate, template_from_row
 from runtime.errors import PayloadTooLarge
 
 __all__ = [
@@ -103,10 +102,6 @@ class Lease:
     committed_checkpoint_id: str | None = None
     pending_approvals: list[dict[str, Any]] | None = None
     lost: bool = False
-
-    def template(self) -> AgentTemplate:
-        """The template version this turn runs (parsed only on a graph-cache miss)."""
-        return template_from_row(self.agent_row)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from psycopg.types.json import Jsonb
 
-from runtime.agents import TemplateStore
 from runtime.checkpoints import delete_threads
 from runtime.db import (
     Page,
@@ -38,6 +37,10 @@ from runtime.errors import Conflict, InvalidInput, NotFound, SessionBusy
 from runtime.ids import new_id, validate_id
 from runtime.sessions import sql
 from runtime.sessions.lease import SessionLeases
+
+if TYPE_CHECKING:  # sessions never import agents at run time: agents import sessions.sql
+    from runtime.agents import TemplateStore
+
 from runtime.sessions.model import (
     Session,
     SessionSortKey,

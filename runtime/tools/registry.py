@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from langchain_core.tools import BaseTool
 
@@ -72,13 +71,3 @@ class ToolRegistry:
     def resolve(self, names: Iterable[str]) -> list[ToolSpec]:
         """The specs for ``names``, in order; an unknown name is ``InvalidInput``."""
         return [self.get(n) for n in names]
-
-
-def __getattr__(name: str) -> Any:
-    # README.md imports default_registry from here; it lives in runtime.tools.builtins
-    # (which imports this module). Drop this once the README imports runtime.tools.
-    if name == "default_registry":
-        from runtime.tools.builtins import default_registry
-
-        return default_registry
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

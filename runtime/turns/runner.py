@@ -24,7 +24,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from runtime.agents import Budgets, GraphCache
+from runtime.agents import Budgets, GraphCache, template_from_row
 from runtime.checkpoints import Write, deferring_writes
 from runtime.errors import (
     Conflict,
@@ -210,14 +210,14 @@ class TurnRunner:
 
     def _graph(self, lease: Lease) -> Any:
         graph = self._graphs.lookup(lease.agent_id, lease.agent_version)
-        return graph if graph is not None else self._graphs.get(lease.template())
+        return graph if graph is not None else self._graphs.get(template_from_row(lease.agent_row))
 
     def _policy(self, lease: Lease) -> tuple[Budgets, dict[str, ToolSpec]]:
         """The template version's budgets and tools (parsed once per version)."""
         key = (lease.agent_id, lease.agent_version)
         policy = self._policies.get(key)
         if policy is None:
-            spec = lease.template().spec
+            spec = template_from_row(lease.agent_row).spec
             policy = (spec.budgets, {t.name: t for t in template_tools(self._tools, spec)})
             if len(self._policies) > 512:
                 self._policies.clear()

@@ -25,12 +25,11 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from psycopg.types.json import Jsonb
 
-from runtime.agents import CompiledGraph, GraphCache, TemplateStore
+from runtime.agents import CompiledGraph, GraphCache, TemplateStore, template_from_row
 from runtime.checkpoints import LINEAGE
 from runtime.db import Pool, fetch_all
 from runtime.errors import InvalidInput, NotFound
-from runtime.sessions.model import Session, TurnCounters
-from runtime.sessions.store import SessionStore
+from runtime.sessions import Session, SessionStore, TurnCounters
 
 __all__ = ["DEFAULT_HISTORY", "MAX_HISTORY", "ThreadStates", "empty_snapshot"]
 
@@ -201,7 +200,7 @@ class ThreadStates:
                 await self._check_visible(session, checkpoint_id)
             graph = self._graphs.lookup(lease.agent_id, lease.agent_version)
             if graph is None:
-                graph = self._graphs.get(lease.template())
+                graph = self._graphs.get(template_from_row(lease.agent_row))
             base = _config(lease.thread_id, checkpoint_id or lease.committed_checkpoint_id)
             before = (
                 _message_count(await graph.aget_state(base)) if lease.committed_checkpoint_id else 0
