@@ -24,6 +24,7 @@ from api.compat.common import (
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID, AgentTemplate, ModelSpec, TemplateSpec
+from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.ids import validate_id
 from runtime.keys import Principal
@@ -53,7 +54,7 @@ class AssistantSearch(_Lenient):
     metadata: dict[str, Any] | None = None
     graph_id: str | None = None
     name: str | None = Field(default=None, max_length=200)
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: int = Field(default=10, ge=1, le=MAX_OFFSET_LIMIT)
     offset: int = Field(default=0, ge=0)
     sort_by: SortBy | None = None
     sort_order: Literal["asc", "desc"] | None = None
@@ -96,7 +97,7 @@ class VersionsSearch(_Lenient):
     """``POST /assistants/{assistant_id}/versions``."""
 
     metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: int = Field(default=10, ge=1, le=MAX_OFFSET_LIMIT)
     offset: int = Field(default=0, ge=0)
 
 

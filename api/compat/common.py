@@ -32,8 +32,6 @@ __all__ = [
     "load_thread",
     "resolve_assistant_id",
     "state_dict",
-    "thread_dict",
-    "thread_metadata",
     "thread_status",
 ]
 

@@ -28,6 +28,7 @@ from api.compat.common import (
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID
+from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.keys import Principal
 from runtime.sessions import Session, SessionSortKey, SessionState
@@ -94,7 +95,7 @@ class ThreadSearch(_Lenient):
     values: dict[str, Any] | None = None
     status: Status | None = None
     ids: list[str] | None = Field(default=None, max_length=1000)
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: int = Field(default=10, ge=1, le=MAX_OFFSET_LIMIT)
     offset: int = Field(default=0, ge=0)
     sort_by: SortBy | None = None
     sort_order: Literal["asc", "desc"] | None = None

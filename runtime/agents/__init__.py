@@ -5,6 +5,7 @@ from __future__ import annotations
 from runtime.agents.cache import CompiledGraph, GraphCache
 from runtime.agents.spec import (
     DEFAULT_AGENT_ID,
+    MAX_STEPS,
     SYSTEM_OWNER,
     AgentTemplate,
     Budgets,
@@ -22,6 +23,7 @@ __all__ = [
     "Budgets",
     "CompiledGraph",
     "DEFAULT_AGENT_ID",
+    "MAX_STEPS",
     "GraphCache",
     "ModelSpec",
     "SYSTEM_OWNER",

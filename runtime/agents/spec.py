@@ -18,6 +18,7 @@ from runtime.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_AGENT_ID",
+    "MAX_STEPS",
     "MAX_TEMPLATE_METADATA_BYTES",
     "SYSTEM_OWNER",
     "AgentTemplate",
@@ -75,6 +76,10 @@ class ModelSpec(BaseModel):
             raise InvalidInput(f"invalid model {value!r}: {exc.errors()[0]['msg']}") from exc
 
 
+# The most model calls any turn may make (templates and requests alike).
+MAX_STEPS = 1000
+
+
 class Budgets(BaseModel):
     """Per-turn limits, enforced by the turn's guard (:mod:`runtime.turns.guards`).
 
@@ -83,7 +88,7 @@ class Budgets(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(default=25, ge=1, le=1000)
+    max_steps: int = Field(default=25, ge=1, le=MAX_STEPS)
     deadline_seconds: float | None = Field(default=None, gt=0)
     max_tool_calls: int | None = Field(default=None, ge=0)
     max_write_calls: int | None = Field(default=None, ge=0)

@@ -235,7 +235,7 @@ class RunManager:
         """
         status: RunStatus = "success"
         error: dict[str, Any] | None = None
-        last = TurnEvent("error", {"error": "internal_error", "message": "the run stopped"})
+        last = TurnEvent("error", error_dict(Exception(), failed="the run stopped"))
         try:
             async for event in events:
                 if event.type in ("done", "error"):

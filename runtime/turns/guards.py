@@ -37,7 +37,7 @@ from langchain_core.runnables import Runnable
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.agents import Budgets, TemplateSpec
+from runtime.agents import MAX_STEPS, Budgets, TemplateSpec
 from runtime.db import Pool, execute, fetch_one
 from runtime.errors import InvalidInput, ModelBadResponse
 from runtime.keys import ADMIN_ROLE
@@ -69,7 +69,7 @@ class BudgetLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int | None = Field(default=None, ge=1, le=1000)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     deadline_seconds: float | None = Field(default=None, gt=0)
     max_tool_calls: int | None = Field(default=None, ge=0)
     max_write_calls: int | None = Field(default=None, ge=0)
