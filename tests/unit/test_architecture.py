@@ -189,3 +189,26 @@ PUBLIC = [
     "Unauthenticated",
     "get_settings",
 ]
+
+
+class TestDocumentedTree:
+    def test_every_package_is_in_architecture_md_and_the_readme(self) -> None:
+        """ARCHITECTURE.md's tree and the README's pieces table name every runtime package."""
+        architecture = (ROOT / "ARCHITECTURE.md").read_text()
+        readme = (ROOT / "README.md").read_text()
+        packages = sorted(
+            p.name for p in (ROOT / "runtime").iterdir() if (p / "__init__.py").is_file()
+        )
+        assert packages, "runtime has sub-packages"
+        for name in packages:
+            assert f"  {name}/ " in architecture, f"ARCHITECTURE.md misses runtime/{name}/"
+            assert f"`runtime/{name}/`" in readme, f"README.md misses runtime/{name}/"
+
+    def test_functions_named_in_the_turn_path_exist(self) -> None:
+        """Every `file.py:function` ARCHITECTURE.md names is defined in that file."""
+        import re
+
+        text = (ROOT / "ARCHITECTURE.md").read_text()
+        for path, name in re.findall(r"`([\w/]+\.py):(\w+)`", text):
+            source = (ROOT / path).read_text()
+            assert re.search(rf"(def|class) {name}\b", source), f"{path} has no {name}"
