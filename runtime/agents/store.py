@@ -28,6 +28,7 @@ from runtime.db import (
     Row,
     check_limit,
     check_offset_page,
+    check_sort,
     decode_cursor,
     encode_cursor,
     execute,
@@ -146,12 +147,7 @@ class TemplateStore:
         :data:`runtime.agents.sql.SORT_COLUMNS` (``agent_id``, ``name``, ``created_at``,
         ``updated_at``).
         """
-        if sort_by not in sql.SORT_COLUMNS:
-            raise InvalidInput(
-                f"cannot sort by {sort_by!r}", field="sort_by", allowed=sorted(sql.SORT_COLUMNS)
-            )
-        if sort_order not in ("asc", "desc"):
-            raise InvalidInput("sort_order must be asc or desc", field="sort_order")
+        check_sort(sort_by, sort_order, sql.SORT_COLUMNS)
         check_offset_page(limit, offset)
         where, params = sql.search_where(owner, name, metadata)
         statement = sql.search_agents(where, sort_by, sort_order.upper())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -24,6 +24,7 @@ __all__ = [
     "Page",
     "check_limit",
     "check_offset_page",
+    "check_sort",
     "decode_cursor",
     "encode_cursor",
     "position",
@@ -109,3 +110,11 @@ def check_offset_page(limit: int, offset: int) -> None:
         raise InvalidInput(
             f"limit must be 1-{MAX_OFFSET_LIMIT} and offset not negative", field="limit"
         )
+
+
+def check_sort(sort_by: str, sort_order: str, keys: Collection[str]) -> None:
+    """A sort of an offset page: ``sort_by`` one of ``keys``, ``sort_order`` asc or desc."""
+    if sort_by not in keys:
+        raise InvalidInput(f"cannot sort by {sort_by!r}", field="sort_by", allowed=sorted(keys))
+    if sort_order not in ("asc", "desc"):
+        raise InvalidInput("sort_order must be asc or desc", field="sort_order")

@@ -25,6 +25,7 @@ from runtime.db import (
     Row,
     check_limit,
     check_offset_page,
+    check_sort,
     connect,
     decode_cursor,
     encode_cursor,
@@ -253,12 +254,7 @@ class SessionStore(SessionLeases):
             sort_by: one of :data:`~runtime.sessions.sql.SORT_KEYS` (``session_id``,
                 ``created_at``, ``last_activity_at``, ``state``); ties by ``session_id``.
         """
-        if sort_by not in sql.SORT_KEYS:
-            raise InvalidInput(
-                f"cannot sort by {sort_by!r}", field="sort_by", allowed=sorted(sql.SORT_KEYS)
-            )
-        if sort_order not in ("asc", "desc"):
-            raise InvalidInput("sort_order must be asc or desc", field="sort_order")
+        check_sort(sort_by, sort_order, sql.SORT_KEYS)
         check_offset_page(limit, offset)
         _check_state(state)
         rows = await fetch_all(
