@@ -14,10 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import turn_roles
 from api.compat.common import resolve_assistant_id
 from runtime import Runtime
-from runtime.errors import InvalidInput, NotFound
+from runtime.errors import InvalidInput
 from runtime.keys import Principal
 from runtime.runs import Run, RunRequest
-from runtime.sessions import Session
 from runtime.turns import TurnRequest
 
 __all__ = ["RunCreate", "join_modes", "run_request", "stream_modes"]
@@ -195,21 +194,6 @@ def _checkpoint_id(body: RunCreate) -> str | None:
     return None
 
 
-async def _thread(
-    runtime: Runtime, who: Principal, thread_id: str, agent_id: str, create: bool
-) -> Session:
-    """The run's session: created if asked, bound to the run's agent if it has no messages."""
-    try:
-        session = await runtime.sessions.get(who.owner, thread_id)
-    except NotFound:
-        if not create:
-            raise
-        session, _ = await runtime.sessions.get_or_create(who.owner, thread_id, agent_id=agent_id)
-    if session.agent_id != agent_id:
-        session = await runtime.sessions.bind_agent(who.owner, thread_id, agent_id)
-    return session
-
-
 def _turn_input(
     body: RunCreate, checkpoint_id: str | None
 ) -> tuple[str | None, str | None, list[dict[str, Any]] | None]:
@@ -222,18 +206,6 @@ def _turn_input(
         content, message_id = _user_message(body.input or {})
         return content, message_id, None
     return None, None, None
-
-
-async def _check_lineage(
-    runtime: Runtime, session: Session, thread_id: str, checkpoint_id: str
-) -> None:
-    """Only a checkpoint of the committed lineage can be run from (not another thread's)."""
-    if not await runtime.threads.lineage(session, only=checkpoint_id, limit=1):
-        raise NotFound(
-            f"checkpoint {checkpoint_id!r} not found in thread {thread_id!r}",
-            thread_id=thread_id,
-            checkpoint_id=checkpoint_id,
-        )
 
 
 def _run_kwargs(body: RunCreate, modes: tuple[str, ...]) -> dict[str, Any]:
@@ -264,9 +236,9 @@ async def run_request(
             raise InvalidInput("a resume needs a thread", field="command")
         thread_id = str(uuid.uuid4())
     create = body.if_not_exists == "create" or temporary
-    session = await _thread(runtime, who, thread_id, agent_id, create=create)
+    session = await runtime.sessions.for_agent(who.owner, thread_id, agent_id, create=create)
     if checkpoint_id is not None:
-        await _check_lineage(runtime, session, thread_id, checkpoint_id)
+        await runtime.threads.check_visible(session, checkpoint_id)
     strategy = body.multitask_strategy or "reject"
     turn = TurnRequest(
         content=content,

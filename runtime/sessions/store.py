@@ -300,6 +300,26 @@ class SessionStore(SessionLeases):
             agent_id=session.agent_id,
         )
 
+    async def for_agent(
+        self, owner: str, session_id: str, agent_id: str, *, create: bool = False
+    ) -> Session:
+        """The session, bound to ``agent_id``: created for it if missing and ``create``,
+        moved to it if it has no conversation yet (see :meth:`bind_agent`).
+
+        Raises:
+            NotFound: no such session (and not ``create``), or an agent the owner cannot see.
+            Conflict: the session belongs to another agent and already has messages.
+        """
+        try:
+            session = await self.get(owner, session_id)
+        except NotFound:
+            if not create:
+                raise
+            session, _ = await self.get_or_create(owner, session_id, agent_id=agent_id)
+        if session.agent_id != agent_id:
+            session = await self.bind_agent(owner, session_id, agent_id)
+        return session
+
     async def update(self, owner: str, session_id: str, **changes: Any) -> Session:
         """Change ``name``, ``description``, ``metadata`` (replaced whole) or ``ttl_seconds``.
 

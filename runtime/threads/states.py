@@ -120,7 +120,8 @@ class ThreadStates:
         )
         return [r["checkpoint_id"] for r in rows]
 
-    async def _check_visible(self, session: Session, checkpoint_id: str) -> None:
+    async def check_visible(self, session: Session, checkpoint_id: str) -> None:
+        """``NotFound`` unless the checkpoint is in the session's committed lineage."""
         if not await self.lineage(session, only=checkpoint_id, limit=1):
             raise NotFound(
                 f"checkpoint {checkpoint_id!r} not found in thread {session.session_id!r}",
@@ -135,7 +136,7 @@ class ThreadStates:
             NotFound: ``checkpoint_id`` is not in the session's committed lineage.
         """
         if checkpoint_id is not None:
-            await self._check_visible(session, checkpoint_id)
+            await self.check_visible(session, checkpoint_id)
         target = checkpoint_id or session.committed_checkpoint_id
         if target is None:
             return empty_snapshot(session.thread_id)
@@ -162,7 +163,7 @@ class ThreadStates:
             raise InvalidInput("limit must be at least 1", field="limit")
         limit = min(limit, MAX_HISTORY)
         if checkpoint_id is not None:
-            await self._check_visible(session, checkpoint_id)
+            await self.check_visible(session, checkpoint_id)
         ids = await self.lineage(
             session, start=checkpoint_id, limit=limit, before=before, metadata=metadata
         )
@@ -197,7 +198,7 @@ class ThreadStates:
         try:
             session = await self._sessions.get(owner, session_id)
             if checkpoint_id is not None:
-                await self._check_visible(session, checkpoint_id)
+                await self.check_visible(session, checkpoint_id)
             graph = self._graphs.lookup(lease.agent_id, lease.agent_version)
             if graph is None:
                 graph = self._graphs.get(template_from_row(lease.agent_row))
