@@ -1,0 +1,73 @@
+"""The statement builders, read without a database: each rule appears by its name."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.agents import sql as agents_sql
+from runtime.checkpoints import sql as checkpoints_sql
+from runtime.db import check_sort
+from runtime.errors import InvalidInput
+from runtime.sessions import sql as sessions_sql
+
+
+class TestSessionPredicates:
+    def test_lease_free_is_the_negation_of_lease_held(self) -> None:
+        """Held means an unexpired token (>= now); free is exactly the other case (< now)."""
+        assert sessions_sql.LEASE_HELD == "(lease_token IS NOT NULL AND lease_expires_at >= now())"
+        assert sessions_sql.LEASE_FREE == "(lease_token IS NULL OR lease_expires_at < now())"
+
+    def test_statements_use_the_rules_by_name(self) -> None:
+        """Acquire takes only a live, free session; every Session row carries busy."""
+        assert sessions_sql.LIVE in sessions_sql.ACQUIRE
+        assert sessions_sql.LEASE_FREE in sessions_sql.ACQUIRE
+        assert f"{sessions_sql.LEASE_HELD} AS busy" in sessions_sql.SESSION_COLUMNS
+
+
+class TestSessionSearch:
+    def test_sorts_on_the_key_then_session_id(self) -> None:
+        """The sort key's column orders the page, ties broken by session_id the same way."""
+        query = sessions_sql.search_sql(None, "last_activity_at", descending=False)
+        assert "ORDER BY last_activity_at ASC, session_id ASC" in query
+        assert sessions_sql.LIVE in query
+
+    def test_a_state_filter_narrows_the_where_clause(self) -> None:
+        """Filtering on running sessions adds the lease-held rule; no state adds nothing."""
+        assert sessions_sql.LEASE_HELD in sessions_sql.count_sql("running")
+        assert sessions_sql.count_sql(None) != sessions_sql.count_sql("running")
+
+    def test_update_sets_only_updatable_columns(self) -> None:
+        """A new TTL moves the expiry; a column outside UPDATABLE is refused."""
+        query = sessions_sql.update_sql(["ttl_seconds", "name"])
+        assert "name = %(name)s, ttl_seconds = %(ttl_seconds)s" in query
+        assert "expires_at = now() + make_interval" in query
+        with pytest.raises(ValueError, match="not updatable"):
+            sessions_sql.update_sql(["lease_token"])
+
+
+class TestOtherStatements:
+    def test_prune_waits_for_the_given_lease_rule(self) -> None:
+        """Retention prunes only while no turn holds the lease."""
+        query = checkpoints_sql.prune_sql(sessions_sql.LEASE_HELD)
+        assert f"AND {sessions_sql.LEASE_HELD})" in query
+
+    def test_agent_statements_read_sessions_through_the_rules(self) -> None:
+        """Deleting an agent counts live and leased sessions with the sessions predicates."""
+        assert sessions_sql.LIVE in agents_sql.SESSION_COUNTS
+        assert sessions_sql.LEASE_HELD in agents_sql.SESSION_COUNTS
+        assert sessions_sql.LIVE in agents_sql.AGENT_STATS
+
+    def test_like_patterns_are_escaped(self) -> None:
+        """A name filter matches % and _ literally."""
+        assert agents_sql.escape_like("50%_off\\") == "50\\%\\_off\\\\"
+
+
+class TestCheckSort:
+    def test_unknown_key_and_order_are_invalid_input(self) -> None:
+        """A sort the store cannot do is the caller's error, naming what is allowed."""
+        check_sort("created_at", "desc", {"created_at"})
+        with pytest.raises(InvalidInput) as caught:
+            check_sort("nope", "desc", {"created_at", "name"})
+        assert caught.value.details == {"field": "sort_by", "allowed": ["created_at", "name"]}
+        with pytest.raises(InvalidInput, match="asc or desc"):
+            check_sort("name", "up", {"name"})
