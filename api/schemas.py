@@ -18,7 +18,6 @@ from runtime.agents import (
     ModelSpec,
     TemplateSpec,
 )
-from runtime.errors import InvalidInput
 from runtime.ids import ID_PATTERN
 from runtime.sessions import MAX_METADATA_BYTES, Session
 from runtime.tools import ToolSpec
@@ -46,14 +45,9 @@ class Page(BaseModel, Generic[T]):
 
 
 def _model_spec(value: Any) -> Any:
-    # "provider:name" is the short form of a model spec; a bad one is a validation error
-    # of the field, like any other.
-    if isinstance(value, str):
-        try:
-            return ModelSpec.parse(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from exc
-    return value
+    # "provider:name" is the short form of a model spec; its fields are then validated as
+    # any other object's, so a bad one fails on the field that is wrong.
+    return ModelSpec.split(value) if isinstance(value, str) else value
 
 
 class AgentCreate(TemplateSpec):
