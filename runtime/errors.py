@@ -19,7 +19,9 @@
     │   ├── ModelRateLimited     the endpoint kept answering 429 (retryable, Retry-After)
     │   ├── ModelRejected        the endpoint refused the request (4xx; not retryable)
     │   └── ModelBadResponse     the endpoint kept answering malformed responses
-    └── TurnFailed               anything else went wrong inside a turn (rolled back)
+    ├── TurnFailed               anything else went wrong inside a turn (rolled back)
+    └── ConfigError              the project's configuration (langgraph.json) cannot be served;
+                                 raised at start-up, naming the entry and the cause
 
 The HTTP layer maps each class to one status code; code outside the runtime should
 catch these, never bare exceptions. Every error's public body is :meth:`SessiongraphError.to_dict`
@@ -34,6 +36,7 @@ from typing import Any
 
 __all__ = [
     "AwaitingApproval",
+    "ConfigError",
     "Conflict",
     "InvalidInput",
     "LeaseLost",
@@ -164,6 +167,20 @@ class ModelBadResponse(ModelUnavailable):
     """The model endpoint kept answering something that is not a valid completion."""
 
     code = "model_bad_response"
+
+
+class ConfigError(SessiongraphError):
+    """The project's configuration cannot be served: start-up stops with this one message.
+
+    ``entry`` names what is wrong (``graphs.triage``, ``sessiongraph.tools.refund``,
+    ``sessiongraph.mcp_servers.files``); the message says the cause.
+    """
+
+    code = "invalid_config"
+
+    def __init__(self, entry: str, cause: str, **details: Any) -> None:
+        super().__init__(f"{entry}: {cause}", entry=entry, **details)
+        self.entry = entry
 
 
 class TurnFailed(SessiongraphError):
