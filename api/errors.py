@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.errors import (
+    BudgetExceeded,
+    ConfigError,
     Conflict,
     InvalidInput,
     LeaseLost,
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 _STATUS: list[tuple[type[SessiongraphError], int]] = [
     (PayloadTooLarge, 413),
     (InvalidInput, 422),
+    # A graph ran past its bounds with the caller's input; the turn was rolled back.
+    (BudgetExceeded, 422),
     (Unauthenticated, 401),
     (PermissionDenied, 403),
     (NotFound, 404),
@@ -51,6 +55,8 @@ _STATUS: list[tuple[type[SessiongraphError], int]] = [
     (ModelBadResponse, 502),
     (ModelUnavailable, 503),
     (TurnFailed, 500),
+    # A project graph's factory built something that cannot be served (a server fault).
+    (ConfigError, 500),
 ]
 
 _HTTP_CODES = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from runtime.agents import (
     DEFAULT_AGENT_ID,
@@ -80,11 +80,13 @@ _EDITABLE = (
     "model",
     "tools",
     "require_approval",
-    "graph_kind",
+    "graph",
     "budgets",
     "max_context_tokens",
     "summary_model",
     "session_ttl_seconds",
+    "configurable",
+    "context",
 )
 _AgentChanges = create_model(
     "_AgentChanges", __config__=ConfigDict(extra="forbid"), **_optional(TemplateSpec, _EDITABLE)
@@ -252,24 +254,60 @@ class TurnOptions(BaseModel):
     )
 
 
-class MessageCreate(TurnOptions):
+class _ContentOrInput(TurnOptions):
+    """A turn's input: a user message (``content``), or the graph's ``input``."""
+
+    content: str | None = Field(
+        default=None,
+        min_length=1,
+        description=f"The user's message (at most {MAX_MESSAGE_CHARS} characters), for graphs "
+        "with a `messages` channel.",
+    )
+    input: dict[str, Any] | None = Field(
+        default=None,
+        description="Instead of `content`: the graph's input as its input schema takes it, e.g. "
+        '`{"messages": [{"role": "system", ...}, {"role": "user", ...}], "topic": "refunds"}`.',
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> _ContentOrInput:
+        if (self.content is None) == (self.input is None):
+            raise ValueError("give either content or input")
+        return self
+
+
+class MessageCreate(_ContentOrInput):
     """A user message. ``agent_id`` creates the session first if it does not exist."""
 
-    content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
     agent_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
-class AgentChat(TurnOptions):
+class AgentChat(_ContentOrInput):
     """A user message to an agent; without ``session_id`` a new session is started."""
 
-    content: str = Field(min_length=1, description=f"At most {MAX_MESSAGE_CHARS} characters.")
     session_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
 class ResumeRequest(TurnOptions):
-    """Decisions on the calls a paused turn waits for: one per pending call."""
+    """What a paused turn waits for: decisions on its pending tool calls (one per call), or
+    the ``value`` for a graph's own ``interrupt()``."""
 
-    decisions: list[Decision] = Field(min_length=1, max_length=64)
+    decisions: list[Decision] | None = Field(default=None, min_length=1, max_length=64)
+    value: Any = Field(
+        default=None, description="For a graph's own interrupt(): the value it returns."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ResumeRequest:
+        if (self.decisions is None) == (self.value is None):
+            raise ValueError("give either decisions or value")
+        return self
+
+    def decision_dicts(self) -> list[dict[str, Any]] | None:
+        """The decisions as the runtime takes them (None: a value resume)."""
+        if self.decisions is None:
+            return None
+        return [d.model_dump(exclude_none=True) for d in self.decisions]
 
 
 class ToolCall(BaseModel):

@@ -182,7 +182,7 @@ class SdkClient:
 
     name = "sdk"
 
-    def __init__(self, base_url: str, *, assistant_id: str = "agent"):
+    def __init__(self, base_url: str, *, assistant_id: str = "react"):
         from langgraph_sdk import get_client
 
         self.base_url = base_url

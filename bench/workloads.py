@@ -57,7 +57,7 @@ class ClientSpec:
 
     kind: str  # "native" or "sdk"
     url: str
-    assistant_id: str = "agent"
+    assistant_id: str = "react"
     http: str = "raw"  # the native client's HTTP client: "raw" or "httpx"
 
     def make(self, connections: int = 64) -> Client:

@@ -35,14 +35,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
-from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
 from runtime.agents import TemplateSpec, default_template_spec
 from runtime.models import SUMMARY_PREFIX, SUMMARY_PROMPT, make_chat_model
 from runtime.settings import Settings
 from runtime.tools import ToolSpec, default_registry
-from runtime.turns import AGENT_NODE, guard_of, guarded_tool_call, now_stamp
+from runtime.turns import AGENT_NODE, approve_calls, guard_of, guarded_tool_call, now_stamp
 
 __all__ = [
     "AgentState",
@@ -322,21 +321,12 @@ async def _fold_trimmed(
 
 async def _approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
     """The ``approve`` node: pause for a human decision on calls that need one."""
-    guard = guard_of(config)
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
-    if guard is None or not isinstance(last, AIMessage):
+    if not isinstance(last, AIMessage):
         return {}
-    pending = guard.pending_approvals(last.tool_calls)
-    if not pending:
-        return {}
-    decisions = guard.accept_decisions(pending, interrupt({"type": "approval", "pending": pending}))
-    edits: dict[str | None, Any] = {k: d.args for k, d in decisions.items() if d.action == "edit"}
-    if not edits:
-        return {}
-    # The stored call shows the arguments the tool really ran with.
-    calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
-    return {"messages": [last.model_copy(update={"tool_calls": calls})]}
+    edited = approve_calls(last, guard_of(config))
+    return {} if edited is None else {"messages": [edited]}
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
@@ -23,7 +23,9 @@ from runtime.agents import (
     SYSTEM_OWNER,
     AgentStats,
     AgentTemplate,
+    CompiledAgent,
     GraphCache,
+    ModelSpec,
     TemplateSpec,
     TemplateStore,
     agent_stats,
@@ -43,9 +45,18 @@ from runtime.db import (
     position,
     schema_is_current,
 )
-from runtime.errors import InvalidInput, ModelUnavailable
+from runtime.errors import InvalidInput, ModelUnavailable, NotFound
 from runtime.keys import KeyStore
 from runtime.models import make_chat_model
+from runtime.project import (
+    BUILTIN_BUILDER,
+    BUILTIN_GRAPH,
+    GraphRegistry,
+    compile_graph,
+    input_keys,
+    load_project,
+    load_reference,
+)
 from runtime.runs import RunManager
 from runtime.sessions import Session, SessionStore, SweepResult
 from runtime.settings import Settings, get_settings
@@ -59,7 +70,8 @@ from runtime.turns import (
     TurnRequest,
     TurnResult,
     TurnRunner,
-    graph_builder,
+    check_input_keys,
+    checked_input,
     message_to_dict,
     template_tools,
 )
@@ -91,13 +103,18 @@ class Runtime:
         pool: Pool,
         checkpointer: SessionSaver,
         tools: ToolRegistry,
+        project: GraphRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.checkpointer = checkpointer
         self.tools = tools
+        # The graphs agents can run: the built-in one and the project's (langgraph.json).
+        self.project = project or GraphRegistry()
+        # LangGraph's key-value store: for the LangGraph API's /store endpoints and graphs.
+        self.store = AsyncPostgresStore(pool)
         self.templates = TemplateStore(pool, self.validate_template)
-        self.graphs = GraphCache(self._build_graph, checkpointer)
+        self.graphs = GraphCache(self._compile)
         self.sessions = SessionStore(
             pool,
             self.templates,
@@ -122,8 +139,6 @@ class Runtime:
         self.runs = RunManager(pool, self.sessions, self.turns)
         # Thread state, history and state updates for the LangGraph API (committed only).
         self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
-        # LangGraph's key-value store, for the LangGraph API's /store endpoints.
-        self.store = AsyncPostgresStore(pool)
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
 
@@ -147,6 +162,8 @@ class Runtime:
         """
         settings = settings or get_settings()
         async with AsyncExitStack() as stack:
+            tools = tools or default_registry()
+            graphs = await load_project(settings, tools, stack)
             url = settings.database_url
             if not url:
                 url = stack.enter_context(embedded_postgres(settings.data_dir))
@@ -156,12 +173,13 @@ class Runtime:
             )
             if migrate_schema:
                 await migrate(pool)
-            rt = cls(settings, pool, checkpointer, tools or default_registry())
+            rt = cls(settings, pool, checkpointer, tools, graphs)
             await rt.templates.ensure(
                 default_template_spec(settings.resolved_default_model()),
                 owner=SYSTEM_OWNER,
                 agent_id=DEFAULT_AGENT_ID,
             )
+            await rt._ensure_graph_agents()
             if sweeper and settings.sweep_interval_seconds > 0:
                 task = asyncio.create_task(rt._sweep_forever(), name="sessiongraph-sweeper")
                 stack.push_async_callback(_cancel, task)
@@ -173,12 +191,15 @@ class Runtime:
     # -- templates ----------------------------------------------------------------------------
 
     def validate_template(self, spec: TemplateSpec) -> None:
-        """Check a template against this server: graph kind, tool names, model.
+        """Check a template against this server: graph, tool names, model.
 
         Raises:
             InvalidInput: something in it cannot be built here.
         """
-        graph_builder(spec.graph_kind)
+        try:
+            self.project.check_name(spec.graph)
+        except NotFound as exc:
+            raise InvalidInput(exc.message, field="graph", **exc.details) from exc
         self.tools.resolve(spec.tools)
         try:
             make_chat_model(spec.model, self.settings)
@@ -188,16 +209,49 @@ class Runtime:
             # A template naming a model this server cannot build is bad input, not an outage.
             raise InvalidInput(exc.message, field="model") from exc
 
-    def _build_graph(self, template: AgentTemplate) -> Any:
+    def graph_agent_id(self, graph: str) -> str | None:
+        """The system agent of a graph (LangGraph's assistant named by its graph id), if any."""
+        if graph == BUILTIN_GRAPH:
+            return DEFAULT_AGENT_ID
+        return graph if graph in self.project.names() else None
+
+    async def check_input(self, template: AgentTemplate, graph_input: Any) -> None:
+        """Refuse, before anything runs, an input the agent's graph cannot take.
+
+        Raises:
+            InvalidInput: not an object, unreadable messages, or keys the graph lacks.
+        """
+        agent = await self.graphs.get(template)
+        check_input_keys(agent, checked_input(graph_input))
+
+    async def _compile(self, template: AgentTemplate) -> CompiledAgent:
+        """One agent version, compiled with this runtime's checkpointer and store."""
         spec = template.spec
-        return graph_builder(spec.graph_kind)(
-            spec,
-            model=make_chat_model(spec.model, self.settings),
-            tools=template_tools(self.tools, spec),
-            summarizer=None
-            if spec.summary_model is None
-            else make_chat_model(spec.summary_model, self.settings),
-        )
+        model = make_chat_model(spec.model, self.settings)
+        tools = template_tools(self.tools, spec)
+        if spec.graph == BUILTIN_GRAPH:
+            build: Any = load_reference(BUILTIN_BUILDER)
+            summarizer = spec.summary_model and make_chat_model(spec.summary_model, self.settings)
+            graph = build(spec, model=model, tools=tools, summarizer=summarizer or None)
+        else:
+            config = {"configurable": {**spec.configurable_values(), "agent_id": template.agent_id}}
+            graph = await self.project.instance(spec.graph, config)  # type: ignore[arg-type]
+        compiled = compile_graph(graph, self.checkpointer, self.store, template.agent_id)
+        return CompiledAgent(template, compiled, model, tuple(tools), input_keys(compiled))
+
+    async def _ensure_graph_agents(self) -> None:
+        """Give every project graph a system agent of its own (its LangGraph assistant)."""
+        model = ModelSpec.parse(self.settings.resolved_default_model())
+        for entry in self.project.user_graphs():
+            spec = TemplateSpec(
+                name=entry.name,
+                description=f"The {entry.name!r} graph of langgraph.json ({entry.reference}).",
+                graph=entry.name,
+                model=model,
+            )
+            template = await self.templates.ensure(spec, owner=SYSTEM_OWNER, agent_id=entry.name)
+            if template.owner != SYSTEM_OWNER or template.spec.graph != entry.name:
+                log.warning("agent %r exists and is not the graph's system agent", entry.name)
 
     # -- sessions and turns -------------------------------------------------------------------
 
@@ -218,8 +272,9 @@ class Runtime:
     async def chat(
         self,
         session_id: str,
-        content: str,
+        content: str | None = None,
         *,
+        input: Mapping[str, Any] | None = None,
         owner: str = DEFAULT_OWNER,
         agent_id: str | None = None,
         roles: frozenset[str] | None = None,
@@ -228,20 +283,26 @@ class Runtime:
         """Run one turn and return its result.
 
         Args:
+            content: the user's message, for graphs with a ``messages`` channel; or
+            input: the graph's input as its input schema takes it (several messages, a
+                system message, other keys).
             agent_id: create the session for this agent first if it does not exist (a
                 session bound to another agent is a ``Conflict``), as chat widgets expect.
             roles: the caller's roles; the model is offered only the tools they permit.
                 None: every tool of the template.
             budgets: tighter budgets for this turn than the template's.
         """
-        request = TurnRequest(content=content, roles=roles, budgets=budgets, agent_id=agent_id)
+        request = TurnRequest(
+            content=content, input=input, roles=roles, budgets=budgets, agent_id=agent_id
+        )
         return await self.turns.run(owner, session_id, request)
 
     async def stream(
         self,
         session_id: str,
-        content: str,
+        content: str | None = None,
         *,
+        input: Mapping[str, Any] | None = None,
         owner: str = DEFAULT_OWNER,
         agent_id: str | None = None,
         roles: frozenset[str] | None = None,
@@ -251,38 +312,43 @@ class Runtime:
 
         Errors that prevent the turn from starting are raised at the first iteration.
         """
-        request = TurnRequest(content=content, roles=roles, budgets=budgets, agent_id=agent_id)
+        request = TurnRequest(
+            content=content, input=input, roles=roles, budgets=budgets, agent_id=agent_id
+        )
         async for event in self.turns.stream(owner, session_id, request):
             yield event
 
     async def resume(
         self,
         session_id: str,
-        decisions: list[dict[str, Any]],
+        decisions: list[dict[str, Any]] | None = None,
         *,
+        value: Any = None,
         owner: str = DEFAULT_OWNER,
         roles: frozenset[str] | None = None,
         budgets: BudgetLimits | None = None,
     ) -> TurnResult:
-        """Finish a turn paused for approval: one decision per pending tool call.
+        """Finish a paused turn: one decision per pending tool call, or (for a graph's own
+        ``interrupt()``) the ``value`` the interrupt returns.
 
         Each decision is ``{"tool_call_id", "action": "approve" | "reject" | "edit",
         "args"?: {...} (edit), "reason"?: str}``.
         """
-        request = TurnRequest(decisions=decisions, roles=roles, budgets=budgets)
+        request = TurnRequest(decisions=decisions, resume_value=value, roles=roles, budgets=budgets)
         return await self.turns.run(owner, session_id, request)
 
     async def resume_stream(
         self,
         session_id: str,
-        decisions: list[dict[str, Any]],
+        decisions: list[dict[str, Any]] | None = None,
         *,
+        value: Any = None,
         owner: str = DEFAULT_OWNER,
         roles: frozenset[str] | None = None,
         budgets: BudgetLimits | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """:meth:`resume`, yielding the turn's events."""
-        request = TurnRequest(decisions=decisions, roles=roles, budgets=budgets)
+        request = TurnRequest(decisions=decisions, resume_value=value, roles=roles, budgets=budgets)
         async for event in self.turns.stream(owner, session_id, request):
             yield event
 

@@ -19,6 +19,7 @@
     │   ├── ModelRateLimited     the endpoint kept answering 429 (retryable, Retry-After)
     │   ├── ModelRejected        the endpoint refused the request (4xx; not retryable)
     │   └── ModelBadResponse     the endpoint kept answering malformed responses
+    ├── BudgetExceeded           a graph ran past its step or time bound (rolled back)
     ├── TurnFailed               anything else went wrong inside a turn (rolled back)
     └── ConfigError              the project's configuration (langgraph.json) cannot be served;
                                  raised at start-up, naming the entry and the cause
@@ -36,6 +37,7 @@ from typing import Any
 
 __all__ = [
     "AwaitingApproval",
+    "BudgetExceeded",
     "ConfigError",
     "Conflict",
     "InvalidInput",
@@ -169,6 +171,13 @@ class ModelBadResponse(ModelUnavailable):
     code = "model_bad_response"
 
 
+class BudgetExceeded(SessiongraphError):
+    """A graph ran past ``max_steps`` graph steps or ``deadline_seconds``; the turn was rolled
+    back (the built-in graph ends such a turn cleanly instead, with a final message)."""
+
+    code = "budget_exceeded"
+
+
 class ConfigError(SessiongraphError):
     """The project's configuration cannot be served: start-up stops with this one message.
 
@@ -178,7 +187,7 @@ class ConfigError(SessiongraphError):
 
     code = "invalid_config"
 
-    def __init__(self, entry: str, cause: str, **details: Any) -> None:
+    def __init__(self, entry: str, cause: str = "cannot be served", **details: Any) -> None:
         super().__init__(f"{entry}: {cause}", entry=entry, **details)
         self.entry = entry
 

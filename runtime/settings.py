@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "SESSIONGRAPH_DATABASE_URL", "database_url"),
         description="Postgres URL. Unset: start the embedded Postgres in `data_dir`.",
     )
+    config: Path | None = Field(
+        default=None,
+        description="The project file (`langgraph.json`) whose graphs and tools are served. "
+        "Unset: `./langgraph.json` when it exists (`serve --config PATH` sets it).",
+    )
     data_dir: Path = Field(
         default=Path(".sessiongraph"),
         description="Folder for the embedded Postgres (used only without DATABASE_URL).",

@@ -7,22 +7,36 @@ import asyncio
 import logging
 import os
 import signal
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
 
 from api.cli._common import Subparsers, open_runtime
 from api.middleware import log_config
 from runtime import Settings
 from runtime.db import embedded_postgres
+from runtime.project import load_project
+from runtime.tools import default_registry
 
 __all__ = ["add_parsers"]
 
 log = logging.getLogger("sessiongraph")
 
 
+async def _check_project(settings: Settings) -> None:
+    """Load the project once before any worker starts: bad configuration stops start-up
+    here with one message naming the entry, before anything half-starts."""
+    async with AsyncExitStack() as stack:
+        await load_project(settings, default_registry(), stack)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.config:
+        # Workers build their settings from the environment: hand them the file.
+        os.environ["SESSIONGRAPH_CONFIG"] = str(Path(args.config).resolve())
     settings = Settings()
+    asyncio.run(_check_project(settings))
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     workers = args.workers or settings.workers
@@ -75,6 +89,10 @@ def add_parsers(sub: Subparsers) -> None:
     serve.add_argument("--port", type=int, help="port (SESSIONGRAPH_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (SESSIONGRAPH_WORKERS)")
     serve.add_argument("--reload", action="store_true", help="reload on code changes (dev)")
+    serve.add_argument(
+        "--config",
+        help="the project's langgraph.json (SESSIONGRAPH_CONFIG; default ./langgraph.json)",
+    )
     serve.set_defaults(run=_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")

@@ -1,9 +1,11 @@
 """LangGraph Server API: assistants, which are agent templates.
 
-An assistant id is an agent id; the graph id ``agent`` stands for the default agent. Every
-assistant belongs to the one graph, ``agent``. ``config.configurable`` (or ``context``)
-carries template fields (system prompt, model, tools, ...) on create and patch; only the
-current version of a template is kept, so the version endpoints list that one.
+An assistant id is an agent id; a graph id stands for that graph's system agent (``react``:
+the default agent). Every assistant runs one of the server's graphs (its ``graph_id``: the
+built-in ``react`` or a ``langgraph.json`` entry). ``config.configurable`` (or ``context``)
+carries template fields (system prompt, model, tools, ...) on create and patch, and the
+graph's own keys besides; only the current version of a template is kept, so the version
+endpoints list that one.
 """
 
 from __future__ import annotations
@@ -15,19 +17,18 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.compat.common import (
-    ASSISTANT_CONFIG_FIELDS,
-    GRAPH_ID,
     assistant_dict,
     jsonable,
     resolve_assistant_id,
 )
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
-from runtime.agents import DEFAULT_AGENT_ID, AgentTemplate, ModelSpec, TemplateSpec
+from runtime.agents import CONFIGURABLE_FIELDS, AgentTemplate, ModelSpec, TemplateSpec
 from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.ids import validate_id
 from runtime.keys import Principal
+from runtime.project import BUILTIN_GRAPH
 
 router = APIRouter(tags=["langgraph: assistants"])
 
@@ -72,7 +73,7 @@ class AssistantCount(_Lenient):
 class AssistantCreate(_Lenient):
     """``POST /assistants``."""
 
-    graph_id: str = GRAPH_ID
+    graph_id: str = BUILTIN_GRAPH
     assistant_id: str | None = None
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
@@ -107,9 +108,10 @@ class LatestVersion(_Lenient):
     version: int
 
 
-def _check_graph(graph_id: str | None) -> None:
-    if graph_id is not None and graph_id != GRAPH_ID:
-        raise NotFound(f"graph {graph_id!r} not found; this server has {GRAPH_ID!r}")
+def _check_graph(runtime: Runtime, graph_id: str | None) -> None:
+    """Raises NotFound for a graph this server does not serve."""
+    if graph_id is not None:
+        runtime.project.check_name(graph_id)
 
 
 def _select(item: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
@@ -119,16 +121,23 @@ def _select(item: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
 def _template_fields(
     config: dict[str, Any] | None, context: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Template fields from ``config.configurable`` and ``context`` (context wins)."""
+    """Template fields from ``config.configurable`` and ``context`` (context wins); the
+    other keys are the graph's own ``configurable`` and ``context``."""
     configurable = (config or {}).get("configurable")
     if configurable is None:
         configurable = {}
     if not isinstance(configurable, dict):
         raise InvalidInput("config.configurable must be an object", field="config")
-    given = {**configurable, **(context or {})}
-    fields = {k: v for k, v in given.items() if k in ASSISTANT_CONFIG_FIELDS}
+    context = context or {}
+    given = {**configurable, **context}
+    fields = {k: v for k, v in given.items() if k in CONFIGURABLE_FIELDS}
     if isinstance(fields.get("model"), str):
         fields["model"] = ModelSpec.parse(fields["model"]).model_dump()
+    own = {k: v for k, v in configurable.items() if k not in CONFIGURABLE_FIELDS}
+    if own:
+        fields["configurable"] = own
+    if context:
+        fields["context"] = {k: v for k, v in context.items() if k not in CONFIGURABLE_FIELDS}
     return fields
 
 
@@ -154,7 +163,8 @@ def _sort_key(sort_by: str) -> str:
 
 
 async def _get(runtime: Runtime, principal: Principal, assistant_id: str) -> AgentTemplate:
-    return await runtime.templates.get(resolve_assistant_id(assistant_id), owner=principal.owner)
+    agent_id = resolve_assistant_id(runtime, assistant_id)
+    return await runtime.templates.get(agent_id, owner=principal.owner)
 
 
 @router.post("/assistants/search", summary="Search assistants (agent templates)")
@@ -165,19 +175,16 @@ async def search_assistants(
     body: Annotated[AssistantSearch | None, Body()] = None,
 ) -> list[dict[str, Any]]:
     body = body or AssistantSearch()
-    if body.graph_id is not None and body.graph_id != GRAPH_ID:
-        items: list[AgentTemplate] = []
-        more = False
-    else:
-        items, more = await runtime.templates.search(
-            owner=principal.owner,
-            name=body.name,
-            metadata=body.metadata,
-            limit=body.limit,
-            offset=body.offset,
-            sort_by=_sort_key(body.sort_by or "created_at"),
-            sort_order=body.sort_order or "desc",
-        )
+    items, more = await runtime.templates.search(
+        owner=principal.owner,
+        name=body.name,
+        metadata=body.metadata,
+        graph=body.graph_id,
+        limit=body.limit,
+        offset=body.offset,
+        sort_by=_sort_key(body.sort_by or "created_at"),
+        sort_order=body.sort_order or "desc",
+    )
     if more:
         response.headers["X-Pagination-Next"] = str(body.offset + len(items))
         response.headers["X-Pagination-Total"] = str(body.offset + len(items) + 1)
@@ -193,10 +200,8 @@ async def count_assistants(
     body: Annotated[AssistantCount | None, Body()] = None,
 ) -> int:
     body = body or AssistantCount()
-    if body.graph_id is not None and body.graph_id != GRAPH_ID:
-        return 0
     return await runtime.templates.count(
-        owner=principal.owner, name=body.name, metadata=body.metadata
+        owner=principal.owner, name=body.name, metadata=body.metadata, graph=body.graph_id
     )
 
 
@@ -204,11 +209,12 @@ async def count_assistants(
 async def create_assistant(
     runtime: RuntimeDep, principal: PrincipalDep, body: AssistantCreate
 ) -> dict[str, Any]:
-    _check_graph(body.graph_id)
+    _check_graph(runtime, body.graph_id)
     agent_id = validate_id(body.assistant_id or str(uuid.uuid4()), kind="assistant_id")
-    # A new assistant of the graph is the default agent, changed by what the request gives.
-    base = (await runtime.templates.get(DEFAULT_AGENT_ID)).spec.model_dump(mode="json")
-    base.update(_template_fields(body.config, body.context))
+    # A new assistant of a graph is its system agent, changed by what the request gives.
+    system = await runtime.templates.get(resolve_assistant_id(runtime, body.graph_id))
+    base = system.spec.model_dump(mode="json")
+    base.update(_template_fields(body.config, body.context), graph=body.graph_id)
     base.update(name=body.name or "Untitled", metadata=body.metadata or {})
     base["description"] = body.description or ""
     spec = _spec(base)
@@ -235,9 +241,11 @@ async def get_assistant(
 async def patch_assistant(
     runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId, body: AssistantPatch
 ) -> dict[str, Any]:
-    _check_graph(body.graph_id)
+    _check_graph(runtime, body.graph_id)
     template = await _get(runtime, principal, assistant_id)
     changes = _template_fields(body.config, body.context)
+    if body.graph_id is not None:
+        changes["graph"] = body.graph_id
     if body.name is not None:
         changes["name"] = body.name
     if body.description is not None:
@@ -258,7 +266,7 @@ async def delete_assistant(
     delete_threads: Annotated[bool, Query()] = False,
 ) -> Response:
     await runtime.templates.delete(
-        resolve_assistant_id(assistant_id),
+        resolve_assistant_id(runtime, assistant_id),
         owner=principal.owner,
         force=delete_threads,
         system=principal.is_admin,
@@ -288,7 +296,7 @@ async def get_assistant_graph(
     xray: Annotated[str | None, Query(max_length=10)] = None,
 ) -> dict[str, Any]:
     depth = _xray(xray)
-    graph = runtime.graphs.get(await _get(runtime, principal, assistant_id))
+    graph = (await runtime.graphs.get(await _get(runtime, principal, assistant_id))).graph
     drawing: dict[str, Any] = graph.get_graph(xray=depth).to_json()
     for node in drawing.get("nodes", []):
         if isinstance(node.get("data"), dict):
@@ -306,7 +314,7 @@ def _config_schema() -> dict[str, Any]:
         "title": "Configurable",
         "type": "object",
         "properties": {
-            name: model if name == "model" else properties[name] for name in ASSISTANT_CONFIG_FIELDS
+            name: model if name == "model" else properties[name] for name in CONFIGURABLE_FIELDS
         },
     }
     if "$defs" in full:
@@ -314,41 +322,62 @@ def _config_schema() -> dict[str, Any]:
     return schema
 
 
-@router.get("/assistants/{assistant_id}/schemas", summary="The assistant's graph schemas")
-async def get_assistant_schemas(
-    runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId
-) -> dict[str, Any]:
-    graph = runtime.graphs.get(await _get(runtime, principal, assistant_id))
+def _schemas(graph: Any, graph_id: str) -> dict[str, Any]:
+    """A graph's schemas as LangGraph's ``GraphSchema``."""
     output = graph.get_output_jsonschema()
+    context = graph.get_context_jsonschema() if graph.context_schema is not None else None
     return {
-        "graph_id": GRAPH_ID,
+        "graph_id": graph_id,
         "input_schema": graph.get_input_jsonschema(),
         "output_schema": output,
         "state_schema": output,
         "config_schema": _config_schema(),
-        "context_schema": None,
+        "context_schema": context,
     }
 
 
-@router.get("/assistants/{assistant_id}/subgraphs", summary="Subgraphs (there are none)")
-async def get_assistant_subgraphs(
+@router.get("/assistants/{assistant_id}/schemas", summary="The assistant's graph schemas")
+async def get_assistant_schemas(
     runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId
 ) -> dict[str, Any]:
-    await _get(runtime, principal, assistant_id)
-    return {}
+    template = await _get(runtime, principal, assistant_id)
+    return _schemas((await runtime.graphs.get(template)).graph, template.spec.graph)
+
+
+async def _subgraphs(
+    runtime: Runtime, template: AgentTemplate, namespace: str | None, recurse: bool
+) -> dict[str, Any]:
+    graph = (await runtime.graphs.get(template)).graph
+    return {
+        ns: _schemas(subgraph, template.spec.graph)
+        async for ns, subgraph in graph.aget_subgraphs(namespace=namespace, recurse=recurse)
+    }
+
+
+@router.get("/assistants/{assistant_id}/subgraphs", summary="The graph's subgraphs and schemas")
+async def get_assistant_subgraphs(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    assistant_id: AssistantId,
+    recurse: bool = False,
+) -> dict[str, Any]:
+    template = await _get(runtime, principal, assistant_id)
+    return await _subgraphs(runtime, template, None, recurse)
 
 
 @router.get(
-    "/assistants/{assistant_id}/subgraphs/{namespace}", summary="Subgraphs (there are none)"
+    "/assistants/{assistant_id}/subgraphs/{namespace}",
+    summary="The graph's subgraphs under a namespace",
 )
 async def get_assistant_subgraphs_in(
     runtime: RuntimeDep,
     principal: PrincipalDep,
     assistant_id: AssistantId,
     namespace: Annotated[str, Path(max_length=500)],
+    recurse: bool = False,
 ) -> dict[str, Any]:
-    await _get(runtime, principal, assistant_id)
-    return {}
+    template = await _get(runtime, principal, assistant_id)
+    return await _subgraphs(runtime, template, namespace, recurse)
 
 
 @router.post(

@@ -16,12 +16,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
 
 from runtime import Runtime
-from runtime.agents import DEFAULT_AGENT_ID, SYSTEM_OWNER, AgentTemplate
+from runtime.agents import SYSTEM_OWNER, AgentTemplate
 from runtime.sessions import Session, SessionState
 
 __all__ = [
-    "ASSISTANT_CONFIG_FIELDS",
-    "GRAPH_ID",
     "NEVER_STATUS",
     "THREAD_STATUSES",
     "assistant_dict",
@@ -35,13 +33,10 @@ __all__ = [
     "thread_status",
 ]
 
-# The one graph in langgraph.json; every agent template is an assistant of it.
-GRAPH_ID = "agent"
 
-
-def resolve_assistant_id(assistant_id: str) -> str:
-    """The agent id an assistant id names: a graph id (``agent``) means the default agent."""
-    return DEFAULT_AGENT_ID if assistant_id == GRAPH_ID else assistant_id
+def resolve_assistant_id(runtime: Runtime, assistant_id: str) -> str:
+    """The agent id an assistant id names: a graph id means that graph's system agent."""
+    return runtime.graph_agent_id(assistant_id) or assistant_id
 
 
 def jsonable(value: Any) -> Any:
@@ -54,33 +49,22 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-# Template fields an assistant's ``config.configurable`` (or ``context``) carries.
-ASSISTANT_CONFIG_FIELDS = (
-    "system_prompt",
-    "model",
-    "tools",
-    "require_approval",
-    "max_context_tokens",
-    "budgets",
-)
-
-
 def assistant_dict(template: AgentTemplate) -> dict[str, Any]:
     """An agent template as a LangGraph assistant.
 
     ``metadata`` is the template's, plus ``{"created_by": "system"}`` for system templates;
-    ``config.configurable`` holds the template fields of :data:`ASSISTANT_CONFIG_FIELDS`.
+    ``config.configurable`` is what the graph reads there
+    (:meth:`~runtime.agents.TemplateSpec.configurable_values`); ``context`` the template's.
     """
     spec = template.spec
     metadata = dict(spec.metadata)
     if template.owner == SYSTEM_OWNER:
         metadata["created_by"] = "system"
-    configurable = spec.model_dump(mode="json", include=set(ASSISTANT_CONFIG_FIELDS))
     return {
         "assistant_id": template.agent_id,
-        "graph_id": GRAPH_ID,
-        "config": {"configurable": configurable},
-        "context": {},
+        "graph_id": spec.graph,
+        "config": {"configurable": jsonable(spec.configurable_values())},
+        "context": jsonable(spec.context),
         "metadata": jsonable(metadata),
         "version": template.version,
         "name": spec.name,
@@ -127,7 +111,10 @@ def state_dict(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
                 "error": None if task.error is None else repr(task.error),
                 "interrupts": [interrupt_dict(i) for i in task.interrupts],
                 "checkpoint": None,
-                "state": None,
+                # With subgraphs=true, a pending subgraph task's own state.
+                "state": state_dict(task.state, thread_id)
+                if isinstance(task.state, StateSnapshot)
+                else None,
                 "result": jsonable(task.result),
             }
             for task in snapshot.tasks
@@ -161,7 +148,7 @@ def thread_status(session: Session) -> str:
 
 def thread_metadata(session: Session) -> dict[str, Any]:
     """The session's metadata plus the ``graph_id`` and ``assistant_id`` clients filter on."""
-    return {**session.metadata, "graph_id": GRAPH_ID, "assistant_id": session.agent_id}
+    return {**session.metadata, "graph_id": session.graph, "assistant_id": session.agent_id}
 
 
 def thread_dict(session: Session, snapshot: StateSnapshot | None = None) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from runtime import Runtime
 from runtime.errors import InvalidInput
 from runtime.keys import Principal
 from runtime.runs import Run, RunRequest
-from runtime.turns import TurnRequest
+from runtime.sessions import Session
+from runtime.turns import TurnRequest, waits_for_value
 
 __all__ = ["RunCreate", "join_modes", "run_request", "stream_modes"]
 
@@ -67,59 +68,6 @@ class RunCreate(BaseModel):
 
 
 # -- requests -> runs ---------------------------------------------------------------------------
-
-
-def _text(content: Any) -> str:
-    """A message's content as text: a string, or text blocks joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts: list[str] = []
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, dict) and block.get("type") == "text":
-                parts.append(str(block.get("text", "")))
-            else:
-                kind = block.get("type") if isinstance(block, dict) else type(block).__name__
-                raise InvalidInput(
-                    f"only text content is supported, not {kind!r} blocks",
-                    field="input.messages",
-                )
-        return "\n".join(parts)
-    raise InvalidInput("message content must be text", field="input.messages")
-
-
-def _user_message(payload: dict[str, Any]) -> tuple[str, str | None]:
-    """The one user message of a run input, as ``(text, message id)``."""
-    extra = sorted(k for k, v in payload.items() if k != "messages" and v not in (None, [], "", {}))
-    if extra:
-        raise InvalidInput(
-            f"a run's input takes only messages, not {extra}: state is written by the agent",
-            field="input",
-        )
-    messages = payload.get("messages")
-    if isinstance(messages, dict | str):
-        messages = [messages]
-    if not isinstance(messages, list) or len(messages) != 1:
-        raise InvalidInput(
-            "a run's input must hold exactly one user message: "
-            '{"messages": [{"role": "user", "content": "..."}]}',
-            field="input.messages",
-        )
-    message = messages[0]
-    if isinstance(message, str):
-        return message, None
-    if not isinstance(message, dict):
-        raise InvalidInput("a message must be an object", field="input.messages")
-    role = message.get("role") or message.get("type")
-    if role not in ("user", "human"):
-        raise InvalidInput(
-            f"a run's input message must come from the user, not {role!r}",
-            field="input.messages",
-        )
-    message_id = message.get("id")
-    return _text(message.get("content")), message_id if isinstance(message_id, str) else None
 
 
 def _decisions(resume: Any) -> list[dict[str, Any]]:
@@ -194,18 +142,28 @@ def _checkpoint_id(body: RunCreate) -> str | None:
     return None
 
 
-def _turn_input(
-    body: RunCreate, checkpoint_id: str | None
-) -> tuple[str | None, str | None, list[dict[str, Any]] | None]:
-    """What the turn is given: ``(message text, message id, resume decisions)``."""
-    if body.command is not None:
-        return None, None, _decisions(body.command["resume"])
+def _graph_input(body: RunCreate, checkpoint_id: str | None) -> dict[str, Any] | None:
+    """The graph's input: what the run gives, as the graph's input schema takes it.
+
+    No input with a checkpoint continues from it (Studio's "re-run from here").
+    """
     given = any(v not in (None, [], "", {}) for v in (body.input or {}).values())
-    if given or checkpoint_id is None:
-        # No input with a checkpoint: continue from it (Studio's "re-run from here").
-        content, message_id = _user_message(body.input or {})
-        return content, message_id, None
-    return None, None, None
+    if not given and checkpoint_id is not None:
+        return None
+    if not given:
+        raise InvalidInput(
+            'a run needs an input, e.g. {"messages": [{"role": "user", "content": "..."}]}',
+            field="input",
+        )
+    return body.input
+
+
+def _resume(session: Session, resume: Any) -> dict[str, Any]:
+    """``command.resume`` as TurnRequest fields: decisions for our approval step, or the
+    value for a graph's own ``interrupt()``."""
+    if waits_for_value(session.pending_approvals):
+        return {"resume_value": resume}
+    return {"decisions": _decisions(resume)}
 
 
 def _run_kwargs(body: RunCreate, modes: tuple[str, ...]) -> dict[str, Any]:
@@ -226,13 +184,16 @@ async def run_request(
 ) -> RunRequest:
     """Validate a run body and turn it into a :class:`RunRequest` (thread made if needed)."""
     _refuse_unsupported(body)
-    agent_id = resolve_assistant_id(body.assistant_id)
-    await runtime.templates.get(agent_id, owner=who.owner)  # NotFound for another's agent
+    agent_id = resolve_assistant_id(runtime, body.assistant_id)
+    template = await runtime.templates.get(agent_id, owner=who.owner)  # NotFound: another's
     checkpoint_id = _checkpoint_id(body)
-    content, message_id, decisions = _turn_input(body, checkpoint_id)
+    resuming = body.command is not None
+    graph_input = None if resuming else _graph_input(body, checkpoint_id)
+    if graph_input is not None:
+        await runtime.check_input(template, graph_input)
     temporary = thread_id is None and body.on_completion != "keep"
     if thread_id is None:
-        if decisions is not None:
+        if resuming:
             raise InvalidInput("a resume needs a thread", field="command")
         thread_id = str(uuid.uuid4())
     create = body.if_not_exists == "create" or temporary
@@ -241,13 +202,13 @@ async def run_request(
         await runtime.threads.check_visible(session, checkpoint_id)
     strategy = body.multitask_strategy or "reject"
     turn = TurnRequest(
-        content=content,
-        decisions=decisions,
+        input=graph_input,
+        **(_resume(session, body.command["resume"]) if body.command is not None else {}),
         roles=turn_roles(who, None),
         stream_modes=_graph_modes(modes),
+        subgraphs=bool(body.stream_subgraphs),
         checkpoint_id=checkpoint_id,
         metadata=body.metadata,
-        message_id=message_id,
         durability=body.durability,
     )
     return RunRequest(

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.compat.common import (
-    GRAPH_ID,
     NEVER_STATUS,
     THREAD_STATUSES,
     checkpoint_dict,
@@ -202,10 +201,18 @@ def _state(status: str | None) -> SessionState | None:
     return THREAD_STATUSES.get(status) if status is not None else None
 
 
-def _matches_nothing(derived: dict[str, Any], status: str | None) -> bool:
-    """Whether a thread filter excludes every session: another graph, or no such status."""
+def _matches_nothing(status: str | None) -> bool:
+    """Whether a thread status filter excludes every session (no session is ever ``error``)."""
+    return status == NEVER_STATUS
+
+
+def _agent_filter(runtime: Runtime, assistant: Any) -> str | None:
+    return None if assistant is None else resolve_assistant_id(runtime, str(assistant))
+
+
+def _graph_filter(derived: dict[str, Any]) -> str | None:
     graph_id = derived.get("graph_id")
-    return (graph_id is not None and graph_id != GRAPH_ID) or status == NEVER_STATUS
+    return None if graph_id is None else str(graph_id)
 
 
 async def _session(runtime: Runtime, principal: Principal, thread_id: str) -> Session:
@@ -233,7 +240,9 @@ async def create_thread(
     body = body or ThreadCreate()
     metadata, derived = _split_metadata(body.metadata)
     assistant = derived.get("assistant_id")
-    agent_id = resolve_assistant_id(assistant) if isinstance(assistant, str) else DEFAULT_AGENT_ID
+    agent_id = (
+        resolve_assistant_id(runtime, assistant) if isinstance(assistant, str) else DEFAULT_AGENT_ID
+    )
     thread_id = body.thread_id or str(uuid.uuid4())
     ttl = _ttl_seconds(body.ttl)
     try:
@@ -268,16 +277,17 @@ async def search_threads(
     assistant = derived.get("assistant_id")
     sort_by = _sort_key(body.sort_by or "created_at")
     state = _state(body.status)
-    if _matches_nothing(derived, body.status):
+    if _matches_nothing(body.status):
         sessions: list[Session] = []
         more = False
     else:
         sessions, more = await runtime.sessions.search(
             owner=principal.owner,
-            agent_id=resolve_assistant_id(str(assistant)) if assistant is not None else None,
+            agent_id=_agent_filter(runtime, assistant),
             metadata=metadata or None,
             ids=body.ids,
             state=state,
+            graph=_graph_filter(derived),
             limit=body.limit,
             offset=body.offset,
             sort_by=sort_by,
@@ -306,13 +316,14 @@ async def count_threads(
     metadata, derived = _split_metadata(body.metadata)
     assistant = derived.get("assistant_id")
     state = _state(body.status)
-    if _matches_nothing(derived, body.status):
+    if _matches_nothing(body.status):
         return 0
     return await runtime.sessions.count(
         owner=principal.owner,
-        agent_id=resolve_assistant_id(str(assistant)) if assistant is not None else None,
+        agent_id=_agent_filter(runtime, assistant),
         metadata=metadata or None,
         state=state,
+        graph=_graph_filter(derived),
     )
 
 
@@ -356,7 +367,7 @@ async def get_thread_state(
     subgraphs: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     session = await _session(runtime, principal, thread_id)
-    return state_dict(await runtime.threads.state(session), thread_id)
+    return state_dict(await runtime.threads.state(session, subgraphs=subgraphs), thread_id)
 
 
 @router.get(
@@ -370,7 +381,8 @@ async def get_thread_state_at(
     subgraphs: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     session = await _session(runtime, principal, thread_id)
-    return state_dict(await runtime.threads.state(session, checkpoint_id), thread_id)
+    snapshot = await runtime.threads.state(session, checkpoint_id, subgraphs=subgraphs)
+    return state_dict(snapshot, thread_id)
 
 
 @router.post("/threads/{thread_id}/state/checkpoint", summary="The thread's state at a checkpoint")
@@ -379,7 +391,9 @@ async def post_thread_state_at(
 ) -> dict[str, Any]:
     _checkpoint_ns(body.checkpoint)
     session = await _session(runtime, principal, thread_id)
-    snapshot = await runtime.threads.state(session, body.checkpoint.checkpoint_id)
+    snapshot = await runtime.threads.state(
+        session, body.checkpoint.checkpoint_id, subgraphs=body.subgraphs
+    )
     return state_dict(snapshot, thread_id)
 
 

@@ -94,7 +94,7 @@ async def chat(
     agent_id: str, body: AgentChat, request: Request, runtime: RuntimeDep, who: PrincipalDep
 ) -> Any:
     session_id = body.session_id or new_id("ses")
-    kwargs = {**turn_options(who, body), "agent_id": agent_id}
+    kwargs = {**turn_options(who, body), "agent_id": agent_id, "input": body.input}
     if wants_stream(request):
         return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
     return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from api.auth import turn_options
+from api.compat.common import state_dict
 from api.deps import PrincipalDep, RuntimeDep
 from api.routes.sessions import SessionId
 from api.schemas import (
@@ -47,7 +48,7 @@ async def send_message(
     runtime: RuntimeDep,
     who: PrincipalDep,
 ) -> Any:
-    kwargs = {**turn_options(who, body), "agent_id": body.agent_id}
+    kwargs = {**turn_options(who, body), "agent_id": body.agent_id, "input": body.input}
     if wants_stream(request):
         return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
     return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
@@ -70,11 +71,25 @@ async def resume(
     runtime: RuntimeDep,
     who: PrincipalDep,
 ) -> Any:
-    decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
-    kwargs = turn_options(who, body)
+    decisions = body.decision_dicts()
+    kwargs = {**turn_options(who, body), "value": body.value}
     if wants_stream(request):
         return await stream_turn(runtime.resume_stream(session_id, decisions, **kwargs))
     return (await runtime.resume(session_id, decisions, **kwargs)).to_dict()
+
+
+@router.get(
+    "/{session_id}/state",
+    summary="The session's whole graph state (every channel), as of its last completed turn",
+)
+async def get_state(
+    session_id: SessionId,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    subgraphs: bool = False,
+) -> dict[str, Any]:
+    session = await runtime.sessions.get(who.owner, session_id)
+    return state_dict(await runtime.threads.state(session, subgraphs=subgraphs), session_id)
 
 
 @router.get("/{session_id}/messages", summary="Read the conversation, one page at a time")

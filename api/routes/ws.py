@@ -92,10 +92,12 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
                     continue
                 kwargs = turn_options(principal, body)
                 if isinstance(body, ResumeRequest):
-                    decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
-                    events = runtime.resume_stream(session_id, decisions, **kwargs)
+                    decisions = body.decision_dicts()
+                    events = runtime.resume_stream(
+                        session_id, decisions, value=body.value, **kwargs
+                    )
                 else:
-                    events = runtime.stream(session_id, body.content, **kwargs)
+                    events = runtime.stream(session_id, body.content, input=body.input, **kwargs)
                 async for event in events:
                     await _send(websocket, event.type, event.data)
             except SessiongraphError as exc:

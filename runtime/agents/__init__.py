@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from runtime.agents.cache import CompiledGraph, GraphCache
+from runtime.agents.cache import CompiledAgent, CompiledGraph, GraphCache
 from runtime.agents.spec import (
+    CONFIGURABLE_FIELDS,
     DEFAULT_AGENT_ID,
     MAX_STEPS,
     SYSTEM_OWNER,
@@ -21,6 +22,8 @@ __all__ = [
     "AgentStats",
     "AgentTemplate",
     "Budgets",
+    "CONFIGURABLE_FIELDS",
+    "CompiledAgent",
     "CompiledGraph",
     "DEFAULT_AGENT_ID",
     "MAX_STEPS",

@@ -12,11 +12,19 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from runtime.errors import InvalidInput
 
 __all__ = [
+    "CONFIGURABLE_FIELDS",
     "DEFAULT_AGENT_ID",
     "MAX_STEPS",
     "MAX_TEMPLATE_METADATA_BYTES",
@@ -76,6 +84,18 @@ class ModelSpec(BaseModel):
             raise InvalidInput(f"invalid model {value!r}: {exc.errors()[0]['msg']}") from exc
 
 
+# Template fields every graph finds in ``config["configurable"]`` (and the LangGraph API shows
+# as an assistant's ``config.configurable``): how the built-in graph reads its configuration.
+CONFIGURABLE_FIELDS = (
+    "system_prompt",
+    "model",
+    "tools",
+    "require_approval",
+    "max_context_tokens",
+    "budgets",
+)
+_CONFIGURABLE = set(CONFIGURABLE_FIELDS)
+
 # The most model calls any turn may make (templates and requests alike).
 MAX_STEPS = 1000
 
@@ -111,7 +131,12 @@ class TemplateSpec(BaseModel):
         description="Tools of this template that pause the turn for a human decision "
         "(besides those registered with requires_approval).",
     )
-    graph_kind: str = "react"
+    graph: str = Field(
+        default="react",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        validation_alias=AliasChoices("graph", "graph_kind"),
+        description="The graph the agent runs: `react` (built in) or a name from langgraph.json.",
+    )
     budgets: Budgets = Field(default_factory=Budgets)
     max_context_tokens: int | None = Field(default=None, ge=64)
     summary_model: ModelSpec | None = Field(
@@ -124,6 +149,21 @@ class TemplateSpec(BaseModel):
         default_factory=dict,
         description="Free-form labels (the LangGraph API shows them as assistant metadata).",
     )
+    configurable: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Graph-specific settings, read by the graph from config['configurable'] "
+        "beside the fields above (the LangGraph API's assistant config.configurable).",
+    )
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The graph's run-time context (the LangGraph API's assistant context), "
+        "for graphs with a context_schema.",
+    )
+
+    def configurable_values(self) -> dict[str, Any]:
+        """What every run of this agent finds in ``config["configurable"]``: the fields of
+        :data:`CONFIGURABLE_FIELDS` (JSON-ready) and the graph-specific ``configurable``."""
+        return {**self.configurable, **self.model_dump(mode="json", include=_CONFIGURABLE)}
 
     @model_validator(mode="after")
     def _approvals_name_tools(self) -> TemplateSpec:
@@ -134,11 +174,13 @@ class TemplateSpec(BaseModel):
 
     @model_validator(mode="after")
     def _metadata_size(self) -> TemplateSpec:
-        size = len(json.dumps(self.metadata, separators=(",", ":"), default=str).encode())
-        if size > MAX_TEMPLATE_METADATA_BYTES:
-            raise ValueError(
-                f"metadata is {size} bytes; the limit is {MAX_TEMPLATE_METADATA_BYTES}"
-            )
+        for name in ("metadata", "configurable", "context"):
+            value = getattr(self, name)
+            size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+            if size > MAX_TEMPLATE_METADATA_BYTES:
+                raise ValueError(
+                    f"{name} is {size} bytes; the limit is {MAX_TEMPLATE_METADATA_BYTES}"
+                )
         return self
 
 

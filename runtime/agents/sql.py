@@ -99,15 +99,20 @@ def name_params(name: str | None) -> dict[str, Any]:
     return {"name": name, "pattern": "%" + escape_like(name or "") + "%"}
 
 
+# The template runs graph %(graph)s (None: any graph).
+_GRAPH_MATCHES = "(%(graph)s::text IS NULL OR spec->>'graph' = %(graph)s)"
+
+
 def search_where(
-    owner: str, name: str | None, metadata: dict[str, Any] | None
+    owner: str, name: str | None, metadata: dict[str, Any] | None, graph: str | None = None
 ) -> tuple[str, dict[str, Any]]:
     """The WHERE clause and parameters of an assistant search (and its count)."""
-    where = f"{VISIBLE} AND {_NAME_MATCHES} AND {_METADATA_MATCHES}"
+    where = f"{VISIBLE} AND {_NAME_MATCHES} AND {_METADATA_MATCHES} AND {_GRAPH_MATCHES}"
     params = {
         **visibility_params(owner),
         **name_params(name),
         "meta": Jsonb(metadata) if metadata else None,
+        "graph": graph,
     }
     return where, params
 

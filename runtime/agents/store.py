@@ -135,6 +135,7 @@ class TemplateStore:
         owner: str,
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
+        graph: str | None = None,
         limit: int = 10,
         offset: int = 0,
         sort_by: str = "created_at",
@@ -149,16 +150,21 @@ class TemplateStore:
         """
         check_sort(sort_by, sort_order, sql.SORT_COLUMNS)
         check_offset_page(limit, offset)
-        where, params = sql.search_where(owner, name, metadata)
+        where, params = sql.search_where(owner, name, metadata, graph)
         statement = sql.search_agents(where, sort_by, sort_order.upper())
         rows = await fetch_all(self._pool, statement, {**params, "n": limit + 1, "offset": offset})
         return [template_from_row(r) for r in rows[:limit]], len(rows) > limit
 
     async def count(
-        self, *, owner: str, name: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        *,
+        owner: str,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        graph: str | None = None,
     ) -> int:
         """How many templates :meth:`search` would find with these filters."""
-        where, params = sql.search_where(owner, name, metadata)
+        where, params = sql.search_where(owner, name, metadata, graph)
         row = await fetch_one(self._pool, sql.count_agents(where), params)
         return int(row["n"]) if row else 0
 

@@ -140,6 +140,13 @@ MIGRATIONS: list[str] = [
     )
     """,
     """CREATE INDEX runs_thread_idx ON runs (owner, session_id, created_at DESC)""",
+    """
+    -- An agent names its graph as `graph` (it was `graph_kind`, always 'react'), so SQL can
+    -- read every agent's graph by one name.
+    UPDATE agents SET spec = (spec - 'graph_kind')
+        || jsonb_build_object('graph', coalesce(spec->>'graph_kind', 'react'))
+    WHERE NOT spec ? 'graph'
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

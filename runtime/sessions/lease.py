@@ -151,6 +151,7 @@ class SessionLeases:
             agent_row=row,
             committed_checkpoint_id=committed,
             pending_approvals=row["pending_approvals"],
+            session_metadata=row["session_metadata"] or {},
         )
 
     async def renew(self, lease: Lease) -> bool:

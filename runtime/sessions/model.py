@@ -61,6 +61,8 @@ class Session:
     # Whether a turn held the lease when this row was read, by the database's clock
     # (every statement that returns a session selects ``SESSION_COLUMNS``).
     busy: bool = False
+    # The graph its agent runs (``react``, or a langgraph.json name).
+    graph: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
@@ -101,6 +103,8 @@ class Lease:
     agent_row: dict[str, Any] = field(repr=False)
     committed_checkpoint_id: str | None = None
     pending_approvals: list[dict[str, Any]] | None = None
+    # The session's metadata as the turn began (tools see it as ``session_metadata``).
+    session_metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     lost: bool = False
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ABORT",
     "ACQUIRE",
+    "AGENT_GRAPH",
     "BIND_AGENT",
     "CLEAR",
     "COUNT_ACTIVE",
@@ -60,7 +61,9 @@ LEASE_HELD = "(lease_token IS NOT NULL AND lease_expires_at >= now())"
 LEASE_FREE = "(lease_token IS NULL OR lease_expires_at < now())"
 
 # What every statement that returns a :class:`~runtime.sessions.model.Session` selects.
-SESSION_COLUMNS = f"*, {LEASE_HELD} AS busy"
+# The graph a session's agent runs (every stored spec names it: migration 15).
+AGENT_GRAPH = "(SELECT a.spec->>'graph' FROM agents a WHERE a.agent_id = sessions.agent_id)"
+SESSION_COLUMNS = f"*, {LEASE_HELD} AS busy, {AGENT_GRAPH} AS graph"
 
 # Each :data:`~runtime.sessions.model.SessionState` as a condition.
 STATES: dict[SessionState, str] = {
@@ -114,7 +117,8 @@ _SEARCH_WHERE = (
     f"owner = %(owner)s AND {LIVE} "
     "AND (%(agent)s::text IS NULL OR agent_id = %(agent)s) "
     "AND (%(meta)s::jsonb IS NULL OR metadata @> %(meta)s::jsonb) "
-    "AND (%(ids)s::text[] IS NULL OR session_id = ANY(%(ids)s::text[]))"
+    "AND (%(ids)s::text[] IS NULL OR session_id = ANY(%(ids)s::text[])) "
+    f"AND (%(graph)s::text IS NULL OR {AGENT_GRAPH} = %(graph)s)"
 )
 # Only a session with no conversation yet, and no turn, moves to another agent.
 BIND_AGENT = (
@@ -163,6 +167,7 @@ ACQUIRE = (
     "AND a.agent_id = s.agent_id AND s.status = 'active' "
     f"AND {LIVE} AND s.awaiting_approval = %(resume)s AND {LEASE_FREE} "
     "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, "
+    "s.metadata AS session_metadata, "
     f"({LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
     "a.agent_id, a.owner, a.version, a.spec, a.created_at, a.updated_at"
 )

@@ -70,6 +70,7 @@ def _search_params(
     agent_id: str | None,
     metadata: dict[str, Any] | None,
     ids: builtins.list[str] | None,
+    graph: str | None = None,
 ) -> dict[str, Any]:
     """The parameters of :func:`~runtime.sessions.sql.search_sql` and ``count_sql``."""
     return {
@@ -77,6 +78,7 @@ def _search_params(
         "agent": agent_id,
         "meta": Jsonb(metadata) if metadata else None,
         "ids": ids,
+        "graph": graph,
     }
 
 
@@ -242,6 +244,7 @@ class SessionStore(SessionLeases):
         metadata: dict[str, Any] | None = None,
         ids: builtins.list[str] | None = None,
         state: SessionState | None = None,
+        graph: str | None = None,
         limit: int = 10,
         offset: int = 0,
         sort_by: SessionSortKey = "created_at",
@@ -251,6 +254,7 @@ class SessionStore(SessionLeases):
 
         Args:
             state: only sessions in this :data:`~runtime.sessions.model.SessionState`.
+            graph: only sessions whose agent runs this graph.
             sort_by: one of :data:`~runtime.sessions.sql.SORT_KEYS` (``session_id``,
                 ``created_at``, ``last_activity_at``, ``state``); ties by ``session_id``.
         """
@@ -260,7 +264,11 @@ class SessionStore(SessionLeases):
         rows = await fetch_all(
             self._pool,
             sql.search_sql(state, sort_by, descending=sort_order == "desc"),
-            {**_search_params(owner, agent_id, metadata, ids), "n": limit + 1, "offset": offset},
+            {
+                **_search_params(owner, agent_id, metadata, ids, graph),
+                "n": limit + 1,
+                "offset": offset,
+            },
         )
         return [Session.from_row(r) for r in rows[:limit]], len(rows) > limit
 
@@ -271,12 +279,12 @@ class SessionStore(SessionLeases):
         agent_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         state: SessionState | None = None,
+        graph: str | None = None,
     ) -> int:
         """How many of the owner's live sessions match (filters as in :meth:`search`)."""
         _check_state(state)
-        row = await fetch_one(
-            self._pool, sql.count_sql(state), _search_params(owner, agent_id, metadata, None)
-        )
+        params = _search_params(owner, agent_id, metadata, None, graph)
+        row = await fetch_one(self._pool, sql.count_sql(state), params)
         return int(row["n"]) if row else 0
 
     async def bind_agent(self, owner: str, session_id: str, agent_id: str) -> Session:

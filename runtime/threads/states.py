@@ -25,7 +25,7 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from psycopg.types.json import Jsonb
 
-from runtime.agents import CompiledGraph, GraphCache, TemplateStore, template_from_row
+from runtime.agents import CompiledGraph, GraphCache, TemplateStore
 from runtime.checkpoints import LINEAGE
 from runtime.db import Pool, fetch_all
 from runtime.errors import InvalidInput, NotFound
@@ -82,7 +82,7 @@ class ThreadStates:
     async def graph(self, session: Session) -> CompiledGraph:
         """The compiled graph of the session's agent (current version)."""
         template = await self._templates.get(session.agent_id)
-        return self._graphs.get(template)
+        return (await self._graphs.get(template)).graph
 
     async def lineage(
         self,
@@ -129,8 +129,11 @@ class ThreadStates:
                 checkpoint_id=checkpoint_id,
             )
 
-    async def state(self, session: Session, checkpoint_id: str | None = None) -> StateSnapshot:
-        """The state at the committed checkpoint, or at ``checkpoint_id`` in its lineage.
+    async def state(
+        self, session: Session, checkpoint_id: str | None = None, *, subgraphs: bool = False
+    ) -> StateSnapshot:
+        """The state at the committed checkpoint, or at ``checkpoint_id`` in its lineage;
+        with ``subgraphs``, each pending task's subgraph state too.
 
         Raises:
             NotFound: ``checkpoint_id`` is not in the session's committed lineage.
@@ -141,7 +144,7 @@ class ThreadStates:
         if target is None:
             return empty_snapshot(session.thread_id)
         graph = await self.graph(session)
-        return await graph.aget_state(_config(session.thread_id, target))
+        return await graph.aget_state(_config(session.thread_id, target), subgraphs=subgraphs)
 
     async def history(
         self,
@@ -199,9 +202,7 @@ class ThreadStates:
             session = await self._sessions.get(owner, session_id)
             if checkpoint_id is not None:
                 await self.check_visible(session, checkpoint_id)
-            graph = self._graphs.lookup(lease.agent_id, lease.agent_version)
-            if graph is None:
-                graph = self._graphs.get(template_from_row(lease.agent_row))
+            graph = (await self._graphs.for_row(lease.agent_row)).graph
             base = _config(lease.thread_id, checkpoint_id or lease.committed_checkpoint_id)
             before = (
                 _message_count(await graph.aget_state(base)) if lease.committed_checkpoint_id else 0

@@ -1,11 +1,11 @@
-"""Turns: the runner, its request/result/event types, the per-turn guard, and the names
-(graph kinds, ``configurable`` keys, node names) the runner and its graphs share."""
+"""Turns: the runner, its request/result/event types, the per-turn guard, the kit that gives
+any graph the agent's model and guarded tools, and the names (``configurable`` keys, node
+names) the runner and its graphs share."""
 
 from __future__ import annotations
 
-from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_GUARD
+from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_AGENT, CONFIG_KEY_GUARD
 from runtime.turns.events import TurnEvent, TurnRequest, TurnResult, message_to_dict, now_stamp
-from runtime.turns.graph_kinds import GRAPH_KINDS, graph_builder
 from runtime.turns.guards import (
     BudgetLimits,
     Decision,
@@ -15,14 +15,16 @@ from runtime.turns.guards import (
     guarded_tool_call,
     template_tools,
 )
+from runtime.turns.kit import agent_of, approve_calls, chat_model, tool_node
 from runtime.turns.runner import MAX_MESSAGE_CHARS, GuardOptions, TurnRunner
+from runtime.turns.stream import check_input_keys, checked_input, waits_for_value
 
 __all__ = [
     "AGENT_NODE",
     "BudgetLimits",
+    "CONFIG_KEY_AGENT",
     "CONFIG_KEY_GUARD",
     "Decision",
-    "GRAPH_KINDS",
     "GuardOptions",
     "MAX_MESSAGE_CHARS",
     "ToolRecords",
@@ -31,10 +33,16 @@ __all__ = [
     "TurnRequest",
     "TurnResult",
     "TurnRunner",
-    "graph_builder",
+    "agent_of",
+    "approve_calls",
+    "chat_model",
+    "check_input_keys",
+    "checked_input",
     "guard_of",
     "guarded_tool_call",
     "message_to_dict",
     "now_stamp",
     "template_tools",
+    "tool_node",
+    "waits_for_value",
 ]

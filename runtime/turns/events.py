@@ -109,10 +109,19 @@ class TurnResult:
 
 @dataclass(frozen=True)
 class TurnRequest:
-    """What starts or continues a turn: a user message, or decisions on pending calls."""
+    """What starts or continues a turn: a user message (``content``) or any input the graph
+    accepts (``input``), decisions on pending calls, or a value for a graph's own
+    ``interrupt()``."""
 
     content: str | None = None
     decisions: list[dict[str, Any]] | None = None
+    # The graph's input as its input schema takes it (``{"messages": [...], "topic": ...}``);
+    # messages may be dicts in any form LangChain converts. Instead of ``content``.
+    input: Mapping[str, Any] | None = None
+    # Resume a graph's own ``interrupt()`` with this value (``decisions`` answer approvals).
+    resume_value: Any = None
+    # Stream subgraphs' parts too (chunk events then carry their namespace).
+    subgraphs: bool = False
     roles: frozenset[str] | None = None  # None: every tool (library use, admins)
     budgets: BudgetLimits | None = None
     # LangGraph stream modes ("values", "updates", "messages", "debug", "custom", ...) whose
@@ -132,9 +141,15 @@ class TurnRequest:
 
     @property
     def resume(self) -> bool:
-        return self.decisions is not None
+        """Answers a paused turn: approval decisions, or a value for the graph's interrupt."""
+        return self.decisions is not None or self.resume_value is not None
 
     @property
     def replay(self) -> bool:
         """Continue from ``checkpoint_id`` without new input."""
-        return self.content is None and self.decisions is None and self.checkpoint_id is not None
+        return (
+            self.content is None
+            and self.input is None
+            and not self.resume
+            and self.checkpoint_id is not None
+        )

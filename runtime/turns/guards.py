@@ -28,18 +28,20 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import Runnable
+from langgraph.errors import GraphRecursionError
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.agents import MAX_STEPS, Budgets, TemplateSpec
 from runtime.db import Pool, execute, fetch_one
-from runtime.errors import InvalidInput, ModelBadResponse
+from runtime.errors import BudgetExceeded, InvalidInput, ModelBadResponse
 from runtime.keys import ADMIN_ROLE
 from runtime.tools import ToolRegistry, ToolSpec
 from runtime.turns.constants import CONFIG_KEY_GUARD
@@ -53,6 +55,7 @@ __all__ = [
     "effective_budgets",
     "guard_of",
     "guarded_tool_call",
+    "hard_bounds",
     "template_tools",
 ]
 
@@ -385,6 +388,42 @@ class TurnGuard:
         ):
             await self.records.put(self.thread_id, key, spec.name, result.text)
         return result
+
+
+# How long past ``deadline_seconds`` a turn may run before it is stopped and rolled back (the
+# built-in graph ends cleanly at the deadline itself; this bounds every other graph).
+HARD_DEADLINE_GRACE_SECONDS = 2.0
+
+
+@asynccontextmanager
+async def hard_bounds(guard: TurnGuard) -> AsyncIterator[None]:
+    """Bound a graph run by the turn's deadline (plus a grace) and its step limit.
+
+    Raises:
+        BudgetExceeded: the run passed either bound; the caller rolls the turn back.
+    """
+    left = guard.remaining()
+    deadline = guard.budgets.deadline_seconds
+    try:
+        async with asyncio.timeout(
+            None if left is None else max(left, 0) + HARD_DEADLINE_GRACE_SECONDS
+        ) as bound:
+            yield
+    except TimeoutError as exc:
+        if not bound.expired():
+            raise
+        raise BudgetExceeded(
+            f"the turn ran past its {deadline} s deadline and was rolled back",
+            budget="deadline_seconds",
+            limit=deadline,
+        ) from exc
+    except GraphRecursionError as exc:
+        raise BudgetExceeded(
+            f"the graph ran past its step limit ({guard.budgets.max_steps} model steps) and "
+            "was rolled back",
+            budget="max_steps",
+            limit=guard.budgets.max_steps,
+        ) from exc
 
 
 def guard_of(config: Mapping[str, Any]) -> TurnGuard | None:

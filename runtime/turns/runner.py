@@ -18,13 +18,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from runtime.agents import Budgets, GraphCache, template_from_row
+from runtime.agents import Budgets, CompiledAgent, GraphCache, template_from_row
 from runtime.checkpoints import Write, deferring_writes
 from runtime.errors import (
     Conflict,
@@ -53,9 +53,18 @@ from runtime.turns.guards import (
     ToolRecords,
     TurnGuard,
     effective_budgets,
+    hard_bounds,
     template_tools,
 )
-from runtime.turns.stream import GraphStream, ModelTimer, turn_config, turn_input
+from runtime.turns.stream import (
+    GraphStream,
+    ModelTimer,
+    check_input_keys,
+    checked_input,
+    turn_config,
+    turn_input,
+    waits_for_value,
+)
 
 __all__ = ["MAX_MESSAGE_CHARS", "GuardOptions", "TurnRunner"]
 
@@ -111,6 +120,7 @@ class TurnRunner:
 
     async def run(self, owner: str, session_id: str, request: TurnRequest) -> TurnResult:
         """Run one user message (or a resume) through the session's graph; return the result."""
+        request = _checked(request)
         lease = await self._begin(owner, session_id, request)
         task = self._spawn(self._execute(lease, request, None))
         # shield: a cancelled caller (a dropped HTTP request) must not cut the turn short.
@@ -137,6 +147,7 @@ class TurnRunner:
         Errors that stop the turn from starting are raised here. Cancelling the task stops
         the turn and rolls it back; the events then end with an ``error``.
         """
+        request = _checked(request)
         lease = await self._begin(owner, session_id, request)
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
         task = self._spawn(self._execute(lease, request, queue.put_nowait))
@@ -170,16 +181,6 @@ class TurnRunner:
         return task
 
     async def _begin(self, owner: str, session_id: str, request: TurnRequest) -> Lease:
-        if not request.resume and not request.replay:
-            content = request.content
-            if not isinstance(content, str) or not content.strip():
-                raise InvalidInput("message content must be a non-empty string", field="content")
-            if len(content) > MAX_MESSAGE_CHARS:
-                raise PayloadTooLarge(
-                    f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
-                    field="content",
-                    limit=MAX_MESSAGE_CHARS,
-                )
         try:
             lease = await self._sessions.acquire(owner, session_id, resume=request.resume)
         except (NotFound, SessionExpired):
@@ -198,19 +199,34 @@ class TurnRunner:
             )
         if request.resume:
             try:
-                # Checked before the graph runs, so a bad resume changes nothing.
-                _, specs = self._policy(lease)
-                TurnGuard(budgets=Budgets(), specs=specs).accept_decisions(
-                    lease.pending_approvals or [], {"decisions": request.decisions}
-                )
+                self._check_resume(lease, request)
             except BaseException:
                 await self._sessions.abort(lease)
                 raise
         return lease
 
-    def _graph(self, lease: Lease) -> Any:
-        graph = self._graphs.lookup(lease.agent_id, lease.agent_version)
-        return graph if graph is not None else self._graphs.get(template_from_row(lease.agent_row))
+    def _check_resume(self, lease: Lease, request: TurnRequest) -> None:
+        """Refuse a resume that does not answer what the session waits for (before the
+        graph runs, so a bad resume changes nothing)."""
+        if waits_for_value(lease.pending_approvals):
+            if request.decisions is not None:
+                raise InvalidInput(
+                    "the session waits for a value for the graph's interrupt, not for "
+                    "decisions on tool calls: resume it with a value",
+                    field="resume",
+                    pending=lease.pending_approvals,
+                )
+            return
+        if request.decisions is None:
+            raise InvalidInput(
+                "the session waits for decisions on tool calls: resume it with decisions",
+                field="decisions",
+                pending=lease.pending_approvals,
+            )
+        _, specs = self._policy(lease)
+        TurnGuard(budgets=Budgets(), specs=specs).accept_decisions(
+            lease.pending_approvals or [], {"decisions": request.decisions}
+        )
 
     def _policy(self, lease: Lease) -> tuple[Budgets, dict[str, ToolSpec]]:
         """The template version's budgets and tools (parsed once per version)."""
@@ -242,13 +258,16 @@ class TurnRunner:
         started = time.perf_counter()
         timer = ModelTimer()
         graph_input, added = turn_input(request)
-        run = GraphStream(emit, request.stream_modes, added)
+        run = GraphStream(emit, request.stream_modes, added, request.subgraphs)
         try:
-            graph = self._graph(lease)
+            agent = await self._graphs.for_row(lease.agent_row)
+            check_input_keys(agent, graph_input)
             guard = self._guard(lease, request)
-            config = turn_config(lease, request, guard, timer)
+            config = turn_config(lease, request, guard, timer, agent)
             durability = request.durability or self._durability
-            writes = await self._run_graph(lease, graph, graph_input, config, durability, run)
+            writes = await self._run_graph(
+                lease, agent, graph_input, config, durability, guard, run
+            )
             result = self._result(lease, run.added, started, timer, guard, run.pending)
             await self._sessions.release(
                 lease,
@@ -279,13 +298,15 @@ class TurnRunner:
     async def _run_graph(
         self,
         lease: Lease,
-        graph: Any,
+        agent: CompiledAgent,
         graph_input: Any,
         config: RunnableConfig,
         durability: Durability,
+        guard: TurnGuard,
         run: GraphStream,
     ) -> list[Write]:
-        """Stream the graph into ``run`` under the renewed lease; return deferred writes."""
+        """Stream the graph into ``run`` under the renewed lease and the turn's hard bounds;
+        return deferred writes."""
         current = asyncio.current_task()
         assert current is not None
         # With one checkpoint per turn, its writes wait for the release: one commit ends
@@ -293,10 +314,20 @@ class TurnRunner:
         deferring: AbstractContextManager[list[Write]] = (
             deferring_writes() if durability == "exit" else nullcontext([])
         )
+        # The agent's context, for graphs with a context_schema (None: theirs is unset).
+        context = agent.template.spec.context or None
+        graph: Any = agent.graph
         with deferring as writes:
-            async with self._sessions.renewing(lease, current):
+            async with self._sessions.renewing(lease, current), hard_bounds(guard):
                 await run.consume(
-                    graph.astream(graph_input, config, stream_mode=run.modes, durability=durability)
+                    graph.astream(
+                        graph_input,
+                        config,
+                        context=context,
+                        stream_mode=run.modes,
+                        durability=durability,
+                        subgraphs=run.subgraphs,
+                    )
                 )
         return writes
 
@@ -352,6 +383,36 @@ class TurnRunner:
             warnings=list(guard.warnings),
             status="awaiting_approval" if pending else "completed",
             pending_approvals=pending or [],
+        )
+
+
+def _checked(request: TurnRequest) -> TurnRequest:
+    """The request with its message or input checked (and the input's messages converted),
+    before anything is leased."""
+    if request.resume or request.replay:
+        return request
+    if request.input is not None and request.content is not None:
+        raise InvalidInput("give content or input, not both", field="input")
+    if request.input is not None:
+        graph_input = checked_input(request.input)
+        for message in graph_input.get("messages") or []:
+            if isinstance(message.content, str):
+                _check_size(message.content, "input.messages")
+        return replace(request, input=graph_input)
+    content = request.content
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidInput("message content must be a non-empty string", field="content")
+    _check_size(content, "content")
+    return request
+
+
+def _check_size(content: str, field: str) -> None:
+    """Text within :data:`MAX_MESSAGE_CHARS`."""
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise PayloadTooLarge(
+            f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
+            field=field,
+            limit=MAX_MESSAGE_CHARS,
         )
 
 

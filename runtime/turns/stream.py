@@ -7,25 +7,44 @@ approvals it waits for, and emitting the turn's events as they happen.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    convert_to_messages,
+    message_chunk_to_message,
+)
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
+from runtime.agents import CompiledAgent
 from runtime.checkpoints import EXPECTED_CHECKPOINT
+from runtime.errors import InvalidInput
 from runtime.sessions import Lease
-from runtime.turns.constants import AGENT_NODE, CONFIG_KEY_GUARD
+from runtime.turns.constants import CONFIG_KEY_AGENT, CONFIG_KEY_GUARD
 from runtime.turns.events import Emit, TurnEvent, TurnRequest, emit_message, now_stamp
 from runtime.turns.guards import TurnGuard
 
-__all__ = ["GraphStream", "ModelTimer", "turn_config", "turn_input"]
+__all__ = [
+    "GraphStream",
+    "ModelTimer",
+    "check_input_keys",
+    "checked_input",
+    "pending_of",
+    "turn_config",
+    "turn_input",
+    "waits_for_value",
+]
 
 # LangGraph's key for an interrupt in an ``updates`` stream part.
 _INTERRUPT = "__interrupt__"
@@ -57,12 +76,23 @@ class ModelTimer(BaseCallbackHandler):
 def turn_input(request: TurnRequest) -> tuple[Any, list[BaseMessage]]:
     """The graph's input for a request, and the messages it adds (the user's, if any).
 
-    A resume answers the pending interrupt; a replay continues with no input.
+    A resume answers the pending interrupt; a replay continues with no input; an ``input``
+    goes to the graph as given, its messages (already checked by :func:`checked_input`)
+    stamped and given ids.
     """
-    if request.resume:
+    if request.decisions is not None:
         return Command(resume={"decisions": request.decisions}), []
+    if request.resume_value is not None:
+        return Command(resume=request.resume_value), []
     if request.replay:
         return None, []
+    if request.input is not None:
+        graph_input = dict(request.input)
+        added: list[BaseMessage] = list(graph_input.get("messages") or [])
+        for message in added:
+            message.id = message.id or str(uuid.uuid4())
+            message.response_metadata.setdefault("created_at", now_stamp())
+        return graph_input, added
     human = HumanMessage(
         request.content or "",
         id=request.message_id or str(uuid.uuid4()),
@@ -71,14 +101,62 @@ def turn_input(request: TurnRequest) -> tuple[Any, list[BaseMessage]]:
     return {"messages": [human]}, [human]
 
 
+def checked_input(graph_input: Any) -> dict[str, Any]:
+    """A run's ``input``, its ``messages`` converted to LangChain messages.
+
+    Raises:
+        InvalidInput: not an object, or messages LangChain cannot read.
+    """
+    if not isinstance(graph_input, Mapping):
+        raise InvalidInput("a run's input must be an object", field="input")
+    out = dict(graph_input)
+    messages = out.get("messages")
+    if messages is None:
+        return out
+    try:
+        converted = convert_to_messages(messages if isinstance(messages, list) else [messages])
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise InvalidInput(f"input.messages: {exc}", field="input.messages") from exc
+    out["messages"] = [message_chunk_to_message(m) for m in converted]
+    return out
+
+
+def check_input_keys(agent: CompiledAgent, graph_input: Any) -> None:
+    """Refuse input keys the graph's input schema does not have (LangGraph drops them)."""
+    accepted = agent.input_keys
+    if accepted is None or not isinstance(graph_input, Mapping):
+        return
+    unknown = sorted(set(graph_input) - accepted)
+    if unknown:
+        raise InvalidInput(
+            f"the graph's input has no {unknown}", field="input", accepted=sorted(accepted)
+        )
+
+
 def turn_config(
-    lease: Lease, request: TurnRequest, guard: TurnGuard, timer: ModelTimer
+    lease: Lease,
+    request: TurnRequest,
+    guard: TurnGuard,
+    timer: ModelTimer,
+    agent: CompiledAgent,
 ) -> RunnableConfig:
-    """The graph's config for one turn: the thread, the guard, callbacks and metadata."""
+    """The graph's config for one turn: the agent's configuration, the thread and the
+    session's identity, the guard, callbacks and metadata.
+
+    Every graph finds the agent's fields (``system_prompt``, ``model``, ``tools``, …, see
+    :meth:`~runtime.agents.TemplateSpec.configurable_values`) and the caller's identity
+    (``session_id``, ``owner``, ``session_metadata``) in ``config["configurable"]``.
+    """
     config: RunnableConfig = {
         "configurable": {
+            **agent.template.spec.configurable_values(),
+            "session_id": lease.session_id,
+            "owner": lease.owner,
+            "session_metadata": lease.session_metadata,
+            "agent_id": lease.agent_id,
             "thread_id": lease.thread_id,
             CONFIG_KEY_GUARD: guard,
+            CONFIG_KEY_AGENT: agent,
             # The committed checkpoint is the thread's latest (the lease rolled back
             # anything newer): the saver may serve it from memory.
             EXPECTED_CHECKPOINT: lease.committed_checkpoint_id,
@@ -110,6 +188,32 @@ def _updated_messages(update: Any) -> list[BaseMessage]:
     return [m for m in out if isinstance(m, BaseMessage)]
 
 
+def pending_of(interrupts: Iterable[Any]) -> list[dict[str, Any]]:
+    """What a paused turn waits for: the approval node's pending calls, or else each of the
+    graph's own interrupts as ``{"type": "interrupt", "id", "value"}``."""
+    interrupts = list(interrupts)
+    first = interrupts[0].value if interrupts else None
+    if isinstance(first, dict) and first.get("type") == "approval":
+        return list(first.get("pending", []))
+    return [{"type": "interrupt", "id": i.id, "value": _json_ready(i.value)} for i in interrupts]
+
+
+def waits_for_value(pending: Iterable[Mapping[str, Any]] | None) -> bool:
+    """Whether a paused session waits for a value for the graph's own ``interrupt()`` (else
+    for decisions on tool calls)."""
+    return any(p.get("type") == "interrupt" for p in pending or ())
+
+
+def _json_ready(value: Any) -> Any:
+    """An interrupt's value as JSON (it is stored with the session): models as their dump."""
+
+    def default(obj: Any) -> Any:
+        dump = getattr(obj, "model_dump", None)
+        return dump(mode="json") if callable(dump) else str(obj)
+
+    return json.loads(json.dumps(value, default=default))
+
+
 class GraphStream:
     """Consumes one graph run's stream parts, for the turn's result and its events.
 
@@ -120,7 +224,11 @@ class GraphStream:
     """
 
     def __init__(
-        self, emit: Emit | None, stream_modes: Iterable[str], added: list[BaseMessage]
+        self,
+        emit: Emit | None,
+        stream_modes: Iterable[str],
+        added: list[BaseMessage],
+        subgraphs: bool = False,
     ) -> None:
         self._emit = emit
         # Raw parts of these modes go out as ``chunk`` events (only when streaming).
@@ -128,33 +236,32 @@ class GraphStream:
         modes = ["updates", "messages"] if emit else ["updates"]
         self.modes = modes + sorted(self._raw - set(modes))
         self.added = added
+        self.subgraphs = subgraphs
         self.pending: list[dict[str, Any]] | None = None
         self._streamed = False  # tokens went out since the last complete message
 
-    async def consume(self, parts: AsyncIterator[tuple[str, Any]]) -> None:
-        """Read every ``(mode, chunk)`` part of the run."""
-        async for mode, chunk in parts:
+    async def consume(self, parts: AsyncIterator[Any]) -> None:
+        """Read every ``(mode, chunk)`` part of the run (``(ns, mode, chunk)`` with
+        subgraphs; only the root graph's updates are the turn's messages)."""
+        async for part in parts:
+            ns, mode, chunk = part if self.subgraphs else ((), *part)
             if self._emit and mode in self._raw:
-                self._emit(TurnEvent("chunk", {"mode": mode, "data": chunk}))
+                data = {"mode": mode, "data": chunk}
+                self._emit(TurnEvent("chunk", {**data, "ns": list(ns)} if ns else data))
             if mode == "messages":
-                message, meta = chunk
-                self._on_token(message, meta)
-            elif mode == "updates":
+                self._on_token(chunk[0])
+            elif mode == "updates" and not ns:
                 self._on_updates(chunk)
 
-    def _on_token(self, message: Any, meta: dict[str, Any]) -> None:
-        if (
-            self._emit
-            and isinstance(message, AIMessageChunk)
-            and message.text
-            and meta.get("langgraph_node") == AGENT_NODE
-        ):
+    def _on_token(self, message: Any) -> None:
+        # Tokens of every model call a node streams (a summariser's are tagged nostream).
+        if self._emit and isinstance(message, AIMessageChunk) and message.text:
             self._emit(TurnEvent("token", {"content": message.text}))
             self._streamed = True
 
     def _on_updates(self, chunk: dict[str, Any]) -> None:
         if _INTERRUPT in chunk:
-            self.pending = list(chunk[_INTERRUPT][0].value.get("pending", []))
+            self.pending = pending_of(chunk[_INTERRUPT])
             return
         for node, update in chunk.items():
             for message in _updated_messages(update):
@@ -166,14 +273,9 @@ class GraphStream:
                     self._on_message(self._emit, node, message)
 
     def _on_message(self, emit: Emit, node: str, message: BaseMessage) -> None:
-        if (
-            node == AGENT_NODE
-            and isinstance(message, AIMessage)
-            and message.text
-            and not self._streamed
-        ):
-            # Not from the model (a budget's final word): send its text as tokens too, so
-            # tokens always add up to replies.
+        if isinstance(message, AIMessage) and message.text and not self._streamed:
+            # Not streamed by a model (a budget's final word, a node's own message): send
+            # its text as tokens too, so tokens always add up to replies.
             emit(TurnEvent("token", {"content": message.text}))
         self._streamed = False
         emit_message(emit, message)

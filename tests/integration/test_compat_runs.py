@@ -56,7 +56,7 @@ class Api:
     slow: str
     frugal: str
 
-    async def thread(self, assistant_id: str = "agent") -> str:
+    async def thread(self, assistant_id: str = "react") -> str:
         thread = await self.client.threads.create(metadata={"assistant_id": assistant_id})
         return str(thread["thread_id"])
 
@@ -111,7 +111,7 @@ async def stream(api: Api, thread_id: str | None, content: str, modes: Any) -> l
     return [
         part
         async for part in api.client.runs.stream(
-            thread_id, "agent", input=user(content), stream_mode=modes
+            thread_id, "react", input=user(content), stream_mode=modes
         )
     ]
 
@@ -119,17 +119,17 @@ async def stream(api: Api, thread_id: str | None, content: str, modes: Any) -> l
 class TestWait:
     async def test_wait_returns_the_thread_values(self, api: Api) -> None:
         thread_id = await api.thread()
-        values = await api.client.runs.wait(thread_id, "agent", input=user("my name is Ada"))
+        values = await api.client.runs.wait(thread_id, "react", input=user("my name is Ada"))
         assert texts(values) == ["my name is Ada", "Nice to meet you, Ada."]
         assert [m["type"] for m in values["messages"]] == ["human", "ai"]
-        values = await api.client.runs.wait(thread_id, "agent", input=user("what is my name?"))
+        values = await api.client.runs.wait(thread_id, "react", input=user("what is my name?"))
         assert texts(values)[-1] == "Your name is Ada."
         state = await api.client.threads.get_state(thread_id)
         assert state["values"]["messages"] == values["messages"]
 
     async def test_the_run_is_a_native_turn(self, api: Api) -> None:
         thread_id = await api.thread()
-        await api.client.runs.wait(thread_id, "agent", input=user("what is 6 * 7?"))
+        await api.client.runs.wait(thread_id, "react", input=user("what is 6 * 7?"))
         response = await api.http.get(f"/v1/sessions/{thread_id}/messages")
         native = [(m["role"], m["content"]) for m in response.json()["items"]]
         assert native == [
@@ -140,7 +140,7 @@ class TestWait:
         ]
 
     async def test_stateless_wait_leaves_no_thread(self, api: Api) -> None:
-        values = await api.client.runs.wait(None, "agent", input=user("hello there"))
+        values = await api.client.runs.wait(None, "react", input=user("hello there"))
         assert texts(values) == ["hello there", "You said: hello there"]
         threads = await api.client.threads.search(limit=100)
         assert all(
@@ -150,9 +150,9 @@ class TestWait:
     async def test_if_not_exists_create_makes_the_thread(self, api: Api) -> None:
         thread_id = str(uuid.uuid4())
         with http_error(404):
-            await api.client.runs.wait(thread_id, "agent", input=user("hi"))
+            await api.client.runs.wait(thread_id, "react", input=user("hi"))
         values = await api.client.runs.wait(
-            thread_id, "agent", input=user("hi"), if_not_exists="create"
+            thread_id, "react", input=user("hi"), if_not_exists="create"
         )
         assert texts(values) == ["hi", "You said: hi"]
         assert (await api.client.threads.get(thread_id))["status"] == "idle"
@@ -168,7 +168,7 @@ class TestWait:
     async def test_metadata_lands_on_the_run_and_its_checkpoints(self, api: Api) -> None:
         thread_id = await api.thread()
         await api.client.runs.wait(
-            thread_id, "agent", input=user("hello"), metadata={"client": "sdk-test"}
+            thread_id, "react", input=user("hello"), metadata={"client": "sdk-test"}
         )
         [run] = await api.client.runs.list(thread_id)
         assert run["metadata"] == {"client": "sdk-test"}
@@ -190,7 +190,7 @@ class TestStreamModes:
 
     async def test_values_are_the_full_state_after_each_step(self, api: Api) -> None:
         thread_id = await api.thread()
-        await api.client.runs.wait(thread_id, "agent", input=user("first"))
+        await api.client.runs.wait(thread_id, "react", input=user("first"))
         parts = await stream(api, thread_id, "what is 2 + 3?", "values")
         values = [p.data for p in parts if p.event == "values"]
         counts = [len(v["messages"]) for v in values]
@@ -270,7 +270,7 @@ class TestStudioRequests:
     async def test_what_studio_sends_as_text_plain_streams(self, api: Api) -> None:
         thread_id = await api.thread()
         body = {
-            "assistant_id": "agent",
+            "assistant_id": "react",
             "input": {"messages": [{"type": "human", "content": [{"type": "text", "text": "hi"}]}]},
             "stream_mode": ["values", "messages-tuple", "updates", "debug", "custom", "events"],
             "stream_subgraphs": True,
@@ -294,18 +294,22 @@ class TestStudioRequests:
             assert response.headers["content-location"].startswith(f"/threads/{thread_id}/runs/")
             events = await read_sse(response)
         assert events[-1] == ("end", None)
-        assert texts([d for e, d in events if e == "values"][-1]) == ["hi", "You said: hi"]
+        # The content is stored as given (blocks), and the model reads their text.
+        assert texts([d for e, d in events if e == "values"][-1]) == [
+            [{"type": "text", "text": "hi"}],
+            "You said: hi",
+        ]
         runs = (await api.http.get(f"/threads/{thread_id}/runs")).json()
         assert [r["status"] for r in runs] == ["success"]
 
     async def test_rerun_from_a_checkpoint_forks_the_thread(self, api: Api) -> None:
         thread_id = await api.thread()
-        await api.client.runs.wait(thread_id, "agent", input=user("my name is Ada"))
+        await api.client.runs.wait(thread_id, "react", input=user("my name is Ada"))
         first = await api.client.threads.get_state(thread_id)
-        await api.client.runs.wait(thread_id, "agent", input=user("my name is Bob"))
+        await api.client.runs.wait(thread_id, "react", input=user("my name is Bob"))
         forked = await api.client.runs.wait(
             thread_id,
-            "agent",
+            "react",
             input=user("what is my name?"),
             checkpoint_id=first["checkpoint"]["checkpoint_id"],
         )
@@ -325,7 +329,7 @@ class TestStudioRequests:
         thread_id = await api.thread()
         # Step-by-step checkpoints, as a run asks with LangGraph's ``durability``.
         for text in ("hello", "again"):
-            await api.client.runs.wait(thread_id, "agent", input=user(text), durability="async")
+            await api.client.runs.wait(thread_id, "react", input=user(text), durability="async")
         history = await api.client.threads.get_history(thread_id, limit=20)
         # The checkpoint where the first message is in and the agent is next.
         before_answer = [
@@ -334,7 +338,7 @@ class TestStudioRequests:
         assert len(before_answer) == 1
         values = await api.client.runs.wait(
             thread_id,
-            "agent",
+            "react",
             input=empty,
             checkpoint_id=before_answer[0]["checkpoint"]["checkpoint_id"],
         )
@@ -346,11 +350,11 @@ class TestStudioRequests:
 
     async def test_a_checkpoint_of_another_thread_is_404(self, api: Api) -> None:
         one, two = await api.thread(), await api.thread()
-        await api.client.runs.wait(one, "agent", input=user("hello"))
+        await api.client.runs.wait(one, "react", input=user("hello"))
         state = await api.client.threads.get_state(one)
         with http_error(404):
             await api.client.runs.wait(
-                two, "agent", input=user("hi"), checkpoint_id=state["checkpoint"]["checkpoint_id"]
+                two, "react", input=user("hi"), checkpoint_id=state["checkpoint"]["checkpoint_id"]
             )
 
     @pytest.mark.parametrize(
@@ -358,9 +362,9 @@ class TestStudioRequests:
         [
             ({"multitask_strategy": "interrupt"}, "multitask_strategy"),
             ({"stream_mode": ["values", "nonsense"]}, "stream_mode"),
-            ({"input": {"messages": []}}, "input.messages"),
-            ({"input": {"messages": [{"role": "assistant", "content": "x"}]}}, "input.messages"),
-            ({"input": {"messages": [{"role": "user", "content": "x"}], "notes": ["y"]}}, "input"),
+            ({"input": {"messages": []}}, "input"),
+            ({"input": {"messages": [{"role": "nonsense", "content": "x"}]}}, "input.messages"),
+            ({"input": {"messages": [{"role": "user", "content": "x"}], "no_such": 1}}, "input"),
             ({"interrupt_before": ["tools"]}, "interrupt_before"),
             ({"webhook": "https://example.com/hook"}, "webhook"),
             ({"after_seconds": 30}, "after_seconds"),
@@ -371,14 +375,14 @@ class TestStudioRequests:
         self, api: Api, change: dict[str, Any], field: str
     ) -> None:
         thread_id = await api.thread()
-        body = {"assistant_id": "agent", "input": user("hello"), **change}
+        body = {"assistant_id": "react", "input": user("hello"), **change}
         response = await api.http.post(f"/threads/{thread_id}/runs/wait", json=body)
         assert response.status_code == 422, response.text
         assert response.json()["details"].get("field") == field, response.text
 
     async def test_unknown_thread_assistant_and_run_are_404(self, api: Api) -> None:
         with http_error(404):
-            await api.client.runs.wait("no-such-thread", "agent", input=user("hi"))
+            await api.client.runs.wait("no-such-thread", "react", input=user("hi"))
         thread_id = await api.thread()
         with http_error(404):
             await api.client.runs.wait(thread_id, "no-such-agent", input=user("hi"))
@@ -503,10 +507,10 @@ class TestMultitask:
 
     async def test_enqueue_behind_a_finished_run_just_runs(self, api: Api) -> None:
         thread_id = await api.thread()
-        first = await api.client.runs.create(thread_id, "agent", input=user("one"))
+        first = await api.client.runs.create(thread_id, "react", input=user("one"))
         await api.client.runs.join(thread_id, first["run_id"])
         values = await api.client.runs.wait(
-            thread_id, "agent", input=user("two"), multitask_strategy="enqueue"
+            thread_id, "react", input=user("two"), multitask_strategy="enqueue"
         )
         assert texts(values) == ["one", "You said: one", "two", "You said: two"]
 
@@ -527,7 +531,7 @@ class TestBackground:
     async def test_create_join_get_list_delete(self, api: Api) -> None:
         thread_id = await api.thread()
         run = await api.client.runs.create(
-            thread_id, "agent", input=user("hello"), metadata={"k": "v"}
+            thread_id, "react", input=user("hello"), metadata={"k": "v"}
         )
         assert run["thread_id"] == thread_id and run["assistant_id"] == "default"
         assert run["multitask_strategy"] == "reject" and run["metadata"] == {"k": "v"}
@@ -560,7 +564,7 @@ class TestBackground:
 
     async def test_join_stream_of_a_finished_run_gives_its_values(self, api: Api) -> None:
         thread_id = await api.thread()
-        run = await api.client.runs.create(thread_id, "agent", input=user("hello"))
+        run = await api.client.runs.create(thread_id, "react", input=user("hello"))
         await api.client.runs.join(thread_id, run["run_id"])
         events = [p async for p in api.client.runs.join_stream(thread_id, run["run_id"])]
         assert [e.event for e in events] == ["metadata", "values", "end"]
@@ -624,10 +628,10 @@ class TestOwnership:
         async with running_server(create_app(own)) as url:
             as_ann, as_bob = get_client(url=url, api_key=ann), get_client(url=url, api_key=bob)
             tid = (await as_ann.threads.create())["thread_id"]
-            run = await as_ann.runs.create(tid, "agent", input=user("hello"))
+            run = await as_ann.runs.create(tid, "react", input=user("hello"))
             await as_ann.runs.join(tid, run["run_id"])
             with http_error(404):
-                await as_bob.runs.wait(tid, "agent", input=user("hi"))
+                await as_bob.runs.wait(tid, "react", input=user("hi"))
             with pytest.raises(NotFoundError):
                 await as_bob.runs.list(tid)
             with pytest.raises(NotFoundError):
@@ -638,11 +642,11 @@ class TestOwnership:
                 await as_bob.runs.cancel(tid, run["run_id"])
             with pytest.raises(NotFoundError):
                 await as_bob.runs.delete(tid, run["run_id"])
-            aid = (await as_ann.assistants.create(graph_id="agent", name="Ann's"))["assistant_id"]
+            aid = (await as_ann.assistants.create(graph_id="react", name="Ann's"))["assistant_id"]
             with http_error(404):
                 await as_bob.runs.wait(None, aid, input=user("hi"))
             # Bob's own thread of the same id is his, with runs of its own.
             await as_bob.threads.create(thread_id=tid)
-            values = await as_bob.runs.wait(tid, "agent", input=user("mine"))
+            values = await as_bob.runs.wait(tid, "react", input=user("mine"))
             assert texts(values) == ["mine", "You said: mine"]
             assert [r["run_id"] for r in await as_ann.runs.list(tid)] == [run["run_id"]]

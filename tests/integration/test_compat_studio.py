@@ -87,7 +87,7 @@ class TestStudioSequence:
 
         assistants = await studio.post(
             "/assistants/search",
-            {"graph_id": "agent", "metadata": {"created_by": "system"}, "limit": 100, "offset": 0},
+            {"graph_id": "react", "metadata": {"created_by": "system"}, "limit": 100, "offset": 0},
         )
         (assistant,) = assistants
         aid = assistant["assistant_id"]
@@ -106,12 +106,12 @@ class TestStudioSequence:
             {
                 "limit": 10,
                 "offset": 0,
-                "metadata": {"graph_id": "agent"},
+                "metadata": {"graph_id": "react"},
                 "sort_by": "updated_at",
                 "sort_order": "desc",
             },
         )
-        thread = await studio.post("/threads", {"metadata": {"graph_id": "agent"}})
+        thread = await studio.post("/threads", {"metadata": {"graph_id": "react"}})
         tid = thread["thread_id"]
         await studio.get(f"/threads/{tid}")
         assert await studio.post(f"/threads/{tid}/history", {"limit": 1000}) == []
@@ -168,6 +168,6 @@ class TestStudioSequence:
         await studio.post(f"/threads/{tid}/history", {"limit": 10, "before": again["checkpoint"]})
         await studio.post(f"/threads/{tid}/state/checkpoint", {"checkpoint": again["checkpoint"]})
         await studio.post(
-            "/threads/search", {"limit": 10, "offset": 0, "metadata": {"graph_id": "agent"}}
+            "/threads/search", {"limit": 10, "offset": 0, "metadata": {"graph_id": "react"}}
         )
         assert all(status < 400 for _, _, status in studio.seen)

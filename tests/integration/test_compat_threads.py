@@ -84,11 +84,11 @@ class TestAssistants:
     ) -> None:
         client = client_for(server_url)
         found = await client.assistants.search(
-            metadata={"created_by": "system"}, graph_id="agent", limit=10
+            metadata={"created_by": "system"}, graph_id="react", limit=10
         )
         assert [a["assistant_id"] for a in found] == ["default"]
         default = found[0]
-        assert default["graph_id"] == "agent"
+        assert default["graph_id"] == "react"
         assert default["metadata"]["created_by"] == "system"
         assert default["version"] >= 1
         assert default["config"]["configurable"]["tools"]
@@ -96,13 +96,13 @@ class TestAssistants:
 
     async def test_graph_id_stands_for_the_default_agent(self, server_url: str) -> None:
         client = client_for(server_url)
-        assert (await client.assistants.get("agent"))["assistant_id"] == "default"
+        assert (await client.assistants.get("react"))["assistant_id"] == "default"
 
     async def test_create_from_config_then_get_patch_count_delete(self, server_url: str) -> None:
         client = client_for(server_url)
         aid = str(uuid.uuid4())
         created = await client.assistants.create(
-            graph_id="agent",
+            graph_id="react",
             assistant_id=aid,
             name="Pirate",
             metadata={"team": "blue"},
@@ -115,9 +115,9 @@ class TestAssistants:
         assert created["version"] == 1
 
         with pytest.raises(ConflictError):
-            await client.assistants.create(graph_id="agent", assistant_id=aid, name="Again")
+            await client.assistants.create(graph_id="react", assistant_id=aid, name="Again")
         same = await client.assistants.create(
-            graph_id="agent", assistant_id=aid, name="Again", if_exists="do_nothing"
+            graph_id="react", assistant_id=aid, name="Again", if_exists="do_nothing"
         )
         assert same["name"] == "Pirate"
 
@@ -145,7 +145,7 @@ class TestAssistants:
         client = client_for(server_url)
         with pytest.raises(UnprocessableEntityError):
             await client.assistants.create(
-                graph_id="agent", config={"configurable": {"tools": ["no_such_tool"]}}
+                graph_id="react", config={"configurable": {"tools": ["no_such_tool"]}}
             )
         with pytest.raises(NotFoundError):
             await client.assistants.create(graph_id="no_such_graph")
@@ -156,7 +156,7 @@ class TestAssistants:
         nodes = {n["id"] for n in drawing["nodes"]}
         assert {"__start__", "agent", "tools", "__end__"} <= nodes
         schemas = await client.assistants.get_schemas("default")
-        assert schemas["graph_id"] == "agent"
+        assert schemas["graph_id"] == "react"
         assert "messages" in schemas["input_schema"]["properties"]
         assert "messages" in schemas["state_schema"]["properties"]
         assert "system_prompt" in schemas["config_schema"]["properties"]
@@ -172,7 +172,7 @@ class TestThreads:
         uuid.UUID(tid)
         assert thread["status"] == "idle"
         assert thread["metadata"]["tag"] == tag
-        assert thread["metadata"]["graph_id"] == "agent"
+        assert thread["metadata"]["graph_id"] == "react"
         assert thread["metadata"]["assistant_id"] == "default"
         assert thread["values"] == {}
 
@@ -186,7 +186,7 @@ class TestThreads:
         found = await client.threads.search(metadata={"tag": tag, "user": "bob"})
         assert [t["thread_id"] for t in found] == [tid]
         found = await client.threads.search(
-            metadata={"tag": tag, "graph_id": "agent"}, status="idle", limit=1
+            metadata={"tag": tag, "graph_id": "react"}, status="idle", limit=1
         )
         assert len(found) == 1
         assert await client.threads.search(metadata={"tag": tag}, status="busy") == []
@@ -406,7 +406,7 @@ class TestOwnership:
             mine = await as_bob.threads.create(thread_id=tid)
             assert mine["values"] == {}
 
-            aid = (await as_ann.assistants.create(graph_id="agent", name="Ann's"))["assistant_id"]
+            aid = (await as_ann.assistants.create(graph_id="react", name="Ann's"))["assistant_id"]
             with pytest.raises(NotFoundError):
                 await as_bob.assistants.get(aid)
             assert aid not in {a["assistant_id"] for a in await as_bob.assistants.search()}
@@ -462,10 +462,10 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ("POST", "/threads/{tid}/state/checkpoint", {}),
     ("GET", "/threads/{tid}/state/nope", None),
     ("GET", "/threads/nope", None),
-    ("POST", "/assistants", {"graph_id": "agent", "assistant_id": "bad id!"}),
-    ("POST", "/assistants", {"graph_id": "agent", "config": {"configurable": []}}),
-    ("POST", "/assistants", {"graph_id": "agent", "config": {"configurable": {"model": "x:y"}}}),
-    ("POST", "/assistants", {"graph_id": "agent", "context": {"budgets": {"max_steps": 0}}}),
+    ("POST", "/assistants", {"graph_id": "react", "assistant_id": "bad id!"}),
+    ("POST", "/assistants", {"graph_id": "react", "config": {"configurable": []}}),
+    ("POST", "/assistants", {"graph_id": "react", "config": {"configurable": {"model": "x:y"}}}),
+    ("POST", "/assistants", {"graph_id": "react", "context": {"budgets": {"max_steps": 0}}}),
     ("POST", "/assistants/search", {"sort_by": "colour"}),
     ("POST", "/assistants/search", {"limit": -1}),
     ("GET", "/assistants/default/graph?xray=sideways", None),

@@ -109,7 +109,7 @@ class TestAgents:
         assert agent["system_prompt"] == "Be brief."
         assert agent["model"] == {"provider": "offline", "name": "deterministic", "params": {}}
         assert agent["tools"] == ["calculator"]
-        assert agent["graph_kind"] == "react"
+        assert agent["graph"] == "react"
         assert agent["session_ttl_seconds"] == 3600
         assert when(agent["created_at"]) and when(agent["updated_at"])
 

@@ -101,7 +101,7 @@ async def run_script(rt: Runtime) -> dict[str, Any]:
 
 async def state_values(rt: Runtime) -> dict[str, Any]:
     session = await rt.sessions.get("local", SESSION)
-    graph = rt.graphs.get(await rt.templates.get(AGENT))
+    graph = (await rt.graphs.get(await rt.templates.get(AGENT))).graph
     state = await graph.aget_state({"configurable": {"thread_id": session.thread_id}})
     return dict(state.values)
 
@@ -189,7 +189,7 @@ class TestRetention:
             assert blobs <= referenced, "a blob outlived every checkpoint that used it"
             assert written <= {r["checkpoint_id"] for r in kept}
             # Time travel within what is kept still works, and the session goes on.
-            graph = rt.graphs.get(await rt.templates.get(AGENT))
+            graph = (await rt.graphs.get(await rt.templates.get(AGENT))).graph
             history = [
                 s
                 async for s in graph.aget_state_history(

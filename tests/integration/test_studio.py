@@ -133,7 +133,7 @@ def _user(content: str) -> dict[str, Any]:
 
 async def _run(client: Any, thread_id: str, content: str) -> list[dict[str, Any]]:
     """One run of the agent graph on a thread; the thread's messages afterwards."""
-    state = await client.runs.wait(thread_id, "agent", input=_user(content))
+    state = await client.runs.wait(thread_id, "react", input=_user(content))
     assert isinstance(state, dict), state
     messages: list[dict[str, Any]] = state["messages"]
     return messages
@@ -151,10 +151,10 @@ class TestStudio:
 
     @pytest.mark.timeout(240)
     async def test_assistant_for_the_agent_graph_is_listed(self, studio_url: str) -> None:
-        """The dev server lists an assistant for graph_id "agent"."""
+        """The dev server lists an assistant for graph_id "react"."""
         client = get_client(url=studio_url)
         assistants = await client.assistants.search()
-        assert "agent" in {a["graph_id"] for a in assistants}
+        assert "react" in {a["graph_id"] for a in assistants}
 
     @pytest.mark.timeout(240)
     async def test_arithmetic_uses_the_calculator_tool(self, studio_url: str) -> None:

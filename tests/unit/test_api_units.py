@@ -99,7 +99,9 @@ class TestErrorMap:
             "ModelRejected",
             "ModelBadResponse",
             "TurnFailed",
+            "ConfigError",
         }
+        assert statuses["BudgetExceeded"] == 422
 
 
 class TestMetadataFilter:

@@ -1,0 +1,211 @@
+"""The graphs a server can run: the built-in ReAct graph and every entry of ``langgraph.json``.
+
+An entry is ``"./path/file.py:attr"`` or ``"package.module:attr"``; the attribute may be a
+compiled graph, an uncompiled :class:`~langgraph.graph.StateGraph`, or a factory taking a
+``RunnableConfig`` (sync or async), as ``langgraph dev`` allows. :class:`GraphRegistry` loads
+them all at start-up (an entry that cannot be served is a :class:`ConfigError` naming it) and
+builds the graph of an agent version: compiled with the runtime's checkpointer and store,
+never the graph's own (a compiled graph is copied, never changed).
+
+The built-in graph is always there as :data:`BUILTIN_GRAPH`; it is found by its import
+reference (:data:`BUILTIN_BUILDER`), so the runtime never imports ``graphs/`` itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
+
+from runtime.errors import ConfigError, NotFound
+
+__all__ = [
+    "BUILTIN_BUILDER",
+    "BUILTIN_GRAPH",
+    "BUILTIN_REFERENCES",
+    "GraphRegistry",
+    "UserGraph",
+    "compile_graph",
+    "input_keys",
+    "load_reference",
+]
+
+# The name of the built-in ReAct graph, and the builder it is made with (a template's spec,
+# model and tools in; an uncompiled StateGraph out).
+BUILTIN_GRAPH = "react"
+BUILTIN_BUILDER = "graphs.react:build_graph"
+# How a langgraph.json may name the built-in graph (ours lists it for ``langgraph dev``).
+BUILTIN_REFERENCES = frozenset({"graphs.react:graph", "./graphs/react.py:graph"})
+
+
+def load_reference(reference: str, base_dir: Path | None = None) -> Any:
+    """The object ``"package.module:attr"`` or ``"./path/file.py:attr"`` names.
+
+    A file path is relative to ``base_dir``; its module is imported under a private name,
+    so two projects' ``graph.py`` never collide.
+    """
+    target, sep, attribute = reference.rpartition(":")
+    if not sep or not target or not attribute:
+        raise ValueError(f"{reference!r} is not 'module:attribute' or './file.py:attribute'")
+    if target.endswith(".py") or "/" in target:
+        path = ((base_dir or Path.cwd()) / target).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file {str(path)!r}")
+        name = f"sessiongraph_project.{path.stem}_{abs(hash(str(path))):x}"
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+    else:
+        module = importlib.import_module(target)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise AttributeError(f"module {target!r} has no attribute {attribute!r}") from None
+
+
+def _is_graph(value: Any) -> bool:
+    return isinstance(value, StateGraph | Pregel)
+
+
+def _own_checkpointer(graph: Any) -> bool:
+    """Whether a compiled graph brings a checkpointer of its own (``langgraph dev`` refuses)."""
+    return isinstance(graph, Pregel) and isinstance(graph.checkpointer, BaseCheckpointSaver)
+
+
+@dataclass(frozen=True)
+class UserGraph:
+    """One ``langgraph.json`` entry: its name, reference and the object it names."""
+
+    name: str
+    reference: str
+    value: Any
+
+    @property
+    def is_factory(self) -> bool:
+        return not _is_graph(self.value)
+
+    async def instance(self, config: RunnableConfig) -> Any:
+        """The graph (compiled or not) for an agent's config: the factory's result, if any."""
+        if not self.is_factory:
+            return self.value
+        result = self.value(config) if _takes_config(self.value) else self.value()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def check(self, graph: Any) -> None:
+        """Refuse what cannot be served: not a graph, or a graph with its own checkpointer."""
+        entry = f"graphs.{self.name}"
+        if not _is_graph(graph):
+            kind = type(graph).__name__
+            raise ConfigError(
+                entry,
+                f"{self.reference} is a {kind}, not a graph (a compiled graph, a StateGraph, "
+                "or a factory returning one)",
+            )
+        if _own_checkpointer(graph):
+            raise ConfigError(
+                entry,
+                f"{self.reference} is compiled with its own checkpointer; compile it without "
+                "one (sessiongraph brings Postgres persistence, as langgraph dev does)",
+            )
+
+
+def _takes_config(factory: Callable[..., Any]) -> bool:
+    try:
+        return bool(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return True
+
+
+def compile_graph(
+    graph: Any, checkpointer: BaseCheckpointSaver[Any], store: BaseStore | None, name: str
+) -> Pregel[Any, Any, Any, Any]:
+    """``graph`` compiled with the runtime's persistence; a compiled graph is copied."""
+    if isinstance(graph, StateGraph):
+        return graph.compile(checkpointer=checkpointer, store=store, name=name)
+    copied: Pregel[Any, Any, Any, Any] = graph.copy(
+        update={"checkpointer": checkpointer, "store": store, "name": name}
+    )
+    return copied
+
+
+def input_keys(graph: Pregel[Any, Any, Any, Any]) -> frozenset[str] | None:
+    """The keys a compiled graph's input takes (None: any input, e.g. a functional API)."""
+    builder = getattr(graph, "builder", None)
+    if isinstance(builder, StateGraph):
+        return frozenset(builder.schemas[builder.input_schema])
+    channels = graph.input_channels
+    if isinstance(channels, str):
+        return None
+    return frozenset(channels)
+
+
+class GraphRegistry:
+    """Every graph this server can run, by name: the built-in one and the project's."""
+
+    def __init__(self, graphs: Mapping[str, UserGraph] | None = None) -> None:
+        self._graphs = dict(graphs or {})
+
+    @classmethod
+    def load(cls, entries: Mapping[str, str], base_dir: Path) -> GraphRegistry:
+        """Import every entry; a bad one raises :class:`ConfigError` naming it."""
+        graphs: dict[str, UserGraph] = {}
+        for name, reference in entries.items():
+            if name == BUILTIN_GRAPH:
+                if reference not in BUILTIN_REFERENCES:
+                    raise ConfigError(
+                        f"graphs.{name}",
+                        f"the name {BUILTIN_GRAPH!r} is the built-in ReAct graph; "
+                        "give your graph another name",
+                    )
+                continue
+            try:
+                value = load_reference(reference, base_dir)
+            except Exception as exc:
+                raise ConfigError(f"graphs.{name}", f"cannot load {reference}: {exc}") from exc
+            entry = UserGraph(name, reference, value)
+            if not entry.is_factory or not callable(value):
+                entry.check(value)  # a graph, checked now; a factory's result, per build
+            graphs[name] = entry
+        return cls(graphs)
+
+    def names(self) -> list[str]:
+        """Every graph's name, the built-in one first."""
+        return [BUILTIN_GRAPH, *sorted(self._graphs)]
+
+    def user_graphs(self) -> list[UserGraph]:
+        """The project's graphs, by name."""
+        return [self._graphs[n] for n in sorted(self._graphs)]
+
+    def check_name(self, name: str) -> None:
+        """Raises :class:`NotFound` for a graph this server does not have."""
+        if name != BUILTIN_GRAPH and name not in self._graphs:
+            raise NotFound(f"graph {name!r} is not configured on this server", graphs=self.names())
+
+    async def instance(self, name: str, config: RunnableConfig) -> Any:
+        """The project graph ``name`` for an agent's config (a factory's result, checked)."""
+        self.check_name(name)
+        entry = self._graphs[name]
+        graph = await entry.instance(config)
+        entry.check(graph)
+        return graph
