@@ -82,7 +82,7 @@ def describe_failure(exc: BaseException, secrets: set[str]) -> str:
     text = "; ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in leaves)
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
-    return text[:MAX_CAUSE]
+    return " ".join(text.split())[:MAX_CAUSE]  # one line (httpx's messages span several)
 
 
 def _connection(

@@ -264,6 +264,7 @@ class TestServerFailure:
                     section(folder, http_server.url), ROOT, default_registry(), stack
                 )
         assert caught.value.entry == "sessiongraph.mcp_servers.search"
+        assert "403 Forbidden" in caught.value.message
         assert "wrong-token-value" not in caught.value.message
 
     async def test_an_override_for_a_tool_the_server_lacks(

@@ -172,3 +172,4 @@ class TestSecrets:
         )
         text = describe_failure(exc, {"s3cret-value"})
         assert text == "ConnectionError: refused for http://h/mcp?key=***"
+        assert describe_failure(OSError("two\nlines"), set()) == "OSError: two lines"
