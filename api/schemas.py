@@ -131,6 +131,9 @@ class ToolPublic(BaseModel):
     idempotent: bool = Field(description="A write whose result is recorded per session.")
     requires_approval: bool = Field(description="Always pauses the turn for a human decision.")
     roles: list[str] = Field(description="Roles that may use it; empty: everyone.")
+    source: str = Field(
+        description='Where it comes from: "builtin", "python:<module>:<attr>", "mcp:<server>".'
+    )
     args_schema: dict[str, Any] = Field(description="JSON schema of its arguments.")
 
     @classmethod
@@ -142,6 +145,7 @@ class ToolPublic(BaseModel):
             idempotent=spec.writes and spec.idempotent,
             requires_approval=spec.requires_approval,
             roles=sorted(spec.roles),
+            source=spec.source,
             args_schema=spec.tool.tool_call_schema.model_json_schema()
             if hasattr(spec.tool.tool_call_schema, "model_json_schema")
             else {},

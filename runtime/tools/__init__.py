@@ -1,4 +1,5 @@
-"""Tools: the registry templates draw on, and the built-in tools."""
+"""Tools: the registry templates draw on, the built-in tools, and the tools a project declares
+in ``langgraph.json`` (:func:`load_config_tools`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from runtime.tools.builtins import (
     read_notes,
     save_note,
 )
+from runtime.tools.loader import load_config_tools
 from runtime.tools.registry import ToolRegistry, ToolSpec
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "calculator",
     "current_time",
     "default_registry",
+    "load_config_tools",
     "read_notes",
     "save_note",
 ]

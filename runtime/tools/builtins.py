@@ -130,13 +130,13 @@ def read_notes(state: Annotated[dict[str, Any], InjectedState]) -> str:
 
 
 _BUILTINS: tuple[ToolSpec, ...] = (
-    ToolSpec(calculator),
-    ToolSpec(current_time),
+    ToolSpec(calculator, source="builtin"),
+    ToolSpec(current_time, source="builtin"),
     # Its effect lives in the session's own state, which is committed or rolled back with
     # the turn; a record outside that transaction would survive a rollback and swallow the
     # retried note, so it is not recorded.
-    ToolSpec(save_note, writes=True, idempotent=False),
-    ToolSpec(read_notes),
+    ToolSpec(save_note, writes=True, idempotent=False, source="builtin"),
+    ToolSpec(read_notes, source="builtin"),
 )
 
 

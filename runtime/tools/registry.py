@@ -1,9 +1,11 @@
-"""The tool registry: Python tools (LangChain ``@tool``) that templates name.
+"""The tool registry: the tools (LangChain ``BaseTool``) that templates name.
 
 A template lists tool *names*; :class:`ToolRegistry` resolves them when the template is
 compiled. Each entry records whether the tool writes and which roles may use it, so the
 guardrails can filter the offered tools per caller without recompiling the graph. The
-built-in tools are in :mod:`runtime.tools.builtins`.
+built-in tools are in :mod:`runtime.tools.builtins`; the tools a project declares in its
+``langgraph.json`` (Python tools and MCP servers) are added by
+:func:`runtime.tools.config.load_config_tools`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class ToolSpec:
     roles: frozenset[str] = field(default_factory=frozenset)  # empty: everyone
     requires_approval: bool = False  # pause the turn for a human decision before running
     idempotent: bool = True
+    # Where it comes from: "builtin", "python:<module>:<attr>" (langgraph.json's
+    # sessiongraph.tools), "mcp:<server>" (sessiongraph.mcp_servers), or "python" for a
+    # tool registered in code.
+    source: str = "python"
 
     @property
     def name(self) -> str:

@@ -686,6 +686,7 @@ class TestTools:
         assert list(tools["save_note"]["args_schema"]["properties"]) == ["text"]  # no injected
         assert tools["read_notes"]["args_schema"]["properties"] == {}
         assert all(t["roles"] == [] and not t["requires_approval"] for t in tools.values())
+        assert all(t["source"] == "builtin" for t in tools.values())
 
 
 class TestApprovalList:
