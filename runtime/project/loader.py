@@ -11,12 +11,9 @@ from runtime.errors import ConfigError
 from runtime.project.config import apply_environment, read_project
 from runtime.project.graphs import GraphRegistry
 from runtime.settings import Settings
-from runtime.tools import ToolRegistry
+from runtime.tools import SECTION_KEYS, ToolRegistry, load_config_tools
 
-__all__ = ["SECTION_KEYS", "load_project"]
-
-# What the ``sessiongraph`` section of langgraph.json may hold.
-SECTION_KEYS = frozenset({"tools", "mcp_servers"})
+__all__ = ["load_project"]
 
 
 async def load_project(
@@ -30,13 +27,14 @@ async def load_project(
     """
     project = read_project(settings.config)
     apply_environment(project)
-    unknown = sorted(set(project.sessiongraph) - SECTION_KEYS)
+    unknown = sorted(set(project.sessiongraph) - set(SECTION_KEYS))
     if unknown:
         raise ConfigError(
             f"sessiongraph.{unknown[0]}", f"unknown key; expected one of {sorted(SECTION_KEYS)}"
         )
     graphs = GraphRegistry.load(project.graphs, project.base_dir)
     await _check_factories(graphs, settings)
+    await load_config_tools(project.sessiongraph, project.base_dir, tools, stack)
     return graphs
 
 

@@ -10,10 +10,12 @@ from runtime.tools.builtins import (
     read_notes,
     save_note,
 )
+from runtime.tools.config import SECTION_KEYS
 from runtime.tools.loader import load_config_tools
 from runtime.tools.registry import ToolRegistry, ToolSpec
 
 __all__ = [
+    "SECTION_KEYS",
     "ToolRegistry",
     "ToolSpec",
     "calculator",
