@@ -28,10 +28,8 @@ from runtime.agents import Budgets, GraphCache, template_from_row
 from runtime.checkpoints import Write, deferring_writes
 from runtime.errors import (
     Conflict,
-    InvalidInput,
     LeaseLost,
     NotFound,
-    PayloadTooLarge,
     SessionExpired,
     SessiongraphError,
     TurnFailed,
@@ -41,6 +39,7 @@ from runtime.keys import ADMIN_ROLE
 from runtime.models import model_error
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.tools import ToolRegistry, ToolSpec
+from runtime.turns.content import check_content
 from runtime.turns.events import (
     Durability,
     Emit,
@@ -57,11 +56,9 @@ from runtime.turns.guards import (
 )
 from runtime.turns.stream import GraphStream, ModelTimer, turn_config, turn_input
 
-__all__ = ["MAX_MESSAGE_CHARS", "GuardOptions", "TurnRunner"]
+__all__ = ["GuardOptions", "TurnRunner"]
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_CHARS = 32_000
 
 
 @dataclass(frozen=True)
@@ -171,15 +168,7 @@ class TurnRunner:
 
     async def _begin(self, owner: str, session_id: str, request: TurnRequest) -> Lease:
         if not request.resume and not request.replay:
-            content = request.content
-            if not isinstance(content, str) or not content.strip():
-                raise InvalidInput("message content must be a non-empty string", field="content")
-            if len(content) > MAX_MESSAGE_CHARS:
-                raise PayloadTooLarge(
-                    f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
-                    field="content",
-                    limit=MAX_MESSAGE_CHARS,
-                )
+            check_content(request.content)
         try:
             lease = await self._sessions.acquire(owner, session_id, resume=request.resume)
         except (NotFound, SessionExpired):

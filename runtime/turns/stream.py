@@ -63,8 +63,10 @@ def turn_input(request: TurnRequest) -> tuple[Any, list[BaseMessage]]:
         return Command(resume={"decisions": request.decisions}), []
     if request.replay:
         return None, []
+    content = request.content or ""
     human = HumanMessage(
-        request.content or "",
+        # A list of content blocks is stored and sent to the model as given.
+        content if isinstance(content, str) else list[str | dict[Any, Any]](content),
         id=request.message_id or str(uuid.uuid4()),
         response_metadata={"created_at": now_stamp()},
     )
