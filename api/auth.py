@@ -19,6 +19,7 @@ from fastapi.requests import HTTPConnection
 from runtime import DEFAULT_OWNER, Runtime, Settings
 from runtime.errors import PermissionDenied, Unauthenticated
 from runtime.keys import ADMIN_ROLE, Principal
+from runtime.turns import TurnRequest
 
 __all__ = [
     "authenticate",
@@ -109,6 +110,19 @@ def turn_options(principal: Principal, body: Any) -> dict[str, Any]:
         "roles": turn_roles(principal, body.roles),
         "budgets": body.budgets,
     }
+
+
+def message_turn(principal: Principal, body: Any, **fields: Any) -> TurnRequest:
+    """The runtime request of a user message body (text or content blocks): its content,
+    roles and budgets, and ``fields`` (``agent_id``). Run it with ``runtime.turns``, whose
+    ``run``/``stream`` take the content blocks that ``Runtime.chat``/``stream`` (text) do not.
+    """
+    return TurnRequest(
+        content=body.content,
+        roles=turn_roles(principal, body.roles),
+        budgets=body.budgets,
+        **fields,
+    )
 
 
 def require_admin(principal: Principal) -> Principal:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import turn_options
+from api.auth import message_turn
 from api.deps import PrincipalDep, RuntimeDep
 from api.schemas import (
     AgentChat,
@@ -94,7 +94,7 @@ async def chat(
     agent_id: str, body: AgentChat, request: Request, runtime: RuntimeDep, who: PrincipalDep
 ) -> Any:
     session_id = body.session_id or new_id("ses")
-    kwargs = {**turn_options(who, body), "agent_id": agent_id}
+    turn = message_turn(who, body, agent_id=agent_id)
     if wants_stream(request):
-        return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
-    return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
+        return await stream_turn(runtime.turns.stream(who.owner, session_id, turn))
+    return (await runtime.turns.run(who.owner, session_id, turn)).to_dict()

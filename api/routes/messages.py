@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import turn_options
+from api.auth import message_turn, turn_options
 from api.deps import PrincipalDep, RuntimeDep
 from api.routes.sessions import SessionId
 from api.schemas import (
@@ -47,10 +47,10 @@ async def send_message(
     runtime: RuntimeDep,
     who: PrincipalDep,
 ) -> Any:
-    kwargs = {**turn_options(who, body), "agent_id": body.agent_id}
+    turn = message_turn(who, body, agent_id=body.agent_id)
     if wants_stream(request):
-        return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
-    return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
+        return await stream_turn(runtime.turns.stream(who.owner, session_id, turn))
+    return (await runtime.turns.run(who.owner, session_id, turn)).to_dict()
 
 
 @router.post(

@@ -3,7 +3,8 @@
 Client frames:
 
 - ``{"type": "message", "content": "..."}`` (optionally ``budgets``, and ``roles`` from
-  trusted keys);
+  trusted keys); ``content`` may be a list of content blocks (text, images, files) as on
+  ``POST /v1/sessions/{id}/messages``;
 - ``{"type": "resume", "decisions": [...]}`` to finish a turn paused for approval;
 - ``{"type": "ping"}``, answered ``{"type": "pong"}``.
 
@@ -23,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from api.auth import authenticate, turn_options
+from api.auth import authenticate, message_turn, turn_options
 from api.schemas import MessageCreate, ResumeRequest, SessionPublic
 from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID
@@ -90,12 +91,13 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
                 if body is None:
                     await _send(websocket, "pong", {})
                     continue
-                kwargs = turn_options(principal, body)
                 if isinstance(body, ResumeRequest):
                     decisions = [d.model_dump(exclude_none=True) for d in body.decisions]
+                    kwargs = turn_options(principal, body)
                     events = runtime.resume_stream(session_id, decisions, **kwargs)
                 else:
-                    events = runtime.stream(session_id, body.content, **kwargs)
+                    turn = message_turn(principal, body)
+                    events = runtime.turns.stream(principal.owner, session_id, turn)
                 async for event in events:
                     await _send(websocket, event.type, event.data)
             except SessiongraphError as exc:
