@@ -360,7 +360,8 @@ def _seen(message: BaseMessage) -> str:
     """What a message shows besides text: ``I see 2 images and 1 file.``, or ``""``."""
     counts: dict[str, int] = {}
     for block in message.content if isinstance(message.content, list) else ():
-        noun = _SEEN_KINDS.get(block.get("type", "")) if isinstance(block, dict) else None
+        kind = block.get("type") if isinstance(block, dict) else None
+        noun = _SEEN_KINDS.get(kind) if isinstance(kind, str) else None
         if noun is not None:
             counts[noun] = counts.get(noun, 0) + 1
     parts = [
