@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from runtime.agents import (
     DEFAULT_AGENT_ID,
@@ -21,7 +29,14 @@ from runtime.agents import (
 from runtime.ids import ID_PATTERN
 from runtime.sessions import MAX_METADATA_BYTES, Session
 from runtime.tools import ToolSpec
-from runtime.turns import MAX_MESSAGE_CHARS, BudgetLimits, Decision
+from runtime.turns import (
+    BLOCK_TYPES,
+    MAX_CONTENT_BLOCKS,
+    MAX_CONTENT_BYTES,
+    MAX_MESSAGE_CHARS,
+    BudgetLimits,
+    Decision,
+)
 
 T = TypeVar("T")
 
@@ -258,14 +273,78 @@ class TurnOptions(BaseModel):
     )
 
 
+def _block_schema(title: str, example: dict[str, Any], **properties: Any) -> dict[str, Any]:
+    return {
+        "title": title,
+        "type": "object",
+        "required": ["type", *properties],
+        "properties": {"type": {"const": example["type"]}, **properties},
+        "additionalProperties": True,
+        "examples": [example],
+    }
+
+
+_URL = {"type": "string", "description": "https://... or data:<mime>;base64,..."}
+_STR = {"type": "string"}
+_B64 = "iVBORw0KGgo="
+# Documentation only: the runtime's check_content is the one rule that accepts or refuses a
+# block (unknown types and malformed blocks: 422; limits: 422/413), for every entry point.
+_BLOCK_SCHEMA: dict[str, Any] = {
+    "title": "ContentBlock",
+    "description": (
+        f"A content block: one of {', '.join(BLOCK_TYPES)}, in OpenAI's shapes or LangChain's "
+        "standard ones (`image`/`file` with `url`, `base64` + `mime_type` or `file_id`, or the "
+        "older `source_type` form). Extra keys are kept and passed to the model."
+    ),
+    "anyOf": [
+        _block_schema("TextBlock", {"type": "text", "text": "What is this?"}, text=_STR),
+        _block_schema(
+            "ImageUrlBlock",
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{_B64}"}},
+            image_url={"type": "object", "properties": {"url": _URL}, "required": ["url"]},
+        ),
+        _block_schema(
+            "OpenAIFileBlock",
+            {
+                "type": "file",
+                "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"},
+            },
+            file={"type": "object", "properties": {"file_data": _URL, "filename": _STR}},
+        ),
+        {
+            "title": "StandardBlock",
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["image", "file"]},
+                "url": _URL,
+                "base64": {"type": "string"},
+                "mime_type": {"type": "string"},
+                "file_id": {"type": "string"},
+            },
+            "additionalProperties": True,
+            "examples": [
+                {"type": "image", "url": "https://example.com/cat.png"},
+                {"type": "image", "base64": _B64, "mime_type": "image/png"},
+            ],
+        },
+    ],
+}
+ContentBlock = Annotated[dict[str, Any], WithJsonSchema(_BLOCK_SCHEMA)]
+MessageContent = Annotated[str, Field(min_length=1)] | list[ContentBlock]
+_CONTENT_DOC = (
+    f"Text (at most {MAX_MESSAGE_CHARS} characters), or a list of at most "
+    f"{MAX_CONTENT_BLOCKS} content blocks (text, images, files) of at most "
+    f"{MAX_CONTENT_BYTES} bytes together, as JSON."
+)
+
+
 class _ContentOrInput(TurnOptions):
     """A turn's input: a user message (``content``), or the graph's ``input``."""
 
-    content: str | None = Field(
+    content: MessageContent | None = Field(
         default=None,
-        min_length=1,
-        description=f"The user's message (at most {MAX_MESSAGE_CHARS} characters), for graphs "
-        "with a `messages` channel.",
+        description=_CONTENT_DOC + " For graphs with a `messages` channel.",
     )
     input: dict[str, Any] | None = Field(
         default=None,
@@ -325,7 +404,9 @@ class MessagePublic(BaseModel):
 
     id: str | None
     role: Literal["user", "assistant", "system", "tool"] | str
-    content: str
+    content: str | list[ContentBlock] = Field(
+        description="The text; or, for a message with images or files, its content blocks."
+    )
     created_at: str | None = Field(description="When the message was stored (ISO 8601, UTC).")
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None

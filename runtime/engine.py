@@ -64,6 +64,7 @@ from runtime.threads import ThreadStates
 from runtime.tools import ToolRegistry, default_registry
 from runtime.turns import (
     BudgetLimits,
+    Content,
     GuardOptions,
     ToolRecords,
     TurnEvent,
@@ -272,7 +273,7 @@ class Runtime:
     async def chat(
         self,
         session_id: str,
-        content: str | None = None,
+        content: Content | None = None,
         *,
         input: Mapping[str, Any] | None = None,
         owner: str = DEFAULT_OWNER,
@@ -283,7 +284,8 @@ class Runtime:
         """Run one turn and return its result.
 
         Args:
-            content: the user's message, for graphs with a ``messages`` channel; or
+            content: the user's message (text or content blocks), for graphs with a
+                ``messages`` channel; or
             input: the graph's input as its input schema takes it (several messages, a
                 system message, other keys).
             agent_id: create the session for this agent first if it does not exist (a
@@ -300,7 +302,7 @@ class Runtime:
     async def stream(
         self,
         session_id: str,
-        content: str | None = None,
+        content: Content | None = None,
         *,
         input: Mapping[str, Any] | None = None,
         owner: str = DEFAULT_OWNER,

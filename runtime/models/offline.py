@@ -19,7 +19,10 @@ Rules, in order (the first that applies wins):
    (``calculator``), ``current_time returned: 2025-01-01T12:00:00+00:00.`` (any other tool) or
    ``The tool calculator failed: division by zero.`` (``status="error"`` or a result starting
    with ``error:``).
-3. Otherwise the text of the last human message decides:
+3. Otherwise the text of the last human message decides. When that message also has image,
+   file, audio or video blocks, a text reply starts with what the model was shown, e.g.
+   ``I see 1 image. You said: what is this?`` or, with no text at all,
+   ``I see 2 images and 1 file.`` (tool calls are made as usual):
 
    * ``use tool NAME with {json}`` / ``call NAME {json}`` (NAME bound): call NAME with those
      arguments (``{}`` when none are given). Several joined by ``and`` (``use tool a with

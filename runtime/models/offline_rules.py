@@ -334,9 +334,45 @@ def decide(
     if last_human is None:
         return Reply(text="I have nothing to respond to yet.")
     text = _message_text(messages[last_human]).strip()
+    seen = _seen(messages[last_human])
+    if seen and not text:
+        return Reply(text=seen)
     if not text:
         return Reply(text="You said nothing.")
-    return _reply_to(text, messages, last_human, tools)
+    reply = _reply_to(text, messages, last_human, tools)
+    if seen and not reply.tool_calls:
+        return Reply(text=f"{seen} {reply.text}")
+    return reply
+
+
+# Block types the model reports seeing, by the noun it uses (OpenAI's and LangChain's names).
+_SEEN_KINDS = {
+    "image": "image",
+    "image_url": "image",
+    "file": "file",
+    "audio": "audio clip",
+    "input_audio": "audio clip",
+    "video": "video",
+}
+
+
+def _seen(message: BaseMessage) -> str:
+    """What a message shows besides text: ``I see 2 images and 1 file.``, or ``""``."""
+    counts: dict[str, int] = {}
+    for block in message.content if isinstance(message.content, list) else ():
+        kind = block.get("type") if isinstance(block, dict) else None
+        noun = _SEEN_KINDS.get(kind) if isinstance(kind, str) else None
+        if noun is not None:
+            counts[noun] = counts.get(noun, 0) + 1
+    parts = [
+        f"{counts[noun]} {noun}{'' if counts[noun] == 1 else 's'}"
+        for noun in dict.fromkeys(_SEEN_KINDS.values())
+        if noun in counts
+    ]
+    if not parts:
+        return ""
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"I see {listed}."
 
 
 def _call(message_count: int, name: str, args: dict[str, Any], index: int = 0) -> ToolCall:

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeAlias
 
 from langchain_core.messages import AIMessage, BaseMessage
 
+from runtime.turns.content import Content
 from runtime.turns.guards import BudgetLimits
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "emit_message",
     "message_to_dict",
     "now_stamp",
+    "shown_content",
 ]
 
 Durability = Literal["exit", "async", "sync"]
@@ -46,12 +48,24 @@ def now_stamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def shown_content(message: BaseMessage) -> Content:
+    """A message's content as the API shows it: its text when it is plain text (a string, or
+    only text blocks), else its list of content blocks as stored (images, files, ...)."""
+    content = message.content
+    if isinstance(content, str) or all(
+        isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text") for b in content
+    ):
+        return message.text
+    return [b if isinstance(b, dict) else {"type": "text", "text": b} for b in content]
+
+
 def message_to_dict(message: BaseMessage) -> dict[str, Any]:
-    """A message as the API shows it: role, text content, tool calls and tool results."""
+    """A message as the API shows it: role, content (text, or blocks when it has media; see
+    :func:`shown_content`), tool calls and tool results."""
     out: dict[str, Any] = {
         "id": message.id,
         "role": _ROLES.get(message.type, message.type),
-        "content": message.text,
+        "content": shown_content(message),
         "created_at": message.response_metadata.get("created_at"),
     }
     if isinstance(message, AIMessage) and message.tool_calls:
@@ -113,7 +127,8 @@ class TurnRequest:
     accepts (``input``), decisions on pending calls, or a value for a graph's own
     ``interrupt()``."""
 
-    content: str | None = None
+    # A string or a list of content blocks (runtime.turns.content; checked by the runner).
+    content: Content | None = None
     decisions: list[dict[str, Any]] | None = None
     # The graph's input as its input schema takes it (``{"messages": [...], "topic": ...}``);
     # messages may be dicts in any form LangChain converts. Instead of ``content``.

@@ -31,7 +31,6 @@ from runtime.errors import (
     InvalidInput,
     LeaseLost,
     NotFound,
-    PayloadTooLarge,
     SessionExpired,
     SessiongraphError,
     TurnFailed,
@@ -41,6 +40,7 @@ from runtime.keys import ADMIN_ROLE
 from runtime.models import model_error
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.tools import ToolRegistry, ToolSpec
+from runtime.turns.content import check_content
 from runtime.turns.events import (
     Durability,
     Emit,
@@ -66,11 +66,9 @@ from runtime.turns.stream import (
     waits_for_value,
 )
 
-__all__ = ["MAX_MESSAGE_CHARS", "GuardOptions", "TurnRunner"]
+__all__ = ["GuardOptions", "TurnRunner"]
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_CHARS = 32_000
 
 
 @dataclass(frozen=True)
@@ -395,25 +393,13 @@ def _checked(request: TurnRequest) -> TurnRequest:
         raise InvalidInput("give content or input, not both", field="input")
     if request.input is not None:
         graph_input = checked_input(request.input)
-        for message in graph_input.get("messages") or []:
-            if isinstance(message.content, str):
-                _check_size(message.content, "input.messages")
+        for i, message in enumerate(graph_input.get("messages") or []):
+            # An assistant message calling tools may have no content; a user's may not.
+            if message.type == "human" or message.content:
+                check_content(message.content, field=f"input.messages[{i}].content")
         return replace(request, input=graph_input)
-    content = request.content
-    if not isinstance(content, str) or not content.strip():
-        raise InvalidInput("message content must be a non-empty string", field="content")
-    _check_size(content, "content")
+    check_content(request.content)
     return request
-
-
-def _check_size(content: str, field: str) -> None:
-    """Text within :data:`MAX_MESSAGE_CHARS`."""
-    if len(content) > MAX_MESSAGE_CHARS:
-        raise PayloadTooLarge(
-            f"message is {len(content)} characters; the limit is {MAX_MESSAGE_CHARS}",
-            field=field,
-            limit=MAX_MESSAGE_CHARS,
-        )
 
 
 def _public_error(exc: BaseException, lease: Lease) -> BaseException:

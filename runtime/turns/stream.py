@@ -93,8 +93,10 @@ def turn_input(request: TurnRequest) -> tuple[Any, list[BaseMessage]]:
             message.id = message.id or str(uuid.uuid4())
             message.response_metadata.setdefault("created_at", now_stamp())
         return graph_input, added
+    content = request.content or ""
     human = HumanMessage(
-        request.content or "",
+        # A list of content blocks is stored and sent to the model as given.
+        content if isinstance(content, str) else list[str | dict[Any, Any]](content),
         id=request.message_id or str(uuid.uuid4()),
         response_metadata={"created_at": now_stamp()},
     )

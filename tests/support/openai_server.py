@@ -411,6 +411,13 @@ class OpenAICompatServer:
         with self._lock:
             return list(self._faults)
 
+    @property
+    def last_messages(self) -> list[dict[str, Any]]:
+        """The ``messages`` of the last chat-completions request, exactly as sent (content
+        blocks included); ``[]`` before any request."""
+        with self._lock:
+            return list(self.requests[-1].get("messages") or []) if self.requests else []
+
     def reset(self) -> None:
         """Forget recorded requests and drop all queued faults."""
         with self._lock:

@@ -111,6 +111,34 @@ class TestBasics:
         message = HumanMessage(content=[{"type": "text", "text": "hello"}, "world"])
         assert model.invoke([message]).content == "You said: hello world"
 
+    def test_media_blocks_are_seen(self, model: OfflineChatModel) -> None:
+        """Image and file blocks are counted, images first, before the usual text reply."""
+        image = {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+        standard = {"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"}
+        pdf = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}
+        cases: list[tuple[list[Any], str]] = [
+            ([image], "I see 1 image."),
+            ([pdf, image, standard], "I see 2 images and 1 file."),
+            (
+                [{"type": "text", "text": "my name is Bo"}, pdf],
+                "I see 1 file. Nice to meet you, Bo.",
+            ),
+            (
+                [{"type": "text", "text": ""}, {"type": "reasoning", "reasoning": "hm"}],
+                "You said nothing.",
+            ),
+        ]
+        for content, reply in cases:
+            assert model.invoke([HumanMessage(content=content)]).content == reply
+
+    def test_media_beside_a_tool_request(self, model: OfflineChatModel) -> None:
+        """A tool request beside an image still calls the tool."""
+        image = {"type": "image", "url": "https://x.test/a.png"}
+        message = HumanMessage(content=[{"type": "text", "text": "what is 6 * 7?"}, image])
+        reply = model.bind_tools([calculator]).invoke([message])
+        assert isinstance(reply, AIMessage)
+        assert reply.tool_calls[0]["args"] == {"expression": "6 * 7"}
+
     def test_message_count(self, model: OfflineChatModel) -> None:
         """The non-system messages are counted, the current one included."""
         conversation = [
