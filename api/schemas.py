@@ -36,6 +36,7 @@ from runtime.turns import (
     MAX_MESSAGE_CHARS,
     BudgetLimits,
     Decision,
+    split_pending,
 )
 
 T = TypeVar("T")
@@ -228,9 +229,14 @@ class SessionPublic(BaseModel):
         description="Paused on tool calls that need a decision: resume it before new messages."
     )
     pending_approvals: list[PendingApproval]
+    interrupts: list[dict[str, Any]] = Field(
+        description="The graph's own interrupts it is paused on ({id, value}): resume it with "
+        "a value."
+    )
 
     @classmethod
     def of(cls, session: Session) -> SessionPublic:
+        approvals, interrupts = split_pending(session.pending_approvals)
         return cls(
             id=session.session_id,
             owner=session.owner,
@@ -248,9 +254,8 @@ class SessionPublic(BaseModel):
             tokens_in=session.tokens_in,
             tokens_out=session.tokens_out,
             awaiting_approval=session.awaiting_approval,
-            pending_approvals=[
-                PendingApproval.model_validate(p) for p in session.pending_approvals or []
-            ],
+            pending_approvals=[PendingApproval.model_validate(p) for p in approvals],
+            interrupts=interrupts,
         )
 
 
@@ -432,7 +437,12 @@ class TurnPublic(BaseModel):
     latency_ms: float
     model_latency_ms: float
     warnings: list[str] = Field(description="Budgets that stopped the turn, by name.")
-    status: Literal["completed", "awaiting_approval"]
+    status: Literal["completed", "awaiting_approval", "interrupted"]
+    interrupts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="With status interrupted: the graph's interrupts ({id, value}) to resume "
+        "with a value.",
+    )
     pending_approvals: list[PendingApproval] = Field(
         description="With status awaiting_approval: the calls to approve, reject or edit."
     )

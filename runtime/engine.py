@@ -241,18 +241,26 @@ class Runtime:
         return CompiledAgent(template, compiled, model, tuple(tools), input_keys(compiled))
 
     async def _ensure_graph_agents(self) -> None:
-        """Give every project graph a system agent of its own (its LangGraph assistant)."""
+        """Give every project graph a system agent of its own (its LangGraph assistant),
+        offered every tool the project declares; kept in step with the file on each start."""
         model = ModelSpec.parse(self.settings.resolved_default_model())
+        tools = self.tools.declared()
         for entry in self.project.user_graphs():
             spec = TemplateSpec(
                 name=entry.name,
                 description=f"The {entry.name!r} graph of langgraph.json ({entry.reference}).",
                 graph=entry.name,
                 model=model,
+                tools=tools,
             )
             template = await self.templates.ensure(spec, owner=SYSTEM_OWNER, agent_id=entry.name)
             if template.owner != SYSTEM_OWNER or template.spec.graph != entry.name:
                 log.warning("agent %r exists and is not the graph's system agent", entry.name)
+                continue
+            # A new version only when the file's tools changed (no change, no bump).
+            await self.templates.update(
+                entry.name, {"tools": tools, "description": spec.description}, system=True
+            )
 
     # -- sessions and turns -------------------------------------------------------------------
 

@@ -92,7 +92,15 @@ class EventTranslator:
             return [("error", {k: event.data.get(k) for k in ("error", "message")})]
         if event.type != "chunk":
             return []
-        mode, data = event.data["mode"], event.data["data"]
+        out = self._chunk(event.data["mode"], event.data["data"])
+        ns = event.data.get("ns")
+        if ns:
+            # A subgraph's part: LangGraph names its event "<mode>|<namespace>".
+            suffix = "|" + "|".join(ns)
+            return [(name + suffix, data) for name, data in out]
+        return out
+
+    def _chunk(self, mode: str, data: Any) -> list[tuple[str, Any]]:
         if mode == "messages":
             return self._message(data)
         if mode not in self.modes:

@@ -20,6 +20,10 @@ from runtime.errors import InvalidInput
 __all__ = ["ToolRegistry", "ToolSpec"]
 
 
+# The ``source`` prefixes of tools the project's langgraph.json declares.
+DECLARED_SOURCES = ("python:", "mcp:")
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     """A registered tool and the facts the runtime needs about it."""
@@ -61,6 +65,11 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._specs)
+
+    def declared(self) -> list[str]:
+        """The names of the tools the project's ``langgraph.json`` declares (Python tools and
+        MCP servers' tools), by name."""
+        return [s.name for s in self.specs() if s.source.startswith(DECLARED_SOURCES)]
 
     def specs(self) -> list[ToolSpec]:
         """Every registered tool, by name."""

@@ -26,7 +26,12 @@ from runtime.turns.guards import (
 )
 from runtime.turns.kit import agent_of, approve_calls, chat_model, tool_node
 from runtime.turns.runner import GuardOptions, TurnRunner
-from runtime.turns.stream import check_input_keys, checked_input, waits_for_value
+from runtime.turns.stream import (
+    check_input_keys,
+    checked_input,
+    split_pending,
+    waits_for_value,
+)
 
 __all__ = [
     "AGENT_NODE",
@@ -57,6 +62,7 @@ __all__ = [
     "guarded_tool_call",
     "message_to_dict",
     "now_stamp",
+    "split_pending",
     "template_tools",
     "tool_node",
     "waits_for_value",

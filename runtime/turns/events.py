@@ -34,6 +34,7 @@ EventType = Literal[
     "tool_result",
     "message",
     "approval_required",
+    "interrupt",
     "chunk",
     "usage",
     "done",
@@ -113,9 +114,11 @@ class TurnResult:
     model_latency_ms: float
     warnings: list[str] = field(default_factory=list)
     # "awaiting_approval": the turn paused on tool calls that need a human decision
-    # (``pending_approvals``); resume it with decisions to finish it.
-    status: Literal["completed", "awaiting_approval"] = "completed"
+    # (``pending_approvals``); resume it with decisions to finish it. "interrupted": the graph
+    # called ``interrupt()`` (``interrupts``); resume it with a value.
+    status: Literal["completed", "awaiting_approval", "interrupted"] = "completed"
     pending_approvals: list[dict[str, Any]] = field(default_factory=list)
+    interrupts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -61,6 +61,7 @@ from runtime.turns.stream import (
     ModelTimer,
     check_input_keys,
     checked_input,
+    split_pending,
     turn_config,
     turn_input,
     waits_for_value,
@@ -288,7 +289,7 @@ class TurnRunner:
         self._notify(lease, "ok", started)
         if emit:
             if run.pending:
-                emit(TurnEvent("approval_required", {"pending": run.pending}))
+                self._emit_pause(emit, result)
             emit(TurnEvent("usage", dict(result.usage)))
             emit(TurnEvent("done", result.to_dict()))
         return result
@@ -344,6 +345,14 @@ class TurnRunner:
             emit(TurnEvent("error", _error_body(error)))
         return error
 
+    @staticmethod
+    def _emit_pause(emit: Emit, result: TurnResult) -> None:
+        """The event of a paused turn: the approvals, or the graph's interrupts, it waits on."""
+        if result.pending_approvals:
+            emit(TurnEvent("approval_required", {"pending": result.pending_approvals}))
+        if result.interrupts:
+            emit(TurnEvent("interrupt", {"interrupts": result.interrupts}))
+
     def _notify(self, lease: Lease, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started
         for listener in self.listeners:
@@ -371,6 +380,7 @@ class TurnRunner:
                     usage["total_tokens"] += message.usage_metadata["total_tokens"]
                 if message.text:
                     reply = message.text
+        approvals, interrupts = split_pending(pending)
         return TurnResult(
             session_id=lease.session_id,
             reply=reply,
@@ -379,8 +389,9 @@ class TurnRunner:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             model_latency_ms=round(timer.total * 1000, 3),
             warnings=list(guard.warnings),
-            status="awaiting_approval" if pending else "completed",
-            pending_approvals=pending or [],
+            status=_status(approvals, interrupts),
+            pending_approvals=approvals,
+            interrupts=interrupts,
         )
 
 
@@ -400,6 +411,15 @@ def _checked(request: TurnRequest) -> TurnRequest:
         return replace(request, input=graph_input)
     check_content(request.content)
     return request
+
+
+def _status(
+    approvals: list[dict[str, Any]], interrupts: list[dict[str, Any]]
+) -> Literal["completed", "awaiting_approval", "interrupted"]:
+    """A turn's status from what it paused on (nothing: completed)."""
+    if interrupts:
+        return "interrupted"
+    return "awaiting_approval" if approvals else "completed"
 
 
 def _public_error(exc: BaseException, lease: Lease) -> BaseException:

@@ -41,6 +41,7 @@ __all__ = [
     "check_input_keys",
     "checked_input",
     "pending_of",
+    "split_pending",
     "turn_config",
     "turn_input",
     "waits_for_value",
@@ -198,6 +199,21 @@ def pending_of(interrupts: Iterable[Any]) -> list[dict[str, Any]]:
     if isinstance(first, dict) and first.get("type") == "approval":
         return list(first.get("pending", []))
     return [{"type": "interrupt", "id": i.id, "value": _json_ready(i.value)} for i in interrupts]
+
+
+def split_pending(
+    pending: Iterable[Mapping[str, Any]] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What a paused session waits for, as ``(approvals, interrupts)``: tool calls for a
+    decision, and the graph's own interrupts (``{"id", "value"}``) for a value."""
+    approvals: list[dict[str, Any]] = []
+    interrupts: list[dict[str, Any]] = []
+    for p in pending or ():
+        if p.get("type") == "interrupt":
+            interrupts.append({"id": p.get("id"), "value": p.get("value")})
+        else:
+            approvals.append(dict(p))
+    return approvals, interrupts
 
 
 def waits_for_value(pending: Iterable[Mapping[str, Any]] | None) -> bool:

@@ -112,13 +112,16 @@ class ServeProcess:
         return self.proc.returncode
 
 
-def start_serve(log_path: Path, env: dict[str, str], port: int | None = None) -> ServeProcess:
-    """Start ``python -m api.cli serve`` on 127.0.0.1 (not waiting for it to be ready)."""
+def start_serve(
+    log_path: Path, env: dict[str, str], port: int | None = None, cwd: Path = ROOT
+) -> ServeProcess:
+    """Start ``python -m api.cli serve`` on 127.0.0.1 in ``cwd`` (not waiting for it to be
+    ready); from another folder, it serves that folder's ``langgraph.json``."""
     port = port or free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -128,19 +131,21 @@ def start_serve(log_path: Path, env: dict[str, str], port: int | None = None) ->
 
 
 @contextmanager
-def serve_process(log_path: Path, env: dict[str, str]) -> Iterator[ServeProcess]:
+def serve_process(log_path: Path, env: dict[str, str], cwd: Path = ROOT) -> Iterator[ServeProcess]:
     """One ready server; always stopped on exit."""
-    with serve_processes([log_path], env) as [server]:
+    with serve_processes([log_path], env, cwd) as [server]:
         yield server
 
 
 @contextmanager
-def serve_processes(log_paths: list[Path], env: dict[str, str]) -> Iterator[list[ServeProcess]]:
+def serve_processes(
+    log_paths: list[Path], env: dict[str, str], cwd: Path = ROOT
+) -> Iterator[list[ServeProcess]]:
     """Several servers started at once (one per log path), all ready; all stopped on exit."""
     with ExitStack() as stack:
         servers: list[ServeProcess] = []
         for log_path, port in zip(log_paths, free_ports(len(log_paths)), strict=True):
-            server = start_serve(log_path, env, port)
+            server = start_serve(log_path, env, port, cwd)
             stack.callback(server.stop)
             servers.append(server)
         for server in servers:
