@@ -12,6 +12,7 @@ the real ``langgraph_sdk``.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -455,3 +456,31 @@ class TestLanggraphDev:
             assert isinstance(values, dict)
             assert values["topic"] == "general"
             assert "Eve" in text(values["messages"][-1])
+
+
+def readme_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("## Bring your own graph and tools") : text.index("## Configuration")]
+
+
+class TestReadme:
+    def test_the_readme_shows_the_folder_as_it_is(self) -> None:
+        """The README's langgraph.json and triage.py are the worked folder's files."""
+        section = readme_section()
+        assert (EXAMPLE / "langgraph.json").read_text() in section
+        assert (EXAMPLE / "triage.py").read_text() in section
+
+    def test_the_readme_commands_run_against_the_folder(self, desk: ServeProcess) -> None:
+        """The section's curl commands run as written against `serve` in the folder."""
+        (block,) = [b for b in re.findall(r"```bash\n(.*?)```", readme_section(), re.S)]
+        commands = [line for line in block.splitlines() if not line.startswith("cd ")]
+        script = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n'
+        script += "\n".join(commands).replace("localhost:8000", desk.url.removeprefix("http://"))
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (
+            "lookup_order returned: order A-1: shipped on Monday (asked in desk-1)." in done.stdout
+        )
+        assert '"topic":"general"' in done.stdout
+        assert '"status":"interrupted"' in done.stdout
+        assert "Thanks for writing about: my parcel is late" in done.stdout
