@@ -49,7 +49,9 @@ from bench.workloads import (
 __all__ = ["main"]
 
 BENCH_DIR = Path(__file__).resolve().parent
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W1G", "W2", "W3", "W4", "W5", "W6")
+# The project the server serves: the built-in graph plus the bench's own (W1G).
+PROJECT = Path(__file__).resolve().parent / "project" / "langgraph.json"
 
 
 def _log(message: str) -> None:
@@ -144,6 +146,7 @@ def _server_env(args: argparse.Namespace, database_url: str, data_dir: Path) -> 
         "SESSIONGRAPH_DEFAULT_MODEL": "offline:deterministic",
         # The harness times the sweep itself (W6): nothing may be swept before the clock.
         "SESSIONGRAPH_SWEEP_INTERVAL_SECONDS": "0",
+        "SESSIONGRAPH_CONFIG": str(PROJECT),
     }
     if args.pool_max is not None:
         shown["SESSIONGRAPH_POOL_MAX_SIZE"] = str(args.pool_max)
@@ -189,6 +192,9 @@ async def _sessiongraph(
 
         if "W1" in only:
             w["W1"] = await _guard("W1", lambda: w1_sequential(native, _n(300, scale, 40)))
+        if "W1G" in only:
+            custom = ClientSpec("native", url, http=args.http, agent_id="custom")
+            w["W1G"] = await _guard("W1G", lambda: w1_sequential(custom, _n(300, scale, 40)))
         if "W4" in only:
             session = w.get("W1", {}).get("session")
             if session:

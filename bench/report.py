@@ -108,6 +108,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("W1", "p50", v, "ms", "≤ 5 ms", None if v is None else v <= 5)
     v = get("W1", "late_early_ratio")
     add("W1", "p50(last 20) / p50(first 20)", v, "×", "≤ 1.3", None if v is None else v <= 1.3)
+    add("W1G", "p50, your own graph (bench/project)", get("W1G", "p50_ms"), "ms", "", None)
     v = get("W2", "turns_per_s")
     add("W2", "throughput", v, "turns/s", "≥ 400 turns/s", None if v is None else v >= 400)
     add("W2", "p50", get("W2", "p50_ms"), "ms", "", None)
@@ -286,7 +287,7 @@ def markdown(results: dict[str, Any]) -> str:
         elif isinstance(data, dict) and "error" in data:
             out.append(f"- **{name}**: failed: {data['error'][:300]}")
     out += ["", "## Details", ""]
-    for name in ("W1", "W2", "W3", "W4", "W5", "W6"):
+    for name in ("W1", "W1G", "W2", "W3", "W4", "W5", "W6"):
         data = w.get(name)
         if data is None:
             continue
@@ -300,7 +301,7 @@ def markdown(results: dict[str, Any]) -> str:
 def _detail(name: str, d: dict[str, Any]) -> str:
     if "error" in d:
         return f"failed: {d['error'][:500]}"
-    if name == "W1":
+    if name in ("W1", "W1G"):
         return (
             f"{d['turns']} turns in one session: p50 {d['p50_ms']} ms, p95 {d['p95_ms']} ms; "
             f"first {d['window']} p50 {d['early_p50_ms']} ms, last {d['window']} p50 "

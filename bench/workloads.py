@@ -59,11 +59,14 @@ class ClientSpec:
     url: str
     assistant_id: str = "react"
     http: str = "raw"  # the native client's HTTP client: "raw" or "httpx"
+    agent_id: str = "default"  # the native client's agent
 
     def make(self, connections: int = 64) -> Client:
         """A new client for this server."""
         if self.kind == "native":
-            return NativeClient(self.url, connections=connections, http=self.http)
+            return NativeClient(
+                self.url, connections=connections, http=self.http, agent_id=self.agent_id
+            )
         return SdkClient(self.url, assistant_id=self.assistant_id)
 
 
