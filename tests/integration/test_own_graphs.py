@@ -176,6 +176,25 @@ class TestCustomGraph:
         session = (await http.get("/v1/sessions/t-input")).json()
         assert session["turns"] == 1 and session["messages"] == 3
 
+    async def test_streams_over_sse(self, http: httpx.AsyncClient) -> None:
+        """/v1 SSE on the custom graph: tokens that add up to the reply, then done."""
+        body = {"content": "hello desk", "agent_id": "triage"}
+        headers = {"Accept": "text/event-stream"}
+        events: list[tuple[str, Any]] = []
+        async with http.stream(
+            "POST", "/v1/sessions/t-sse/messages", json=body, headers=headers
+        ) as response:
+            assert response.status_code == 200
+            event = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:"):
+                    events.append((event, json.loads(line.removeprefix("data:"))))
+        tokens = "".join(d["content"] for e, d in events if e == "token")
+        done = [d for e, d in events if e == "done"]
+        assert done and tokens == done[0]["reply"] == "You said: hello desk"
+
     async def test_images_through_the_langgraph_api(self, desk: ServeProcess) -> None:
         """An image block reaches the model as given and is stored as a block."""
         client = get_client(url=desk.url, timeout=TIMEOUT)
@@ -270,6 +289,24 @@ class TestSubgraphs:
         values = await client.runs.wait(thread, "nested", command={"resume": {"keep": True}})
         assert isinstance(values, dict)
         assert text(values["messages"][-1]).startswith("I found 3: note on confirm")
+
+    async def test_an_assistant_of_the_graph_with_its_own_configurable(
+        self, desk: ServeProcess
+    ) -> None:
+        """An assistant created through the SDK for a project graph passes its configurable
+        keys to the graph's factory (max_findings)."""
+        client = get_client(url=desk.url, timeout=TIMEOUT)
+        assistant = await client.assistants.create(
+            graph_id="nested", config={"configurable": {"max_findings": 1}}, name="Brief"
+        )
+        assert assistant["graph_id"] == "nested"
+        assert assistant["config"]["configurable"]["max_findings"] == 1
+        thread = (await client.threads.create())["thread_id"]
+        values = await client.runs.wait(
+            thread, assistant["assistant_id"], input=user("shipping delays today")
+        )
+        assert isinstance(values, dict)
+        assert text(values["messages"][-1]) == "I found 1: note on shipping."
 
     async def test_graph_drawing_and_schemas(self, http: httpx.AsyncClient) -> None:
         """/assistants/{id}/graph and /schemas describe the project's graph."""
