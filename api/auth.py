@@ -19,12 +19,13 @@ from fastapi.requests import HTTPConnection
 from runtime import DEFAULT_OWNER, Runtime, Settings
 from runtime.errors import PermissionDenied, Unauthenticated
 from runtime.keys import ADMIN_ROLE, Principal
+from runtime.turns import TurnRequest
 
 __all__ = [
     "authenticate",
     "may_run_open",
     "require_admin",
-    "turn_options",
+    "turn_request",
     "turn_roles",
 ]
 
@@ -102,13 +103,10 @@ def turn_roles(principal: Principal, requested: list[str] | None) -> frozenset[s
     return frozenset(requested)
 
 
-def turn_options(principal: Principal, body: Any) -> dict[str, Any]:
-    """The runtime keyword arguments of a turn request: owner, roles and budgets."""
-    return {
-        "owner": principal.owner,
-        "roles": turn_roles(principal, body.roles),
-        "budgets": body.budgets,
-    }
+def turn_request(principal: Principal, body: Any, **fields: Any) -> TurnRequest:
+    """The runtime's request for a turn body: the caller's roles and budgets, and ``fields``
+    (content or input, decisions or a resume value, the agent)."""
+    return TurnRequest(roles=turn_roles(principal, body.roles), budgets=body.budgets, **fields)
 
 
 def require_admin(principal: Principal) -> Principal:

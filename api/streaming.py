@@ -9,15 +9,23 @@ session complete (the turn finishes) rather than half-written.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from runtime import TurnEvent
+from runtime import Runtime, TurnEvent
+from runtime.turns import TurnRequest
 
-__all__ = ["SSE_RESPONSES", "compact_json", "sse_event", "stream_turn", "wants_stream"]
+__all__ = [
+    "SSE_RESPONSES",
+    "compact_json",
+    "respond",
+    "sse_event",
+    "stream_turn",
+    "wants_stream",
+]
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -44,17 +52,26 @@ def sse_event(name: str, data: Any) -> ServerSentEvent:
     return ServerSentEvent(compact_json(data), event=name)
 
 
-async def stream_turn(events: AsyncIterator[TurnEvent]) -> EventSourceResponse:
-    """An SSE response for a turn.
+async def stream_turn(started: Awaitable[AsyncIterator[TurnEvent]]) -> EventSourceResponse:
+    """An SSE response for a turn, sent as soon as the turn holds its session's lease.
 
-    The first event is awaited here, so errors that stop the turn from starting (unknown
-    session, busy, inactive, bad input) still answer with their status and JSON body.
+    ``started`` (:meth:`runtime.Runtime.start`) raises the errors that stop the turn from
+    starting (unknown session, busy, inactive, bad input), so they still answer with their
+    status and JSON body; the events then stream as they happen.
     """
-    first = await anext(events)
+    events = await started
 
     async def body() -> AsyncIterator[ServerSentEvent]:
-        yield sse_event(first.type, first.data)
         async for event in events:
             yield sse_event(event.type, event.data)
 
     return EventSourceResponse(body(), ping=15, headers={"Cache-Control": "no-cache"})
+
+
+async def respond(
+    runtime: Runtime, request: Request, owner: str, session_id: str, turn: TurnRequest
+) -> Any:
+    """A turn's answer: its events as SSE when the client asks for them, else its result."""
+    if wants_stream(request):
+        return await stream_turn(runtime.start(session_id, turn, owner=owner))
+    return (await runtime.run(session_id, turn, owner=owner)).to_dict()

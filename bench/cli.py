@@ -27,6 +27,8 @@ from typing import Any
 
 from bench import report
 from bench.clients import NotAvailable
+from bench.cpu import CpuMeter, postmaster_pid
+from bench.floor import floor_ms
 from bench.peers import PEERS, start_peer
 from bench.server import (
     ServerProcess,
@@ -36,8 +38,11 @@ from bench.server import (
     sessiongraph_argv,
     wait_http,
 )
+from bench.w7 import w7_in_flight
 from bench.workloads import (
+    TOOL_PROMPT,
     ClientSpec,
+    turn_text,
     w1_sequential,
     w2_concurrent,
     w3_tool_turns,
@@ -49,7 +54,7 @@ from bench.workloads import (
 __all__ = ["main"]
 
 BENCH_DIR = Path(__file__).resolve().parent
-WORKLOADS = ("W1", "W1G", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W1G", "W2", "W3", "W4", "W5", "W6", "W7")
 # The project the server serves: the built-in graph plus the bench's own (W1G).
 PROJECT = Path(__file__).resolve().parent / "project" / "langgraph.json"
 
@@ -95,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-w2-turns", type=int, default=10, help="W2 turns per session, peers")
     p.add_argument("--w6-turn-fraction", type=float, default=1.0, help="W6 sessions with a turn")
     p.add_argument("--w6-ttl", type=int, default=10, help="W6 session TTL in seconds (10)")
+    p.add_argument("--w7-delay", type=float, default=2.0, help="W7 model delay in seconds (2)")
     p.add_argument(
         "--sessiongraph-sdk",
         action="store_true",
@@ -157,6 +163,35 @@ def _server_env(args: argparse.Namespace, database_url: str, data_dir: Path) -> 
     return env
 
 
+def _turns_done(result: dict[str, Any]) -> int:
+    """How many turns a workload's result says completed."""
+    if "turns_ok" in result:
+        return int(result["turns_ok"])
+    return int(result.get("turns", 0)) - int(result.get("errors", 0))
+
+
+async def _measured(
+    name: str, fn: Callable[[], Awaitable[dict[str, Any]]], meter: CpuMeter | None
+) -> dict[str, Any]:
+    """:func:`_guard`, plus the server's CPU per turn (server tree + Postgres) when metered."""
+    before = meter.read() if meter else None
+    result = await _guard(name, fn)
+    if meter and before and "error" not in result and "not_available" not in result:
+        result.update(CpuMeter.per_turn(before, meter.read(), _turns_done(result)))
+    return result
+
+
+async def _floors(scale: float) -> dict[str, float]:
+    """The floors of this run (CPU ms per in-process invoke, no checkpointer): the built-in
+    graph on a plain message (W1/W2) and on a tool turn (W3), and the bench's own graph."""
+    turns = _n(300, scale, 50)
+    return {
+        "react": await asyncio.to_thread(floor_ms, "react", turns, turn_text),
+        "react_tool": await asyncio.to_thread(floor_ms, "react", turns, lambda i: TOOL_PROMPT),
+        "custom": await asyncio.to_thread(floor_ms, "custom", turns, turn_text),
+    }
+
+
 async def _sessiongraph(
     args: argparse.Namespace,
     only: set[str],
@@ -189,12 +224,24 @@ async def _sessiongraph(
         native = ClientSpec("native", url, http=args.http)
         http = args.http
         conc = args.concurrency
+        meter = CpuMeter(server.pid, postmaster_pid(data_dir))
+        # Every worker compiles each agent version and warms its caches on its first turns:
+        # one-time costs that a per-turn CPU figure must not carry.
+        for agent in ("default", "custom"):
+            warm = ClientSpec("native", url, http=args.http, agent_id=agent)
+            await _guard(f"warm-up {agent}", lambda: w2_concurrent(warm, 8, 5, 8))
+        results["floors"] = await _floors(scale)
+        _log(f"floors (CPU ms per in-process invoke): {results['floors']}")
 
         if "W1" in only:
-            w["W1"] = await _guard("W1", lambda: w1_sequential(native, _n(300, scale, 40)))
+            w["W1"] = await _measured(
+                "W1", lambda: w1_sequential(native, _n(300, scale, 40)), meter
+            )
         if "W1G" in only:
             custom = ClientSpec("native", url, http=args.http, agent_id="custom")
-            w["W1G"] = await _guard("W1G", lambda: w1_sequential(custom, _n(300, scale, 40)))
+            w["W1G"] = await _measured(
+                "W1G", lambda: w1_sequential(custom, _n(300, scale, 40)), meter
+            )
         if "W4" in only:
             session = w.get("W1", {}).get("session")
             if session:
@@ -202,16 +249,19 @@ async def _sessiongraph(
             else:
                 w["W4"] = {"error": "needs W1's session, and W1 did not complete"}
         if "W3" in only:
-            w["W3"] = await _guard("W3", lambda: w3_tool_turns(url, _n(100, scale, 10), http=http))
+            w["W3"] = await _measured(
+                "W3", lambda: w3_tool_turns(url, _n(100, scale, 10), http=http), meter
+            )
         if "W2" in only:
             sessions = _n(100, scale, 10)
-            w["W2"] = await _guard(
+            w["W2"] = await _measured(
                 "W2",
                 lambda: w2_concurrent(native, sessions, 10, min(conc, sessions), args.client_procs),
+                meter,
             )
         if args.sessiongraph_sdk and only & {"W1", "W2"}:
             sdk = ClientSpec("sdk", url, assistant_id=args.sdk_assistant)
-            results["sessiongraph-sdk"] = await _sdk_rows(args, sdk, only)
+            results["sessiongraph-sdk"] = await _sdk_rows(args, sdk, only, meter)
         if "W5" in only:
             w["W5"] = await _guard(
                 "W5",
@@ -231,28 +281,36 @@ async def _sessiongraph(
                     http=http,
                 ),
             )
+        if "W7" in only:
+            n = _n(1000, scale, 50)
+            w["W7"] = await _guard("W7", lambda: w7_in_flight(url, server.pid, n, args.w7_delay))
     finally:
         server.stop()
         _log("sessiongraph stopped")
 
 
-async def _sdk_rows(args: argparse.Namespace, spec: ClientSpec, only: set[str]) -> dict[str, Any]:
+async def _sdk_rows(
+    args: argparse.Namespace, spec: ClientSpec, only: set[str], meter: CpuMeter | None = None
+) -> dict[str, Any]:
     """W1 and W2 through ``langgraph_sdk`` (peers, and sessiongraph's compatible surface)."""
     scale = args.scale
     rows: dict[str, Any] = {}
     if "W1" in only:
-        rows["W1"] = await _guard(
-            f"W1 sdk {spec.url}", lambda: w1_sequential(spec, _n(args.peer_w1_turns, scale, 20))
+        rows["W1"] = await _measured(
+            f"W1 sdk {spec.url}",
+            lambda: w1_sequential(spec, _n(args.peer_w1_turns, scale, 20)),
+            meter,
         )
         if "not_available" in rows["W1"]:
             return {"not_available": rows["W1"]["not_available"]}
     if "W2" in only:
         sessions = _n(args.peer_w2_sessions, scale, 10)
-        rows["W2"] = await _guard(
+        rows["W2"] = await _measured(
             f"W2 sdk {spec.url}",
             lambda: w2_concurrent(
                 spec, sessions, args.peer_w2_turns, min(args.concurrency, sessions), 1
             ),
+            meter,
         )
         if "not_available" in rows["W2"]:
             return {"not_available": rows["W2"]["not_available"]}
@@ -360,7 +418,8 @@ async def _run(args: argparse.Namespace) -> int:
             _log(f"{name} ready at {running.url} in {running.start_s} s")
             try:
                 spec = ClientSpec("sdk", running.url, assistant_id=peer.assistant_id)
-                rows = await _sdk_rows(args, spec, only)
+                peer_meter = CpuMeter(running.server.pid, postmaster_pid(data_dir))
+                rows = await _sdk_rows(args, spec, only, peer_meter)
             finally:
                 running.server.stop()
             results["peers"][name] = {

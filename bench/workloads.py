@@ -70,7 +70,7 @@ class ClientSpec:
         return SdkClient(self.url, assistant_id=self.assistant_id)
 
 
-def _text(i: int) -> str:
+def turn_text(i: int) -> str:
     return f"benchmark message number {i}, please answer"
 
 
@@ -88,7 +88,7 @@ async def w1_sequential(spec: ClientSpec, turns: int, window: int = 20) -> dict[
         latencies: list[float] = []
         for i in range(turns):
             start = time.perf_counter()
-            await client.turn(session, _text(i))
+            await client.turn(session, turn_text(i))
             latencies.append(time.perf_counter() - start)
     finally:
         await client.aclose()
@@ -140,7 +140,7 @@ async def _drive(
             for i in range(turns_per_session):
                 start = time.perf_counter()
                 try:
-                    await client.turn(session, _text(n * 1000 + i))
+                    await client.turn(session, turn_text(n * 1000 + i))
                 except NotAvailable:
                     raise
                 except TurnFailed as exc:
@@ -448,7 +448,7 @@ async def w6_sweep(
                 sid = f"w6-{n}"
                 try:
                     if n < with_turn:
-                        await client.send(sid, _text(n), agent_id=W6_AGENT)
+                        await client.send(sid, turn_text(n), agent_id=W6_AGENT)
                     else:
                         await client.request("PUT", f"/v1/sessions/{sid}", {"agent_id": W6_AGENT})
                 except Exception as exc:

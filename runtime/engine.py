@@ -325,7 +325,7 @@ class Runtime:
         request = TurnRequest(
             content=content, input=input, roles=roles, budgets=budgets, agent_id=agent_id
         )
-        async for event in self.turns.stream(owner, session_id, request):
+        async for event in await self.start(session_id, request, owner=owner):
             yield event
 
     async def resume(
@@ -359,8 +359,26 @@ class Runtime:
     ) -> AsyncIterator[TurnEvent]:
         """:meth:`resume`, yielding the turn's events."""
         request = TurnRequest(decisions=decisions, resume_value=value, roles=roles, budgets=budgets)
-        async for event in self.turns.stream(owner, session_id, request):
+        async for event in await self.start(session_id, request, owner=owner):
             yield event
+
+    async def run(
+        self, session_id: str, request: TurnRequest, *, owner: str = DEFAULT_OWNER
+    ) -> TurnResult:
+        """Run a turn built by the caller (:class:`~runtime.turns.TurnRequest`)."""
+        return await self.turns.run(owner, session_id, request)
+
+    async def start(
+        self, session_id: str, request: TurnRequest, *, owner: str = DEFAULT_OWNER
+    ) -> AsyncIterator[TurnEvent]:
+        """Start a turn and return its events as soon as it holds the session's lease.
+
+        Errors that stop the turn from starting (unknown session, busy, bad input) are raised
+        here, before any event, so an HTTP response can still answer them with their status
+        while the events stream as they happen (no waiting for the model's first token).
+        """
+        events, _ = await self.turns.start(owner, session_id, request)
+        return events
 
     async def history(self, session_id: str, *, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
         """The session's whole conversation, oldest first."""

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import turn_options
+from api.auth import turn_request
 from api.deps import PrincipalDep, RuntimeDep
 from api.schemas import (
     AgentChat,
@@ -17,7 +17,7 @@ from api.schemas import (
     Page,
     TurnPublic,
 )
-from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
+from api.streaming import SSE_RESPONSES, respond
 from runtime.agents import TemplateSpec
 from runtime.db import DEFAULT_LIMIT, MAX_LIMIT
 from runtime.ids import new_id
@@ -94,7 +94,5 @@ async def chat(
     agent_id: str, body: AgentChat, request: Request, runtime: RuntimeDep, who: PrincipalDep
 ) -> Any:
     session_id = body.session_id or new_id("ses")
-    kwargs = {**turn_options(who, body), "agent_id": agent_id, "input": body.input}
-    if wants_stream(request):
-        return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
-    return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
+    turn = turn_request(who, body, content=body.content, input=body.input, agent_id=agent_id)
+    return await respond(runtime, request, who.owner, session_id, turn)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import turn_options
+from api.auth import turn_request
 from api.compat.common import state_dict
 from api.deps import PrincipalDep, RuntimeDep
 from api.routes.sessions import SessionId
@@ -18,7 +18,7 @@ from api.schemas import (
     ResumeRequest,
     TurnPublic,
 )
-from api.streaming import SSE_RESPONSES, stream_turn, wants_stream
+from api.streaming import SSE_RESPONSES, respond
 from runtime.db import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter(
@@ -48,10 +48,8 @@ async def send_message(
     runtime: RuntimeDep,
     who: PrincipalDep,
 ) -> Any:
-    kwargs = {**turn_options(who, body), "agent_id": body.agent_id, "input": body.input}
-    if wants_stream(request):
-        return await stream_turn(runtime.stream(session_id, body.content, **kwargs))
-    return (await runtime.chat(session_id, body.content, **kwargs)).to_dict()
+    turn = turn_request(who, body, content=body.content, input=body.input, agent_id=body.agent_id)
+    return await respond(runtime, request, who.owner, session_id, turn)
 
 
 @router.post(
@@ -71,11 +69,8 @@ async def resume(
     runtime: RuntimeDep,
     who: PrincipalDep,
 ) -> Any:
-    decisions = body.decision_dicts()
-    kwargs = {**turn_options(who, body), "value": body.value}
-    if wants_stream(request):
-        return await stream_turn(runtime.resume_stream(session_id, decisions, **kwargs))
-    return (await runtime.resume(session_id, decisions, **kwargs)).to_dict()
+    turn = turn_request(who, body, decisions=body.decision_dicts(), resume_value=body.value)
+    return await respond(runtime, request, who.owner, session_id, turn)
 
 
 @router.get(

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from api.auth import authenticate, turn_options
+from api.auth import authenticate, turn_request
 from api.schemas import MessageCreate, ResumeRequest, SessionPublic
 from runtime import Runtime
 from runtime.agents import DEFAULT_AGENT_ID
@@ -90,14 +90,12 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
                 if body is None:
                     await _send(websocket, "pong", {})
                     continue
-                kwargs = turn_options(principal, body)
                 if isinstance(body, ResumeRequest):
-                    decisions = body.decision_dicts()
-                    events = runtime.resume_stream(
-                        session_id, decisions, value=body.value, **kwargs
-                    )
+                    fields = {"decisions": body.decision_dicts(), "resume_value": body.value}
                 else:
-                    events = runtime.stream(session_id, body.content, input=body.input, **kwargs)
+                    fields = {"content": body.content, "input": body.input}
+                turn = turn_request(principal, body, **fields)
+                events = await runtime.start(session_id, turn, owner=principal.owner)
                 async for event in events:
                     await _send(websocket, event.type, event.data)
             except SessiongraphError as exc:
