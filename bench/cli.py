@@ -229,7 +229,7 @@ async def _sessiongraph(
         # one-time costs that a per-turn CPU figure must not carry.
         for agent in ("default", "custom"):
             warm = ClientSpec("native", url, http=args.http, agent_id=agent)
-            await _guard(f"warm-up {agent}", lambda: w2_concurrent(warm, 8, 5, 8))
+            await _guard(f"warm-up {agent}", lambda w=warm: w2_concurrent(w, 8, 5, 8))
         results["floors"] = await _floors(scale)
         _log(f"floors (CPU ms per in-process invoke): {results['floors']}")
 
