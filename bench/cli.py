@@ -181,6 +181,11 @@ async def _measured(
     return result
 
 
+async def _warm_up(spec: ClientSpec) -> None:
+    """A few concurrent turns, so each worker has compiled the agent and warmed its caches."""
+    await _guard(f"warm-up {spec.agent_id}", lambda: w2_concurrent(spec, 8, 5, 8))
+
+
 async def _floors(scale: float) -> dict[str, float]:
     """The floors of this run (CPU ms per in-process invoke, no checkpointer): the built-in
     graph on a plain message (W1/W2) and on a tool turn (W3), and the bench's own graph."""
@@ -228,8 +233,7 @@ async def _sessiongraph(
         # Every worker compiles each agent version and warms its caches on its first turns:
         # one-time costs that a per-turn CPU figure must not carry.
         for agent in ("default", "custom"):
-            warm = ClientSpec("native", url, http=args.http, agent_id=agent)
-            await _guard(f"warm-up {agent}", lambda w=warm: w2_concurrent(w, 8, 5, 8))
+            await _warm_up(ClientSpec("native", url, http=args.http, agent_id=agent))
         results["floors"] = await _floors(scale)
         _log(f"floors (CPU ms per in-process invoke): {results['floors']}")
 

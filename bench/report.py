@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         "≤ 10 s",
         None if v is None else bool(v <= 10 and gone),
     )
+    _cpu_targets(results, add)
+    _w7_targets(w.get("W7"), add)
     for peer, ratios in results.get("ratios", {}).items():
         for key, label in (("w1_p50", "W1 p50"), ("w2_turns_per_s", "W2 turns/s")):
             r = ratios.get(key)
@@ -143,6 +146,60 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 None if r is None else r >= 10,
             )
     return rows
+
+
+CPU = "server_cpu_ms_per_turn"
+
+
+def _cpu_targets(results: dict[str, Any], add: Callable[..., None]) -> None:
+    """Server CPU per turn (server tree + Postgres) beside the floor of the same run."""
+    w = results["workloads"]
+    floors = results.get("floors") or {}
+    sdk = results.get("sessiongraph-sdk") or {}
+    rows = [
+        ("W1", w.get("W1"), "react", "≤ 2.5 ms and ≤ 1.9× floor", 2.5, 1.9),
+        ("W2", w.get("W2"), "react", "≤ 2.5 ms and ≤ 1.9× floor", 2.5, 1.9),
+        ("W1 (SDK)", sdk.get("W1"), "react", "≤ 3.0 ms", 3.0, None),
+        ("W2 (SDK)", sdk.get("W2"), "react", "≤ 3.0 ms", 3.0, None),
+        ("W3", w.get("W3"), "react_tool", "≤ 4.0 ms", 4.0, None),
+    ]
+    for name, data, floor_key, target, limit, ratio in rows:
+        value = _num(data.get(CPU)) if _ok(data) and data is not None else None
+        floor = _num(floors.get(floor_key))
+        met = None
+        if value is not None:
+            met = value <= limit and (ratio is None or floor is None or value <= ratio * floor)
+        add(name, "server CPU per turn (server + Postgres)", value, "ms", target, met)
+        if value is not None and floor:
+            add(name, f"÷ floor ({floor_key}: {floor} ms in-process)", value / floor, "×", "", None)
+    data = w.get("W1G")
+    value = _num(data.get(CPU)) if _ok(data) and data is not None else None
+    floor = _num(floors.get("custom"))
+    target = f"≤ floor + 1.2 ms ({floor} + 1.2)" if floor is not None else "≤ floor + 1.2 ms"
+    met = None if value is None or floor is None else value <= floor + 1.2
+    add("W1G", "server CPU per turn, your own graph", value, "ms", target, met)
+
+
+def _w7_targets(data: Any, add: Callable[..., None]) -> None:
+    """W7: every turn done ≤ 2 s after the model's delay; first byte; memory per turn."""
+    if not _ok(data):
+        return
+    delay = data["model_delay_s"]
+    v = _num(data.get("last_done_after_first_sent_s"))
+    add(
+        "W7",
+        f"last of {data['turns']} done, after the first sent",
+        v,
+        "s",
+        f"≤ {delay + 2:g} s",
+        None if v is None else v <= delay + 2,
+    )
+    v = _num(data.get("ttfb_p99_ms"))
+    add("W7", "first byte p99", v, "ms", "≤ 500 ms", None if v is None else v <= 500)
+    add("W7", "first byte p50", _num(data.get("ttfb_p50_ms")), "ms", "", None)
+    v = _num(data.get("rss_kb_per_turn_in_flight"))
+    add("W7", "RSS per turn in flight", v, "KB", "≤ 50 KB", None if v is None else v <= 50)
+    add("W7", "errors", data.get("errors"), "", "0", data.get("errors") == 0)
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -253,6 +310,8 @@ def markdown(results: dict[str, Any]) -> str:
         ("W2 p50", "W2", "p50_ms", "ms", "w2_p50"),
         ("W2 p95", "W2", "p95_ms", "ms", None),
         ("W2 errors", "W2", "errors", "", None),
+        ("W1 server CPU per turn", "W1", CPU, "ms", None),
+        ("W2 server CPU per turn", "W2", CPU, "ms", None),
     ]
     for label, workload, key, unit, ratio_key in figures:
         cells = []
