@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from runtime.db import Pool, fetch_all, fetch_one
 from runtime.errors import InvalidInput, NotFound
 from runtime.keys import sql
 
-__all__ = ["ADMIN_ROLE", "ApiKey", "KeyStore", "Principal", "hash_key"]
+__all__ = ["ADMIN_ROLE", "KEY_CACHE_SECONDS", "ApiKey", "KeyStore", "Principal", "hash_key"]
 
 ADMIN_ROLE = "admin"
 _ROLE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
@@ -68,11 +69,29 @@ def _check_roles(roles: Iterable[str]) -> list[str]:
     return out
 
 
-class KeyStore:
-    """The ``api_keys`` table."""
+# How long a process trusts what it read of the keys: a key revoked (or created) on any
+# replica takes effect everywhere within this, and no request pays a round trip for them.
+KEY_CACHE_SECONDS = 1.0
+_CACHE_ENTRIES = 10_000
 
-    def __init__(self, pool: Pool) -> None:
+
+class KeyStore:
+    """The ``api_keys`` table, read through a :data:`KEY_CACHE_SECONDS` cache."""
+
+    def __init__(self, pool: Pool, cache_seconds: float = KEY_CACHE_SECONDS) -> None:
         self._pool = pool
+        self._ttl = cache_seconds
+        # sha256 -> (principal or None for an unknown or revoked key, read at).
+        self._principals: dict[str, tuple[Principal | None, float]] = {}
+        self._any_active: tuple[bool, float] | None = None
+
+    def _fresh(self, read_at: float) -> bool:
+        return time.monotonic() - read_at < self._ttl
+
+    def _forget(self) -> None:
+        """Drop what this process read, after it changed the keys itself."""
+        self._principals.clear()
+        self._any_active = None
 
     async def create(
         self, owner: str, *, roles: Iterable[str] = (), name: str | None = None
@@ -85,6 +104,7 @@ class KeyStore:
         params = (key_id, owner, name, _check_roles(roles), hash_key(secret))
         row = await fetch_one(self._pool, sql.INSERT_KEY, params)
         assert row is not None
+        self._forget()
         return ApiKey.from_row(row), secret
 
     async def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
@@ -97,16 +117,33 @@ class KeyStore:
         row = await fetch_one(self._pool, sql.REVOKE_KEY, (key_id,))
         if row is None:
             raise NotFound(f"key {key_id!r} not found", key_id=key_id)
+        self._forget()
         return ApiKey.from_row(row)
 
     async def authenticate(self, secret: str) -> Principal | None:
-        """The principal a secret stands for, or None if unknown or revoked."""
-        row = await fetch_one(self._pool, sql.AUTHENTICATE, (hash_key(secret),))
-        if row is None:
-            return None
-        return Principal(owner=row["owner"], roles=frozenset(row["roles"]), key_id=row["key_id"])
+        """The principal a secret stands for, or None if unknown or revoked (as of at most
+        :data:`KEY_CACHE_SECONDS` ago)."""
+        digest = hash_key(secret)
+        cached = self._principals.get(digest)
+        if cached is not None and self._fresh(cached[1]):
+            return cached[0]
+        row = await fetch_one(self._pool, sql.AUTHENTICATE, (digest,))
+        principal = (
+            None
+            if row is None
+            else Principal(owner=row["owner"], roles=frozenset(row["roles"]), key_id=row["key_id"])
+        )
+        if len(self._principals) >= _CACHE_ENTRIES:
+            self._principals.clear()
+        self._principals[digest] = (principal, time.monotonic())
+        return principal
 
     async def any_active(self) -> bool:
-        """Whether at least one key is configured (auth is on when there is)."""
+        """Whether at least one key is configured (auth is on when there is), as of at most
+        :data:`KEY_CACHE_SECONDS` ago."""
+        if self._any_active is not None and self._fresh(self._any_active[1]):
+            return self._any_active[0]
         row = await fetch_one(self._pool, sql.ANY_ACTIVE_KEY)
-        return bool(row and row["any"])
+        active = bool(row and row["any"])
+        self._any_active = (active, time.monotonic())
+        return active

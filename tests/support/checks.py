@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import httpx
 
-__all__ = ["assert_valid_history", "read_sse"]
+__all__ = ["assert_valid_history", "read_sse", "status_within"]
+
+
+async def status_within(
+    http: httpx.AsyncClient, method: str, url: str, status: int, seconds: float, **kwargs: Any
+) -> httpx.Response:
+    """The first response with ``status`` to ``method url``, asked every 0.1 s for up to
+    ``seconds`` (for changes another process makes, which a server sees within a bound)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        response = await http.request(method, url, **kwargs)
+        if response.status_code == status or asyncio.get_running_loop().time() > deadline:
+            return response
+        await asyncio.sleep(0.1)
 
 
 async def read_sse(response: httpx.Response) -> list[tuple[str, Any]]:
