@@ -238,7 +238,14 @@ class Runtime:
             config = {"configurable": {**spec.configurable_values(), "agent_id": template.agent_id}}
             graph = await self.project.instance(spec.graph, config)  # type: ignore[arg-type]
         compiled = compile_graph(graph, self.checkpointer, self.store, template.agent_id)
-        return CompiledAgent(template, compiled, model, tuple(tools), input_keys(compiled))
+        return CompiledAgent(
+            template,
+            compiled,
+            model,
+            tuple(tools),
+            input_keys(compiled),
+            spec.configurable_values(),
+        )
 
     async def _ensure_graph_agents(self) -> None:
         """Give every project graph a system agent of its own (its LangGraph assistant),

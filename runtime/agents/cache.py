@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -38,6 +38,8 @@ class CompiledAgent:
     tools: tuple[ToolSpec, ...]
     # The keys its input takes (None: any), so a run's unknown keys are refused, not dropped.
     input_keys: frozenset[str] | None = None
+    # What its runs find in config["configurable"] (TemplateSpec.configurable_values), once.
+    configurable: Mapping[str, Any] = field(default_factory=dict)
 
 
 class GraphCache:

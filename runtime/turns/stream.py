@@ -152,7 +152,7 @@ def turn_config(
     """
     config: RunnableConfig = {
         "configurable": {
-            **agent.template.spec.configurable_values(),
+            **agent.configurable,
             "session_id": lease.session_id,
             "owner": lease.owner,
             "session_metadata": lease.session_metadata,
