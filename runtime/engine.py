@@ -60,7 +60,7 @@ from runtime.project import (
 from runtime.runs import RunManager
 from runtime.sessions import Session, SessionStore, SweepResult
 from runtime.settings import Settings, get_settings
-from runtime.threads import ThreadStates
+from runtime.threads import SessionMessages, ThreadStates
 from runtime.tools import ToolRegistry, default_registry
 from runtime.turns import (
     BudgetLimits,
@@ -140,6 +140,8 @@ class Runtime:
         self.runs = RunManager(pool, self.sessions, self.turns)
         # Thread state, history and state updates for the LangGraph API (committed only).
         self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
+        # A session's messages as resources: read one, append, edit, delete (no turn).
+        self.messages = SessionMessages(self.threads, self.sessions)
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
 
