@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import MessageContent, MessageCreate, MessagePublic
 from runtime.errors import InvalidInput
+from runtime.ids import ID_PATTERN
 from runtime.threads import NewMessage
 
 __all__ = ["MessageChangePublic", "MessageEdit", "MessageSend", "MessagesRemoved"]
@@ -24,6 +25,9 @@ class MessageSend(MessageCreate):
         default=None, max_length=200, description="With role tool: the call it answers."
     )
     name: str | None = Field(default=None, max_length=200)
+    id: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="With run=false: the message's id."
+    )
     metadata: dict[str, Any] | None = Field(
         default=None, description="With run=false: metadata kept on the message."
     )
@@ -36,14 +40,16 @@ class MessageSend(MessageCreate):
         """
         if self.content is None:
             raise InvalidInput("run=false appends one message: give content", field="content")
-        return NewMessage(self.role, self.content, self.tool_call_id, self.name, self.metadata)
+        return NewMessage(
+            self.role, self.content, self.tool_call_id, self.name, self.metadata, self.id
+        )
 
     def check_turn(self) -> None:
         """A turn takes a user message only (other fields need ``run=false``)."""
-        extras = self.role != "user" or self.tool_call_id or self.name or self.metadata
+        extras = self.role != "user" or self.tool_call_id or self.name or self.metadata or self.id
         if extras:
             raise InvalidInput(
-                "role, tool_call_id, name and metadata need run=false (a turn takes a user "
+                "role, tool_call_id, name, metadata and id need run=false (a turn takes a user "
                 "message)",
                 field="role",
             )

@@ -19,6 +19,7 @@ The rules that keep a history valid for a model (written once here):
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from langchain_core.messages import (
 )
 
 from runtime.errors import Conflict, InvalidInput, NotFound
+from runtime.ids import validate_id
 from runtime.sessions import SessionStore, check_metadata
 from runtime.threads.states import ThreadStates
 from runtime.turns import check_content, message_to_dict, now_stamp
@@ -54,6 +56,7 @@ class NewMessage:
     tool_call_id: str | None = None
     name: str | None = None
     metadata: Mapping[str, Any] | None = None
+    message_id: str | None = None  # chosen by the caller; generated when None
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,9 @@ def build_message(new: NewMessage, messages: list[BaseMessage]) -> BaseMessage:
     """The LangChain message to append for ``new``, checked against the history.
 
     Raises:
-        InvalidInput: an unknown role, bad content or metadata, or a tool result that
+        InvalidInput: an unknown role, bad content, metadata or id, or a tool result that
             answers no call.
+        Conflict: the chosen id is taken, or the tool call already has a result.
         PayloadTooLarge: content or metadata over its limit.
     """
     if new.role not in ROLES:
@@ -153,16 +157,16 @@ def build_message(new: NewMessage, messages: list[BaseMessage]) -> BaseMessage:
     meta: dict[str, Any] = {"created_at": now_stamp()}
     if new.metadata:
         meta["metadata"] = check_metadata(dict(new.metadata))
+    message_id = new.message_id or str(uuid.uuid4())
+    validate_id(message_id, kind="message_id")
+    if any(m.id == message_id for m in messages):
+        raise Conflict(f"message {message_id!r} exists", message_id=message_id)
+    common = {"content": new.content, "name": new.name, "id": message_id}
     if new.role == "tool":
         _check_tool_result(messages, new.tool_call_id)
-        return ToolMessage(
-            content=new.content,
-            tool_call_id=new.tool_call_id or "",
-            name=new.name,
-            response_metadata=meta,
-        )
+        return ToolMessage(**common, tool_call_id=new.tool_call_id or "", response_metadata=meta)
     kinds = {"user": HumanMessage, "assistant": AIMessage, "system": SystemMessage}
-    return kinds[new.role](content=new.content, name=new.name, response_metadata=meta)
+    return kinds[new.role](**common, response_metadata=meta)
 
 
 def edited(

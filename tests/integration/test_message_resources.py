@@ -95,6 +95,16 @@ class TestAppend:
         again = await append(http, session_id, role="tool", content="9", tool_call_id=call_id)
         error(again, 409, "conflict")
 
+    async def test_chosen_id_is_kept_and_unique(self, http: httpx.AsyncClient) -> None:
+        """An appended message keeps the id the caller chose; a taken id is a 409."""
+        session_id = uid("s")
+        await put_session(http, session_id)
+        first = await append(http, session_id, role="system", content="note", id="note-1")
+        assert first.status_code == 201 and first.json()["message"]["id"] == "note-1"
+        again = await append(http, session_id, role="user", content="x", id="note-1")
+        error(again, 409, "conflict")
+        assert (await session_row(http, session_id))["messages"] == 1
+
     async def test_turn_refuses_other_roles(self, http: httpx.AsyncClient) -> None:
         """Without run=false, a role other than user is refused (a turn takes a user message)."""
         session_id = uid("s")
