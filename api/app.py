@@ -20,7 +20,7 @@ from api.auth import may_run_open
 from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, PlainTextJsonMiddleware, RequestIdMiddleware
-from api.routes import admin, agents, health, messages, sessions, ws
+from api.routes import admin, agents, chat_completions, health, messages, sessions, ws
 from api.routes import tools as tool_routes
 from runtime import Runtime, Settings, get_settings
 from runtime.tools import ToolRegistry
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, agents, tool_routes, sessions, messages, ws, admin):
+    for module in (health, agents, tool_routes, sessions, messages, ws, admin, chat_completions):
         app.include_router(module.router)
     # The LangGraph Server API (assistants, threads, runs, store) at the root. Its reference
     # is LangGraph's own; /openapi.json stays the contract of the native API.

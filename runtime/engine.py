@@ -33,6 +33,7 @@ from runtime.agents import (
     prune_turn_log,
 )
 from runtime.checkpoints import MessageCachingSerializer, SessionSaver
+from runtime.completions import Completions
 from runtime.db import (
     Page,
     Pool,
@@ -142,6 +143,8 @@ class Runtime:
         self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
         # A session's messages as resources: read one, append, edit, delete (no turn).
         self.messages = SessionMessages(self.threads, self.sessions)
+        # OpenAI's chat completions as turns, with a session or stateless.
+        self.completions = Completions(self.sessions, self.turns)
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
 
