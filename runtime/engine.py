@@ -77,6 +77,7 @@ from runtime.turns import (
     message_to_dict,
     template_tools,
 )
+from runtime.widgets import PublishableKeyStore, WidgetVisitors
 
 __all__ = ["DEFAULT_OWNER", "Runtime", "strict_serializer"]
 
@@ -145,6 +146,14 @@ class Runtime:
         self.messages = SessionMessages(self.threads, self.sessions)
         # OpenAI's chat completions as turns, with a session or stateless.
         self.completions = Completions(self.sessions, self.turns)
+        # Web widgets: publishable keys and the sessions their visitors start.
+        self.widget_keys = PublishableKeyStore(pool, self.templates)
+        self.widgets = WidgetVisitors(
+            pool,
+            self.sessions,
+            per_key=settings.widget_rate_per_key,
+            per_ip=settings.widget_rate_per_ip,
+        )
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
 
