@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import status_for
 from runtime import TurnEvent
@@ -116,6 +117,8 @@ class OpenAIRoute(APIRoute):
                 where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
                 message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid body"
                 return openai_error(400, message, "invalid_input", where or None)
+            except StarletteHTTPException as exc:  # an unreadable body, for one
+                return openai_error(exc.status_code, str(exc.detail), "bad_request")
 
         return openai_handler
 
