@@ -20,8 +20,9 @@ from api.auth import may_run_open
 from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, PlainTextJsonMiddleware, RequestIdMiddleware
-from api.routes import admin, agents, health, messages, sessions, ws
+from api.routes import admin, agents, chat_completions, health, messages, sessions, widget, ws
 from api.routes import tools as tool_routes
+from api.widget_cors import WidgetCorsMiddleware
 from runtime import Runtime, Settings, get_settings
 from runtime.tools import ToolRegistry
 
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, agents, tool_routes, sessions, messages, ws, admin):
+    routers = (health, agents, tool_routes, sessions, messages, ws, admin, chat_completions, widget)
+    for module in routers:
         app.include_router(module.router)
     # The LangGraph Server API (assistants, threads, runs, store) at the root. Its reference
     # is LangGraph's own; /openapi.json stays the contract of the native API.
@@ -94,6 +96,8 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
             expose_headers=["X-Request-ID"],
             allow_credentials="*" not in settings.cors_origins,
         )
+    # Outside CORSMiddleware: widget routes answer any page's preflight; the key decides.
+    app.add_middleware(WidgetCorsMiddleware)
     # Outermost, so every response (errors and CORS preflights included) carries the id.
     app.add_middleware(RequestIdMiddleware)
     return app

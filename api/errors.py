@@ -30,6 +30,7 @@ from runtime.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    RateLimited,
     SessiongraphError,
     TurnFailed,
     Unauthenticated,
@@ -51,6 +52,7 @@ _STATUS: list[tuple[type[SessiongraphError], int]] = [
     (Conflict, 409),
     (LeaseLost, 409),
     (ModelRateLimited, 429),
+    (RateLimited, 429),
     (ModelRejected, 502),
     (ModelBadResponse, 502),
     (ModelUnavailable, 503),
@@ -117,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": "Bearer"}
-        elif isinstance(exc, ModelRateLimited) and exc.details.get("retry_after"):
+        elif isinstance(exc, ModelRateLimited | RateLimited) and exc.details.get("retry_after"):
             headers = {"Retry-After": str(exc.details["retry_after"])}
         return _respond(request, exc.to_dict(), status_for(exc), headers)
 

@@ -417,6 +417,11 @@ class MessagePublic(BaseModel):
     tool_call_id: str | None = None
     name: str | None = None
     status: str | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description="The message's own metadata.")
+    edited_at: str | None = Field(default=None, description="When it was last edited, if ever.")
+    revisions: list[dict[str, Any]] | None = Field(
+        default=None, description="Earlier contents, oldest first: `{content, until}`."
+    )
 
 
 class Usage(BaseModel):

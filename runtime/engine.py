@@ -23,9 +23,7 @@ from runtime.agents import (
     SYSTEM_OWNER,
     AgentStats,
     AgentTemplate,
-    CompiledAgent,
     GraphCache,
-    ModelSpec,
     TemplateSpec,
     TemplateStore,
     agent_stats,
@@ -33,6 +31,7 @@ from runtime.agents import (
     prune_turn_log,
 )
 from runtime.checkpoints import MessageCachingSerializer, SessionSaver
+from runtime.completions import Completions
 from runtime.db import (
     Page,
     Pool,
@@ -49,18 +48,16 @@ from runtime.errors import InvalidInput, ModelUnavailable, NotFound
 from runtime.keys import KeyStore
 from runtime.models import make_chat_model
 from runtime.project import (
-    BUILTIN_BUILDER,
     BUILTIN_GRAPH,
+    AgentCompiler,
     GraphRegistry,
-    compile_graph,
-    input_keys,
+    ensure_system_agents,
     load_project,
-    load_reference,
 )
 from runtime.runs import RunManager
 from runtime.sessions import Session, SessionStore, SweepResult
 from runtime.settings import Settings, get_settings
-from runtime.threads import ThreadStates
+from runtime.threads import SessionMessages, ThreadStates
 from runtime.tools import ToolRegistry, default_registry
 from runtime.turns import (
     BudgetLimits,
@@ -74,8 +71,8 @@ from runtime.turns import (
     check_input_keys,
     checked_input,
     message_to_dict,
-    template_tools,
 )
+from runtime.widgets import PublishableKeyStore, WidgetVisitors
 
 __all__ = ["DEFAULT_OWNER", "Runtime", "strict_serializer"]
 
@@ -115,7 +112,9 @@ class Runtime:
         # LangGraph's key-value store: for the LangGraph API's /store endpoints and graphs.
         self.store = AsyncPostgresStore(pool)
         self.templates = TemplateStore(pool, self.validate_template)
-        self.graphs = GraphCache(self._compile)
+        self.graphs = GraphCache(
+            AgentCompiler(settings, tools, self.project, checkpointer, self.store)
+        )
         self.sessions = SessionStore(
             pool,
             self.templates,
@@ -140,6 +139,18 @@ class Runtime:
         self.runs = RunManager(pool, self.sessions, self.turns)
         # Thread state, history and state updates for the LangGraph API (committed only).
         self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
+        # A session's messages as resources: read one, append, edit, delete (no turn).
+        self.messages = SessionMessages(self.threads, self.sessions)
+        # OpenAI's chat completions as turns, with a session or stateless.
+        self.completions = Completions(self.sessions, self.turns)
+        # Web widgets: publishable keys and the sessions their visitors start.
+        self.widget_keys = PublishableKeyStore(pool, self.templates)
+        self.widgets = WidgetVisitors(
+            pool,
+            self.sessions,
+            per_key=settings.widget_rate_per_key,
+            per_ip=settings.widget_rate_per_ip,
+        )
         # Called after every sweep with the number of sessions removed (for metrics).
         self.sweep_listeners: list[Callable[[int], None]] = []
 
@@ -180,7 +191,7 @@ class Runtime:
                 owner=SYSTEM_OWNER,
                 agent_id=DEFAULT_AGENT_ID,
             )
-            await rt._ensure_graph_agents()
+            await ensure_system_agents(rt.templates, rt.project, tools, settings)
             if sweeper and settings.sweep_interval_seconds > 0:
                 task = asyncio.create_task(rt._sweep_forever(), name="sessiongraph-sweeper")
                 stack.push_async_callback(_cancel, task)
@@ -224,50 +235,6 @@ class Runtime:
         """
         agent = await self.graphs.get(template)
         check_input_keys(agent, checked_input(graph_input))
-
-    async def _compile(self, template: AgentTemplate) -> CompiledAgent:
-        """One agent version, compiled with this runtime's checkpointer and store."""
-        spec = template.spec
-        model = make_chat_model(spec.model, self.settings)
-        tools = template_tools(self.tools, spec)
-        if spec.graph == BUILTIN_GRAPH:
-            build: Any = load_reference(BUILTIN_BUILDER)
-            summarizer = spec.summary_model and make_chat_model(spec.summary_model, self.settings)
-            graph = build(spec, model=model, tools=tools, summarizer=summarizer or None)
-        else:
-            config = {"configurable": {**spec.configurable_values(), "agent_id": template.agent_id}}
-            graph = await self.project.instance(spec.graph, config)  # type: ignore[arg-type]
-        compiled = compile_graph(graph, self.checkpointer, self.store, template.agent_id)
-        return CompiledAgent(
-            template,
-            compiled,
-            model,
-            tuple(tools),
-            input_keys(compiled),
-            spec.configurable_values(),
-        )
-
-    async def _ensure_graph_agents(self) -> None:
-        """Give every project graph a system agent of its own (its LangGraph assistant),
-        offered every tool the project declares; kept in step with the file on each start."""
-        model = ModelSpec.parse(self.settings.resolved_default_model())
-        tools = self.tools.declared()
-        for entry in self.project.user_graphs():
-            spec = TemplateSpec(
-                name=entry.name,
-                description=f"The {entry.name!r} graph of langgraph.json ({entry.reference}).",
-                graph=entry.name,
-                model=model,
-                tools=tools,
-            )
-            template = await self.templates.ensure(spec, owner=SYSTEM_OWNER, agent_id=entry.name)
-            if template.owner != SYSTEM_OWNER or template.spec.graph != entry.name:
-                log.warning("agent %r exists and is not the graph's system agent", entry.name)
-                continue
-            # A new version only when the file's tools changed (no change, no bump).
-            await self.templates.update(
-                entry.name, {"tools": tools, "description": spec.description}, system=True
-            )
 
     # -- sessions and turns -------------------------------------------------------------------
 

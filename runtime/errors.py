@@ -15,6 +15,7 @@
     │   ├── AwaitingApproval     the session waits for a human decision on tool calls
     │   └── NothingToResume      a resume for a session that is not waiting
     ├── LeaseLost                the turn's lease lapsed and another holder may have taken it
+    ├── RateLimited              a widget key or visitor IP is over its limit (Retry-After)
     ├── ModelUnavailable         the model could not be built or reached (retryable)
     │   ├── ModelRateLimited     the endpoint kept answering 429 (retryable, Retry-After)
     │   ├── ModelRejected        the endpoint refused the request (4xx; not retryable)
@@ -50,6 +51,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "RateLimited",
     "SessionBusy",
     "SessionExpired",
     "SessionInactive",
@@ -145,6 +147,12 @@ class LeaseLost(SessiongraphError):
     """The turn's lease lapsed before the turn ended."""
 
     code = "lease_lost"
+
+
+class RateLimited(SessiongraphError):
+    """A widget key or a visitor's IP made too many requests; ``retry_after`` in details."""
+
+    code = "rate_limited"
 
 
 class ModelUnavailable(SessiongraphError):

@@ -140,6 +140,18 @@ class Settings(BaseSettings):
         default_factory=list,
         description='Origins allowed by CORS, as JSON (`["https://app.example"]`) or `*`.',
     )
+    widget_rate_per_key: int = Field(
+        default=600,
+        ge=1,
+        description="Requests a minute one publishable key may make, from all its visitors.",
+    )
+    widget_rate_per_ip: int = Field(
+        default=30, ge=1, description="Requests a minute one visitor IP may make to widgets."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Proxies (IPs or CIDRs) whose X-Forwarded-For is believed for visitor IPs.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
@@ -148,7 +160,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, description="Worker processes for `serve`.")
     log_level: str = Field(default="info", description="Log level.")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _origins(cls, value: object) -> object:
         # `*` or a comma-separated list is friendlier in a shell than JSON.

@@ -1,10 +1,12 @@
-"""``keys create`` / ``list`` / ``revoke``: API keys (a secret is shown once)."""
+"""``keys create`` / ``list`` / ``revoke``: API keys (a secret is shown once); and
+``create-publishable`` / ``list-publishable`` / ``revoke-publishable``: widget keys."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from api.cli._common import Subparsers, open_runtime
 from runtime.keys import ApiKey
@@ -68,6 +70,63 @@ async def _keys_revoke(key_id: str) -> int:
     return 0
 
 
+async def _publishable_create(owner: str, agent: str, origins: list[str], name: str | None) -> int:
+    async with open_runtime() as rt:
+        key, secret = await rt.widget_keys.create(owner, agent, origins, name=name)
+    print(f"key_id:  {key.key_id}")
+    print(f"owner:   {key.owner}")
+    print(f"agent:   {key.agent_id}")
+    print(f"origins: {','.join(key.allowed_origins)}")
+    print(f"key:     {secret}")
+    print("A publishable key is safe in a web page: it only starts and chats in widget sessions.")
+    return 0
+
+
+async def _publishable_list(include_revoked: bool) -> int:
+    async with open_runtime() as rt:
+        keys = await rt.widget_keys.list(include_revoked=include_revoked)
+    header = ["key_id", "owner", "agent", "origins", "name", "created_at", "revoked_at"]
+    rows = [
+        [k.key_id, k.owner, k.agent_id, ",".join(k.allowed_origins), k.name or "-"]
+        + [_timestamp(k.created_at), _timestamp(k.revoked_at)]
+        for k in keys
+    ]
+    _print_table(header, rows)
+    return 0
+
+
+async def _publishable_revoke(key_id: str) -> int:
+    async with open_runtime() as rt:
+        key = await rt.widget_keys.revoke(key_id)
+    print(f"revoked {key.key_id} (owner {key.owner}, agent {key.agent_id})")
+    return 0
+
+
+def _add_publishable(actions: Any) -> None:
+    create = actions.add_parser(
+        "create-publishable", help="make a widget key (one agent, allowed origins) and print it"
+    )
+    create.add_argument("--owner", required=True, help="owner of the agent and the sessions")
+    create.add_argument("--agent", required=True, help="the agent the widget chats with")
+    create.add_argument(
+        "--origin",
+        dest="origins",
+        action="append",
+        required=True,
+        help="an allowed page origin, https://host[:port] (repeatable; * allows any)",
+    )
+    create.add_argument("--name", help="a label for the key")
+    create.set_defaults(
+        run=lambda a: asyncio.run(_publishable_create(a.owner, a.agent, a.origins, a.name))
+    )
+    listing = actions.add_parser("list-publishable", help="show the active widget keys")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.set_defaults(run=lambda a: asyncio.run(_publishable_list(a.all)))
+    revoke = actions.add_parser("revoke-publishable", help="revoke a widget key at once")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.set_defaults(run=lambda a: asyncio.run(_publishable_revoke(a.key_id)))
+
+
 def add_parsers(sub: Subparsers) -> None:
     """The ``keys`` command."""
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
@@ -92,3 +151,4 @@ def add_parsers(sub: Subparsers) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id", metavar="KEY_ID")
     revoke.set_defaults(run=lambda a: asyncio.run(_keys_revoke(a.key_id)))
+    _add_publishable(actions)

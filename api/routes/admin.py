@@ -1,10 +1,11 @@
-"""Admin routes (admin keys only): per-agent stats, sessions of every owner, manual sweep."""
+"""Admin routes (admin keys only): per-agent stats, sessions of every owner, manual sweep,
+publishable (widget) keys."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Path, Query
 
 from api.deps import AdminDep, RuntimeDep
 from api.routes.sessions import SessionFilters, session_page
@@ -16,6 +17,11 @@ from api.schemas import (
     SweepPublic,
     SweepRequest,
     SweptSession,
+)
+from api.widget_schemas import (
+    PublishableKeyCreate,
+    PublishableKeyCreated,
+    PublishableKeyPublic,
 )
 
 router = APIRouter(
@@ -55,3 +61,30 @@ async def sweep(
         removed=result.count,
         sessions=[SweptSession(owner=o, session_id=s) for o, s in result.sessions],
     )
+
+
+@router.post(
+    "/publishable-keys", status_code=201, summary="Create a widget key (one agent, origins)"
+)
+async def create_publishable_key(
+    body: PublishableKeyCreate, runtime: RuntimeDep, _: AdminDep
+) -> PublishableKeyCreated:
+    key, secret = await runtime.widget_keys.create(
+        body.owner, body.agent_id, body.allowed_origins, name=body.name
+    )
+    return PublishableKeyCreated(**PublishableKeyPublic.of(key).model_dump(), key=secret)
+
+
+@router.get("/publishable-keys", summary="Widget keys, oldest first")
+async def list_publishable_keys(
+    runtime: RuntimeDep, _: AdminDep, include_revoked: bool = False
+) -> list[PublishableKeyPublic]:
+    keys = await runtime.widget_keys.list(include_revoked=include_revoked)
+    return [PublishableKeyPublic.of(k) for k in keys]
+
+
+@router.delete("/publishable-keys/{key_id}", summary="Revoke a widget key at once")
+async def revoke_publishable_key(
+    key_id: Annotated[str, Path(max_length=64)], runtime: RuntimeDep, _: AdminDep
+) -> PublishableKeyPublic:
+    return PublishableKeyPublic.of(await runtime.widget_keys.revoke(key_id))

@@ -1,18 +1,20 @@
-"""A session's messages: send one (a turn, JSON or SSE), read the history, clear it."""
+"""A session's messages: send one (a turn, JSON or SSE), or append one without a turn; read
+the history or one message, edit or delete one, clear them all."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from api.auth import turn_request
 from api.compat.common import state_dict
 from api.deps import PrincipalDep, RuntimeDep
+from api.message_schemas import MessageChangePublic, MessageEdit, MessageSend, MessagesRemoved
 from api.routes.sessions import SessionId
 from api.schemas import (
     ErrorBody,
-    MessageCreate,
     MessagePublic,
     Page,
     ResumeRequest,
@@ -39,15 +41,23 @@ router = APIRouter(
         502: {"model": ErrorBody, "description": "The model refused or answered garbage"},
         413: {"model": ErrorBody},
         503: {"model": ErrorBody, "description": "The model failed; the turn was rolled back"},
+        201: {"model": MessageChangePublic, "description": "run=false: the appended message"},
     },
 )
 async def send_message(
     session_id: SessionId,
-    body: MessageCreate,
+    body: MessageSend,
     request: Request,
     runtime: RuntimeDep,
     who: PrincipalDep,
+    run: Annotated[bool, Query(description="false: append without a turn (201)")] = True,
 ) -> Any:
+    if not run:
+        if body.agent_id:
+            await runtime.session(session_id, agent_id=body.agent_id, owner=who.owner)
+        change = await runtime.messages.append(who.owner, session_id, body.new_message())
+        return JSONResponse(change.to_dict(), status_code=201)
+    body.check_turn()
     turn = turn_request(who, body, content=body.content, input=body.input, agent_id=body.agent_id)
     return await respond(runtime, request, who.owner, session_id, turn)
 
@@ -113,3 +123,45 @@ async def list_messages(
 async def clear_messages(session_id: SessionId, runtime: RuntimeDep, who: PrincipalDep) -> Response:
     await runtime.clear_history(session_id, owner=who.owner)
     return Response(status_code=204)
+
+
+MessageId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+@router.get("/{session_id}/messages/{message_id}", summary="Read one message")
+async def get_message(
+    session_id: SessionId, message_id: MessageId, runtime: RuntimeDep, who: PrincipalDep
+) -> MessagePublic:
+    return MessagePublic.model_validate(
+        await runtime.messages.get(who.owner, session_id, message_id)
+    )
+
+
+@router.patch(
+    "/{session_id}/messages/{message_id}",
+    summary="Edit a message's content or metadata (a new checkpoint; the old content is kept)",
+    responses={409: {"model": ErrorBody}},
+)
+async def edit_message(
+    session_id: SessionId,
+    message_id: MessageId,
+    body: MessageEdit,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+) -> MessageChangePublic:
+    change = await runtime.messages.edit(
+        who.owner, session_id, message_id, content=body.content, metadata=body.metadata
+    )
+    return MessageChangePublic.model_validate(change.to_dict())
+
+
+@router.delete(
+    "/{session_id}/messages/{message_id}",
+    summary="Delete a message, with the results of its tool calls (a new checkpoint)",
+    responses={409: {"model": ErrorBody, "description": "A tool result alone, or busy"}},
+)
+async def delete_message(
+    session_id: SessionId, message_id: MessageId, runtime: RuntimeDep, who: PrincipalDep
+) -> MessagesRemoved:
+    change = await runtime.messages.delete(who.owner, session_id, message_id)
+    return MessagesRemoved.model_validate(change.to_dict())

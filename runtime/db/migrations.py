@@ -147,6 +147,39 @@ MIGRATIONS: list[str] = [
         || jsonb_build_object('graph', coalesce(spec->>'graph_kind', 'react'))
     WHERE NOT spec ? 'graph'
     """,
+    """
+    -- Web widgets: keys safe in a web page (one agent, allowed origins), the sessions each
+    -- created (with the hash of the visitor's session token), and fixed-window rate counters.
+    CREATE TABLE publishable_keys (
+        key_id          text PRIMARY KEY,
+        owner           text NOT NULL,
+        agent_id        text NOT NULL,
+        allowed_origins text[] NOT NULL,
+        name            text,
+        key_hash        text NOT NULL UNIQUE,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        revoked_at      timestamptz
+    )
+    """,
+    """
+    CREATE TABLE widget_sessions (
+        owner       text NOT NULL,
+        session_id  text NOT NULL,
+        key_id      text NOT NULL REFERENCES publishable_keys ON DELETE CASCADE,
+        token_hash  text NOT NULL,
+        PRIMARY KEY (owner, session_id),
+        FOREIGN KEY (owner, session_id) REFERENCES sessions (owner, session_id)
+            ON DELETE CASCADE
+    )
+    """,
+    """
+    CREATE UNLOGGED TABLE rate_windows (
+        bucket        text NOT NULL,
+        window_start  timestamptz NOT NULL,
+        hits          integer NOT NULL,
+        PRIMARY KEY (bucket, window_start)
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

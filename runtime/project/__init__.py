@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from runtime.project.agents import AgentCompiler, ensure_system_agents
 from runtime.project.config import PROJECT_FILE, ProjectConfig, apply_environment, read_project
 from runtime.project.graphs import (
     BUILTIN_BUILDER,
@@ -16,6 +17,7 @@ from runtime.project.graphs import (
 from runtime.project.loader import load_project
 
 __all__ = [
+    "AgentCompiler",
     "BUILTIN_BUILDER",
     "BUILTIN_GRAPH",
     "PROJECT_FILE",
@@ -24,6 +26,7 @@ __all__ = [
     "UserGraph",
     "apply_environment",
     "compile_graph",
+    "ensure_system_agents",
     "input_keys",
     "load_project",
     "load_reference",

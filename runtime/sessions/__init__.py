@@ -10,6 +10,7 @@ from runtime.sessions.model import (
     SessionState,
     SweepResult,
     TurnCounters,
+    check_metadata,
 )
 from runtime.sessions.store import SessionStore
 
@@ -22,4 +23,5 @@ __all__ = [
     "SessionStore",
     "SweepResult",
     "TurnCounters",
+    "check_metadata",
 ]

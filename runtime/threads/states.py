@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import builtins
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
@@ -34,6 +35,8 @@ from runtime.sessions import Session, SessionStore, TurnCounters
 __all__ = ["DEFAULT_HISTORY", "MAX_HISTORY", "ThreadStates", "empty_snapshot"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_HISTORY = 10
 MAX_HISTORY = 100
@@ -197,6 +200,30 @@ class ThreadStates:
         """
         if values is not None and not isinstance(values, dict):
             raise InvalidInput("values must be an object of channel updates", field="values")
+        written, _ = await self.update_with(
+            owner,
+            session_id,
+            lambda _: (values, None),
+            as_node=as_node,
+            checkpoint_id=checkpoint_id,
+        )
+        return written
+
+    async def update_with(
+        self,
+        owner: str,
+        session_id: str,
+        plan: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, T]],
+        *,
+        as_node: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> tuple[str, T]:
+        """:meth:`update` with values computed from the state read under the lease.
+
+        ``plan`` receives the base state's values and returns the update and a result of
+        its own (returned beside the new checkpoint's id); whatever it raises aborts the
+        update with nothing written.
+        """
         lease = await self._sessions.acquire(owner, session_id)
         try:
             session = await self._sessions.get(owner, session_id)
@@ -204,9 +231,9 @@ class ThreadStates:
                 await self.check_visible(session, checkpoint_id)
             graph = (await self._graphs.for_row(lease.agent_row)).graph
             base = _config(lease.thread_id, checkpoint_id or lease.committed_checkpoint_id)
-            before = (
-                _message_count(await graph.aget_state(base)) if lease.committed_checkpoint_id else 0
-            )
+            current = await graph.aget_state(base) if lease.committed_checkpoint_id else None
+            before = _message_count(current) if current else 0
+            values, result = plan(dict(current.values) if current else {})
             try:
                 written = await graph.aupdate_state(base, values, as_node=as_node)
             except _REFUSED_UPDATE as exc:
@@ -218,4 +245,4 @@ class ThreadStates:
             await self._sessions.abort(lease)
             raise
         await self._sessions.release(lease, TurnCounters(turns=0, messages=after - before))
-        return str(written["configurable"]["checkpoint_id"])
+        return str(written["configurable"]["checkpoint_id"]), result

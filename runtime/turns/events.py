@@ -77,6 +77,10 @@ def message_to_dict(message: BaseMessage) -> dict[str, Any]:
         out["tool_call_id"] = getattr(message, "tool_call_id", None)
         out["name"] = message.name
         out["status"] = getattr(message, "status", "success")
+    # Set by runtime.threads.messages: a message's own metadata and its edits.
+    for key in ("metadata", "edited_at", "revisions"):
+        if key in message.response_metadata:
+            out[key] = message.response_metadata[key]
     return out
 
 

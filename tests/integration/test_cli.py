@@ -144,6 +144,31 @@ class TestKeys:
         assert proc.stderr.strip().splitlines()[-1].startswith("error: key 'nosuchkey'")
         assert "Traceback" not in proc.stderr
 
+    def test_publishable_key_create_list_revoke(self, database_url: str) -> None:
+        """`keys create-publishable` prints a `pk_` key bound to an agent and origins; it is
+        listed, then revoked."""
+        out = run_cli(
+            database_url,
+            "keys",
+            "create-publishable",
+            "--owner",
+            "shop",
+            "--agent",
+            "default",
+            "--origin",
+            "https://Shop.Example/",
+            "--origin",
+            "http://localhost:8080",
+        ).stdout
+        assert re.search(r"^key:\s+pk_\S+$", out, re.M)
+        assert re.search(r"^origins:\s+http://localhost:8080,https://shop.example$", out, re.M)
+        key_id = re.search(r"^key_id:\s+(\S+)$", out, re.M).group(1)  # type: ignore[union-attr]
+        row = listed(run_cli(database_url, "keys", "list-publishable").stdout, key_id)
+        assert row is not None and row[1:3] == ["shop", "default"]
+        out = run_cli(database_url, "keys", "revoke-publishable", key_id).stdout
+        assert out.strip() == f"revoked {key_id} (owner shop, agent default)"
+        assert listed(run_cli(database_url, "keys", "list-publishable").stdout, key_id) is None
+
     def test_invalid_owner_fails_without_traceback(self, database_url: str) -> None:
         """An owner the runtime rejects is an `error:` line and exit status 1."""
         proc = run_cli(database_url, "keys", "create", "--owner", "no spaces", check=False)

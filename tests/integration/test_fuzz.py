@@ -84,6 +84,9 @@ def server_in_thread(app: FastAPI) -> Iterator[str]:
         assert not thread.is_alive(), "the server thread did not stop"
 
 
+OPENAI_PATHS = {"/v1/chat/completions", "/v1/models"}
+
+
 def error_body_shape(ctx: CheckContext, response: StResponse, case: Case) -> bool | None:
     """Every 4xx JSON answer is ``{"error": str, "message": str, "details": {...}}``."""
     if not 400 <= response.status_code < 500:
@@ -93,6 +96,12 @@ def error_body_shape(ctx: CheckContext, response: StResponse, case: Case) -> boo
         raise AssertionError(f"{response.status_code} answered {content_type!r}, not JSON")
     body: Any = response.json()
     assert isinstance(body, dict), f"error body is not an object: {body!r}"
+    if case.path in OPENAI_PATHS:
+        # OpenAI's own error shape, which its clients parse.
+        error = body.get("error")
+        assert isinstance(error, dict), f"not OpenAI's error shape: {body!r}"
+        assert {"message", "type", "param", "code"} <= set(error), body
+        return None
     missing = {"error", "message", "details"} - set(body)
     assert not missing, f"error body lacks {sorted(missing)}: {body!r}"
     assert isinstance(body["error"], str), f"error is not a string: {body!r}"
