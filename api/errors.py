@@ -57,7 +57,8 @@ _STATUS: list[tuple[type[SessiongraphError], int]] = [
     (ModelBadResponse, 502),
     (ModelUnavailable, 503),
     (TurnFailed, 500),
-    # A project graph's factory built something that cannot be served (a server fault).
+    # A project graph's factory built something that cannot be served (a server fault; the
+    # body says no more than that).
     (ConfigError, 500),
 ]
 
@@ -116,6 +117,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def runtime_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SessiongraphError)
+        if isinstance(exc, ConfigError):
+            # A project graph's factory built something that cannot be served: the details
+            # (references, paths) are the operator's, in the log.
+            log.error("the project's configuration cannot serve a request: %s", exc.message)
+            body = _error_body("internal_error", "the server cannot build this agent's graph")
+            return _respond(request, body, 500)
         headers = None
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": "Bearer"}

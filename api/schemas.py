@@ -226,7 +226,8 @@ class SessionPublic(BaseModel):
     tokens_in: int
     tokens_out: int
     awaiting_approval: bool = Field(
-        description="Paused on tool calls that need a decision: resume it before new messages."
+        description="Paused: on tool calls that need a decision (pending_approvals), or on the "
+        "graph's own interrupt (interrupts). Resume it before new messages."
     )
     pending_approvals: list[PendingApproval]
     interrupts: list[dict[str, Any]] = Field(

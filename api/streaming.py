@@ -1,7 +1,8 @@
 """Turn responses: JSON, or Server-Sent Events when the client asks for them.
 
 A streamed turn's events are ``token``, ``tool_call``, ``tool_result``, ``message``,
-``usage``, then ``done`` (the whole turn result) or ``error``; each ``data`` is JSON. The
+``approval_required`` or ``interrupt`` (a pause), ``usage``, then ``done`` (the whole turn
+result) or ``error``; each ``data`` is JSON. The
 turn runs detached from the connection, so a client that disconnects mid-stream leaves the
 session complete (the turn finishes) rather than half-written.
 """
@@ -30,8 +31,8 @@ __all__ = [
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The turn: JSON by default; Server-Sent Events with "
-        "`Accept: text/event-stream` (events token, tool_call, tool_result, message, usage, "
-        "done, error; each `data` is JSON).",
+        "`Accept: text/event-stream` (events token, tool_call, tool_result, message, "
+        "approval_required, interrupt, usage, done, error; each `data` is JSON).",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }

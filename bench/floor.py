@@ -37,12 +37,12 @@ def _builtin_graph() -> tuple[Any, dict[str, Any]]:
 def _custom_graph() -> tuple[Any, dict[str, Any]]:
     """The bench's own graph, given the agent's model as sessiongraph gives it (the kit)."""
     from runtime.agents import AgentTemplate, CompiledAgent, ModelSpec, TemplateSpec
+    from runtime.imports import import_object
     from runtime.models import make_chat_model
-    from runtime.project import load_reference
     from runtime.settings import Settings
     from runtime.turns import CONFIG_KEY_AGENT
 
-    graph = load_reference("./custom_graph.py:graph", PROJECT)
+    graph = import_object("bench", "./custom_graph.py:graph", PROJECT)
     spec = TemplateSpec(name="custom", graph="custom", model=ModelSpec())
     now = datetime.now(UTC)
     template = AgentTemplate(

@@ -1,8 +1,9 @@
-"""LangGraph graph builders, one module per graph kind.
+"""The graphs shipped with sessiongraph: the built-in ReAct graph (``react``).
 
-The runtime finds a kind's builder by import reference (``runtime.turns.GRAPH_KINDS``:
-``"react"`` is ``"graphs.react:build_graph"``), so it never imports this package. Each
-module also exports ``graph``, compiled without a checkpointer, for ``langgraph.json``.
+The runtime finds its builder by import reference (``runtime.project.BUILTIN_BUILDER``,
+``"graphs.react:build_graph"``), so it never imports this package. ``graphs.react:graph``
+is the same graph compiled without a checkpointer, for ``langgraph.json`` and
+``langgraph dev``; a project's own graphs come from its ``langgraph.json``.
 """
 
 from __future__ import annotations

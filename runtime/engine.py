@@ -111,7 +111,7 @@ class Runtime:
         self.project = project or GraphRegistry()
         # LangGraph's key-value store: for the LangGraph API's /store endpoints and graphs.
         self.store = AsyncPostgresStore(pool)
-        self.templates = TemplateStore(pool, self.validate_template)
+        self.templates = TemplateStore(pool, self.validate_template, self.project.names())
         self.graphs = GraphCache(
             AgentCompiler(settings, tools, self.project, checkpointer, self.store)
         )
@@ -163,6 +163,7 @@ class Runtime:
         tools: ToolRegistry | None = None,
         sweeper: bool = True,
         migrate_schema: bool = True,
+        project: bool = True,
     ) -> AsyncIterator[Runtime]:
         """Start the engine; on exit, wait for running turns and release everything.
 
@@ -171,11 +172,15 @@ class Runtime:
             tools: the tool registry templates draw on; the built-ins when omitted.
             sweeper: run the expiry sweeper every ``sweep_interval_seconds``.
             migrate_schema: apply migrations and the checkpointer's setup on start.
+            project: load the project's langgraph.json (graphs, tools, MCP servers) and keep
+                its graphs' system agents in step; off for administration (keys, migrations,
+                sweeps), which must not depend on the project's code or servers.
         """
         settings = settings or get_settings()
         async with AsyncExitStack() as stack:
-            tools = tools or default_registry()
-            graphs = await load_project(settings, tools, stack)
+            # A registry of its own: the project's tools are added to it, never to the caller's.
+            tools = ToolRegistry((tools or default_registry()).specs())
+            graphs = await load_project(settings, tools, stack) if project else GraphRegistry()
             url = settings.database_url
             if not url:
                 url = stack.enter_context(embedded_postgres(settings.data_dir))
@@ -191,7 +196,8 @@ class Runtime:
                 owner=SYSTEM_OWNER,
                 agent_id=DEFAULT_AGENT_ID,
             )
-            await ensure_system_agents(rt.templates, rt.project, tools, settings)
+            if project:
+                await ensure_system_agents(rt.templates, rt.project, tools, settings)
             if sweeper and settings.sweep_interval_seconds > 0:
                 task = asyncio.create_task(rt._sweep_forever(), name="sessiongraph-sweeper")
                 stack.push_async_callback(_cancel, task)

@@ -20,6 +20,11 @@ class Failure(Exception):
         self.message = message
 
 
-def open_runtime() -> AbstractAsyncContextManager[Runtime]:
-    """The runtime on the configured database, without the background sweeper."""
-    return Runtime.open(Settings(), sweeper=False)
+def open_runtime(*, project: bool = False) -> AbstractAsyncContextManager[Runtime]:
+    """The runtime on the configured database, without the background sweeper.
+
+    Administration (keys, migrations, sweeps) runs without the project's langgraph.json, so
+    it never depends on the project's code or MCP servers; ``project=True`` for commands that
+    run or validate agents.
+    """
+    return Runtime.open(Settings(), sweeper=False, project=project)

@@ -102,7 +102,7 @@ async def _apply_agent(
 
 async def _agents_apply(path: Path, owner: str) -> int:
     agents = _load_agents(path)
-    async with open_runtime() as rt:
+    async with open_runtime(project=True) as rt:
         # Tools, graph kind and model are checked for every agent before any is written.
         for agent_id, spec in agents:
             try:

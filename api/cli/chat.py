@@ -134,7 +134,7 @@ async def _read_message_async() -> str | None:
 
 
 async def _chat_local(agent_id: str, session_id: str, owner: str) -> int:
-    async with open_runtime() as rt:
+    async with open_runtime(project=True) as rt:
         session = await rt.session(session_id, agent_id=agent_id, owner=owner)
         print(f"session: {session.session_id}", flush=True)
         printer = _TurnPrinter()

@@ -23,7 +23,13 @@ from api.compat.common import (
 )
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
-from runtime.agents import CONFIGURABLE_FIELDS, AgentTemplate, ModelSpec, TemplateSpec
+from runtime.agents import (
+    CONFIGURABLE_FIELDS,
+    SYSTEM_OWNER,
+    AgentTemplate,
+    ModelSpec,
+    TemplateSpec,
+)
 from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.ids import validate_id
@@ -213,6 +219,8 @@ async def create_assistant(
     agent_id = validate_id(body.assistant_id or str(uuid.uuid4()), kind="assistant_id")
     # A new assistant of a graph is its system agent, changed by what the request gives.
     system = await runtime.templates.get(resolve_assistant_id(runtime, body.graph_id))
+    if system.owner != SYSTEM_OWNER:  # never another owner's agent as the base
+        raise NotFound(f"graph {body.graph_id!r} has no system assistant")
     base = system.spec.model_dump(mode="json")
     base.update(_template_fields(body.config, body.context), graph=body.graph_id)
     base.update(name=body.name or "Untitled", metadata=body.metadata or {})

@@ -132,6 +132,14 @@ def _refuse_unsupported(body: RunCreate) -> None:
             raise InvalidInput("command needs a resume value", field="command.resume")
 
 
+def _run_configurable(body: RunCreate) -> dict[str, Any] | None:
+    """The run's own ``config.configurable`` (the runtime drops its reserved keys)."""
+    configurable = (body.config or {}).get("configurable")
+    if configurable is not None and not isinstance(configurable, dict):
+        raise InvalidInput("config.configurable must be an object", field="config")
+    return configurable or None
+
+
 def _checkpoint_id(body: RunCreate) -> str | None:
     if body.checkpoint_id:
         return body.checkpoint_id
@@ -207,6 +215,8 @@ async def run_request(
         roles=turn_roles(who, None),
         stream_modes=_graph_modes(modes),
         subgraphs=bool(body.stream_subgraphs),
+        configurable=_run_configurable(body),
+        context=body.context,
         checkpoint_id=checkpoint_id,
         metadata=body.metadata,
         durability=body.durability,

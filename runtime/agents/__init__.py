@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from runtime.agents.cache import CompiledAgent, CompiledGraph, GraphCache
 from runtime.agents.spec import (
+    BUILTIN_GRAPH,
     CONFIGURABLE_FIELDS,
     DEFAULT_AGENT_ID,
     MAX_STEPS,
+    MAX_TOOLS,
     SYSTEM_OWNER,
     AgentTemplate,
     Budgets,
     ModelSpec,
     TemplateSpec,
     default_template_spec,
+    is_reserved_key,
     template_from_row,
 )
 from runtime.agents.stats import AgentStats, agent_stats, prune_turn_log
@@ -20,6 +23,7 @@ from runtime.agents.store import TemplateStore
 
 __all__ = [
     "AgentStats",
+    "BUILTIN_GRAPH",
     "AgentTemplate",
     "Budgets",
     "CONFIGURABLE_FIELDS",
@@ -27,6 +31,7 @@ __all__ = [
     "CompiledGraph",
     "DEFAULT_AGENT_ID",
     "MAX_STEPS",
+    "MAX_TOOLS",
     "GraphCache",
     "ModelSpec",
     "SYSTEM_OWNER",
@@ -34,6 +39,7 @@ __all__ = [
     "TemplateStore",
     "agent_stats",
     "default_template_spec",
+    "is_reserved_key",
     "prune_turn_log",
     "template_from_row",
 ]

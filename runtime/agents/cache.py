@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
 from langgraph.pregel import Pregel
 
 from runtime.agents.spec import AgentTemplate, template_from_row
@@ -40,6 +42,19 @@ class CompiledAgent:
     input_keys: frozenset[str] | None = None
     # What its runs find in config["configurable"] (TemplateSpec.configurable_values), once.
     configurable: Mapping[str, Any] = field(default_factory=dict)
+    # The model bound to each set of tools a caller may use (see :meth:`offered`).
+    _bound: dict[frozenset[str], Runnable[Any, BaseMessage]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def offered(self, allowed: frozenset[str]) -> Runnable[Any, BaseMessage]:
+        """The model offered the tools named in ``allowed`` (bound once per set)."""
+        bound = self._bound.get(allowed)
+        if bound is None:
+            chosen = [t.tool for t in self.tools if t.name in allowed]
+            bound = self.model.bind_tools(chosen) if chosen else self.model
+            self._bound[allowed] = bound
+        return bound
 
 
 class GraphCache:
@@ -55,8 +70,9 @@ class GraphCache:
         self._build = build
         self._max_entries = max_entries
         self._agents: OrderedDict[tuple[str, int], CompiledAgent] = OrderedDict()
-        # Builds in progress: concurrent first uses of one version wait for the same one.
-        self._building: dict[tuple[str, int], asyncio.Future[CompiledAgent]] = {}
+        # Builds in progress, each a task of its own: concurrent first uses of one version
+        # wait for the same build, and a caller that is cancelled cancels only its own wait.
+        self._building: dict[tuple[str, int], asyncio.Task[CompiledAgent]] = {}
         self.compiles = 0
 
     def lookup(self, agent_id: str, version: int) -> CompiledAgent | None:
@@ -77,20 +93,17 @@ class GraphCache:
         agent = self.lookup(*key)
         if agent is not None:
             return agent
-        pending = self._building.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[CompiledAgent] = asyncio.get_running_loop().create_future()
-        self._building[key] = future
+        build = self._building.get(key)
+        if build is None:
+            build = asyncio.create_task(self._built(key, template))
+            self._building[key] = build
+        return await asyncio.shield(build)
+
+    async def _built(self, key: tuple[str, int], template: AgentTemplate) -> CompiledAgent:
         try:
             agent = await self._build(template)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # seen: waiters re-raise it
-            raise
         finally:
             del self._building[key]
-        future.set_result(agent)
         self.compiles += 1
         self._agents[key] = agent
         while len(self._agents) > self._max_entries:

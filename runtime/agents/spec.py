@@ -22,11 +22,14 @@ from pydantic import (
 )
 
 from runtime.errors import InvalidInput
+from runtime.ids import ID_PATTERN
 
 __all__ = [
+    "BUILTIN_GRAPH",
     "CONFIGURABLE_FIELDS",
     "DEFAULT_AGENT_ID",
     "MAX_STEPS",
+    "MAX_TOOLS",
     "MAX_TEMPLATE_METADATA_BYTES",
     "SYSTEM_OWNER",
     "AgentTemplate",
@@ -34,6 +37,7 @@ __all__ = [
     "ModelSpec",
     "TemplateSpec",
     "default_template_spec",
+    "is_reserved_key",
     "template_from_row",
     "visible_to",
 ]
@@ -96,6 +100,22 @@ CONFIGURABLE_FIELDS = (
 )
 _CONFIGURABLE = set(CONFIGURABLE_FIELDS)
 
+# The built-in ReAct graph, which an agent runs unless it names another.
+BUILTIN_GRAPH = "react"
+# ``configurable`` keys the runtime sets on every run: the thread, the caller's identity, its
+# own objects (``sessiongraph_*``) and LangGraph's (``__*``, ``checkpoint_*``).
+IDENTITY_KEYS = frozenset({"thread_id", "session_id", "owner", "session_metadata", "agent_id"})
+_RESERVED_PREFIXES = ("__", "checkpoint_", "sessiongraph_")
+
+
+def is_reserved_key(key: str) -> bool:
+    """Whether a ``configurable`` key is the runtime's, never an agent's or a run's."""
+    return key in IDENTITY_KEYS or key.startswith(_RESERVED_PREFIXES)
+
+
+# The most tools one agent may name.
+MAX_TOOLS = 64
+
 # The most model calls any turn may make (templates and requests alike).
 MAX_STEPS = 1000
 
@@ -124,7 +144,7 @@ class TemplateSpec(BaseModel):
     description: str = Field(default="", max_length=2000)
     system_prompt: str = Field(default="You are a helpful assistant.", max_length=100_000)
     model: ModelSpec = Field(default_factory=ModelSpec)
-    tools: list[str] = Field(default_factory=list, max_length=64)
+    tools: list[str] = Field(default_factory=list, max_length=MAX_TOOLS)
     require_approval: list[str] = Field(
         default_factory=list,
         max_length=64,
@@ -132,8 +152,8 @@ class TemplateSpec(BaseModel):
         "(besides those registered with requires_approval).",
     )
     graph: str = Field(
-        default="react",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        default=BUILTIN_GRAPH,
+        pattern=ID_PATTERN,
         validation_alias=AliasChoices("graph", "graph_kind"),
         description="The graph the agent runs: `react` (built in) or a name from langgraph.json.",
     )
@@ -170,6 +190,16 @@ class TemplateSpec(BaseModel):
         unknown = sorted(set(self.require_approval) - set(self.tools))
         if unknown:
             raise ValueError(f"require_approval names tools the agent does not have: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _own_configurable(self) -> TemplateSpec:
+        taken = sorted(k for k in self.configurable if is_reserved_key(k) or k in _CONFIGURABLE)
+        if taken:
+            raise ValueError(
+                f"configurable may not set {taken}: the runtime's own keys, or template fields "
+                "(set those as fields)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ The template's shape is in :mod:`runtime.agents.spec`, its statements in
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -80,15 +80,32 @@ class TemplateStore:
     may change system templates too). Another owner's template is ``NotFound``.
     """
 
-    def __init__(self, pool: Pool, validate: Callable[[TemplateSpec], None]) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        validate: Callable[[TemplateSpec], None],
+        reserved_ids: Collection[str] = (),
+    ) -> None:
+        """
+        Args:
+            validate: checks a spec against the server (its graphs, tools, models).
+            reserved_ids: ids no owner may take (the server's graph names: a graph id names
+                that graph's system agent in the LangGraph API).
+        """
         self._pool = pool
         self._validate = validate
+        self._reserved = frozenset(reserved_ids)
 
     async def create(
         self, spec: TemplateSpec, *, owner: str, agent_id: str | None = None
     ) -> AgentTemplate:
         """Store a new template at version 1; an id already taken is a ``Conflict``."""
         agent_id = new_id("agt") if agent_id is None else validate_id(agent_id, kind="agent_id")
+        if agent_id in self._reserved:
+            raise Conflict(
+                f"agent id {agent_id!r} is reserved: it is the name of a graph of this server",
+                agent_id=agent_id,
+            )
         self._validate(spec)
         row = await fetch_one(self._pool, sql.INSERT_AGENT, (agent_id, owner, _spec_json(spec)))
         if row is None:
@@ -181,13 +198,8 @@ class TemplateStore:
             _editable(row, agent_id, owner, system)
             stats = await fetch_one(conn, sql.SESSION_COUNTS, (agent_id,))
             assert stats is not None
-            if stats["live"] and not force:
-                raise Conflict(
-                    f"agent {agent_id!r} has {stats['live']} live session(s); "
-                    "delete them first or pass force=true",
-                    agent_id=agent_id,
-                    live_sessions=stats["live"],
-                )
+            if not force:
+                await _no_live_sessions(conn, agent_id, "delete it (or pass force=true)")
             if stats["busy"]:
                 raise SessionBusy(
                     f"agent {agent_id!r} has sessions running a turn; retry when they end",
@@ -214,8 +226,23 @@ class TemplateStore:
             row = _editable(row, agent_id, owner, system)
             spec = _merged_spec(row["spec"], changes)
             self._validate(spec)
-            if spec == TemplateSpec.model_validate(row["spec"]):
+            current = TemplateSpec.model_validate(row["spec"])
+            if spec == current:
                 return template_from_row(row)  # nothing changes: same version
+            if spec.graph != current.graph:
+                await _no_live_sessions(conn, agent_id, "change its graph")
             updated = await fetch_one(conn, sql.UPDATE_AGENT_SPEC, (_spec_json(spec), agent_id))
         assert updated is not None
         return template_from_row(updated)
+
+
+async def _no_live_sessions(conn: Any, agent_id: str, doing: str) -> None:
+    """Refuse (``Conflict``) while the agent has live sessions: their state follows its graph."""
+    stats = await fetch_one(conn, sql.SESSION_COUNTS, (agent_id,))
+    if stats is not None and stats["live"]:
+        raise Conflict(
+            f"agent {agent_id!r} has {stats['live']} live session(s); delete them first to "
+            f"{doing}",
+            agent_id=agent_id,
+            live_sessions=stats["live"],
+        )

@@ -94,6 +94,13 @@ async def replay_writes(conn: AsyncConnection[Any], writes: Sequence[Write]) -> 
                 await cur.execute(query, params)
 
 
+def _checkpoint_keys(configurable: dict[str, Any]) -> dict[str, Any]:
+    """The keys that locate a checkpoint (thread, namespace, id, map)."""
+    return {
+        k: v for k, v in configurable.items() if k == "thread_id" or k.startswith("checkpoint_")
+    }
+
+
 class _Recorder:
     """Stands in for a cursor while writes are deferred."""
 
@@ -186,6 +193,10 @@ class SessionSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        # LangGraph copies every scalar configurable key into each checkpoint's metadata; a
+        # run's configurable holds the agent's configuration (its system prompt…), which
+        # belongs to the agent, not to every checkpoint: only the checkpoint's own keys stay.
+        config = {**config, "configurable": _checkpoint_keys(config["configurable"])}
         saved = await super().aput(config, checkpoint, metadata, new_versions)
         configurable = config["configurable"]
         thread_id = str(configurable["thread_id"])

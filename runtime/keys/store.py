@@ -84,6 +84,9 @@ class KeyStore:
         # sha256 -> (principal or None for an unknown or revoked key, read at).
         self._principals: dict[str, tuple[Principal | None, float]] = {}
         self._any_active: tuple[bool, float] | None = None
+        # Bumped by every change this process makes: a read that began before a change is
+        # not cached after it.
+        self._generation = 0
 
     def _fresh(self, read_at: float) -> bool:
         return time.monotonic() - read_at < self._ttl
@@ -92,6 +95,7 @@ class KeyStore:
         """Drop what this process read, after it changed the keys itself."""
         self._principals.clear()
         self._any_active = None
+        self._generation += 1
 
     async def create(
         self, owner: str, *, roles: Iterable[str] = (), name: str | None = None
@@ -127,15 +131,17 @@ class KeyStore:
         cached = self._principals.get(digest)
         if cached is not None and self._fresh(cached[1]):
             return cached[0]
+        generation = self._generation
         row = await fetch_one(self._pool, sql.AUTHENTICATE, (digest,))
         principal = (
             None
             if row is None
             else Principal(owner=row["owner"], roles=frozenset(row["roles"]), key_id=row["key_id"])
         )
-        if len(self._principals) >= _CACHE_ENTRIES:
-            self._principals.clear()
-        self._principals[digest] = (principal, time.monotonic())
+        if generation == self._generation:
+            if len(self._principals) >= _CACHE_ENTRIES:
+                self._principals.clear()
+            self._principals[digest] = (principal, time.monotonic())
         return principal
 
     async def any_active(self) -> bool:
@@ -143,7 +149,9 @@ class KeyStore:
         :data:`KEY_CACHE_SECONDS` ago."""
         if self._any_active is not None and self._fresh(self._any_active[1]):
             return self._any_active[0]
+        generation = self._generation
         row = await fetch_one(self._pool, sql.ANY_ACTIVE_KEY)
         active = bool(row and row["any"])
-        self._any_active = (active, time.monotonic())
+        if generation == self._generation:
+            self._any_active = (active, time.monotonic())
         return active

@@ -12,7 +12,6 @@ from runtime.project.graphs import (
     UserGraph,
     compile_graph,
     input_keys,
-    load_reference,
 )
 from runtime.project.loader import load_project
 
@@ -29,6 +28,5 @@ __all__ = [
     "ensure_system_agents",
     "input_keys",
     "load_project",
-    "load_reference",
     "read_project",
 ]

@@ -3,7 +3,7 @@ and each project graph's system agent kept in step with ``langgraph.json``."""
 
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -18,6 +18,8 @@ from runtime.agents import (
     TemplateSpec,
     TemplateStore,
 )
+from runtime.errors import ConfigError
+from runtime.imports import import_object
 from runtime.models import make_chat_model
 from runtime.project.graphs import (
     BUILTIN_BUILDER,
@@ -25,15 +27,12 @@ from runtime.project.graphs import (
     GraphRegistry,
     compile_graph,
     input_keys,
-    load_reference,
 )
 from runtime.settings import Settings
 from runtime.tools import ToolRegistry
 from runtime.turns import template_tools
 
 __all__ = ["AgentCompiler", "ensure_system_agents"]
-
-log = logging.getLogger(__name__)
 
 
 class AgentCompiler:
@@ -60,7 +59,7 @@ class AgentCompiler:
         tools = template_tools(self._tools, spec)
         configurable = spec.configurable_values()
         if spec.graph == BUILTIN_GRAPH:
-            build: Any = load_reference(BUILTIN_BUILDER)
+            build: Any = import_object("graphs.react", BUILTIN_BUILDER, Path.cwd())
             summarizer = spec.summary_model and make_chat_model(spec.summary_model, self._settings)
             graph = build(spec, model=model, tools=tools, summarizer=summarizer or None)
         else:
@@ -92,8 +91,11 @@ async def ensure_system_agents(
         )
         template = await templates.ensure(spec, owner=SYSTEM_OWNER, agent_id=entry.name)
         if template.owner != SYSTEM_OWNER or template.spec.graph != entry.name:
-            log.warning("agent %r exists and is not the graph's system agent", entry.name)
-            continue
+            raise ConfigError(
+                f"graphs.{entry.name}",
+                f"an agent with the id {entry.name!r} already exists (not this graph's system "
+                "agent); rename the graph",
+            )
         await templates.update(
             entry.name, {"tools": declared, "description": spec.description}, system=True
         )

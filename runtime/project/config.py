@@ -57,7 +57,9 @@ def read_project(path: Path | None) -> ProjectConfig:
     if not path.is_file():
         raise ConfigError(str(path), "no such file")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(), object_pairs_hook=_unique_keys)
+    except ConfigError as exc:
+        raise ConfigError(str(path), exc.message) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(str(path), f"cannot be read as JSON ({exc})") from exc
     if not isinstance(raw, dict):
@@ -68,6 +70,16 @@ def read_project(path: Path | None) -> ProjectConfig:
         error = exc.errors()[0]
         entry = ".".join(str(p) for p in error["loc"]) or str(path)
         raise ConfigError(entry, error["msg"]) from exc
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats (JSON would silently keep the last)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(key, f"the name {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
 
 
 def apply_environment(project: ProjectConfig) -> None:

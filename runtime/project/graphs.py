@@ -13,10 +13,8 @@ reference (:data:`BUILTIN_BUILDER`), so the runtime never imports ``graphs/`` it
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,10 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 
+from runtime.agents import BUILTIN_GRAPH, DEFAULT_AGENT_ID
 from runtime.errors import ConfigError, NotFound
+from runtime.ids import ID_PATTERN
+from runtime.imports import import_object
 
 __all__ = [
     "BUILTIN_BUILDER",
@@ -38,48 +39,13 @@ __all__ = [
     "UserGraph",
     "compile_graph",
     "input_keys",
-    "load_reference",
 ]
 
 # The name of the built-in ReAct graph, and the builder it is made with (a template's spec,
 # model and tools in; an uncompiled StateGraph out).
-BUILTIN_GRAPH = "react"
 BUILTIN_BUILDER = "graphs.react:build_graph"
 # How a langgraph.json may name the built-in graph (ours lists it for ``langgraph dev``).
 BUILTIN_REFERENCES = frozenset({"graphs.react:graph", "./graphs/react.py:graph"})
-
-
-def load_reference(reference: str, base_dir: Path | None = None) -> Any:
-    """The object ``"package.module:attr"`` or ``"./path/file.py:attr"`` names.
-
-    A file path is relative to ``base_dir``; its module is imported under a private name,
-    so two projects' ``graph.py`` never collide.
-    """
-    target, sep, attribute = reference.rpartition(":")
-    if not sep or not target or not attribute:
-        raise ValueError(f"{reference!r} is not 'module:attribute' or './file.py:attribute'")
-    if target.endswith(".py") or "/" in target:
-        path = ((base_dir or Path.cwd()) / target).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file {str(path)!r}")
-        name = f"sessiongraph_project.{path.stem}_{abs(hash(str(path))):x}"
-        module = sys.modules.get(name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-    else:
-        module = importlib.import_module(target)
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise AttributeError(f"module {target!r} has no attribute {attribute!r}") from None
 
 
 def _is_graph(value: Any) -> bool:
@@ -160,6 +126,18 @@ def input_keys(graph: Pregel[Any, Any, Any, Any]) -> frozenset[str] | None:
     return frozenset(channels)
 
 
+def _check_name(name: str) -> None:
+    """A graph's name is an agent id too (its system agent's): the id rule, not ``default``."""
+    if not re.fullmatch(ID_PATTERN, name):
+        raise ConfigError(
+            f"graphs.{name}",
+            "a graph name is 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
+            "letter or digit",
+        )
+    if name == DEFAULT_AGENT_ID:
+        raise ConfigError(f"graphs.{name}", f"{name!r} is the default agent's id; rename the graph")
+
+
 class GraphRegistry:
     """Every graph this server can run, by name: the built-in one and the project's."""
 
@@ -171,6 +149,7 @@ class GraphRegistry:
         """Import every entry; a bad one raises :class:`ConfigError` naming it."""
         graphs: dict[str, UserGraph] = {}
         for name, reference in entries.items():
+            _check_name(name)
             if name == BUILTIN_GRAPH:
                 if reference not in BUILTIN_REFERENCES:
                     raise ConfigError(
@@ -179,10 +158,7 @@ class GraphRegistry:
                         "give your graph another name",
                     )
                 continue
-            try:
-                value = load_reference(reference, base_dir)
-            except Exception as exc:
-                raise ConfigError(f"graphs.{name}", f"cannot load {reference}: {exc}") from exc
+            value = import_object(f"graphs.{name}", reference, base_dir)
             entry = UserGraph(name, reference, value)
             if not entry.is_factory or not callable(value):
                 entry.check(value)  # a graph, checked now; a factory's result, per build

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 from langchain_core.runnables import RunnableConfig
 
-from runtime.agents import ModelSpec, TemplateSpec
+from runtime.agents import MAX_TOOLS, ModelSpec, TemplateSpec
 from runtime.errors import ConfigError
 from runtime.project.config import apply_environment, read_project
 from runtime.project.graphs import GraphRegistry
@@ -35,6 +35,12 @@ async def load_project(
     graphs = GraphRegistry.load(project.graphs, project.base_dir)
     await _check_factories(graphs, settings)
     await load_config_tools(project.sessiongraph, project.base_dir, tools, stack)
+    declared = tools.declared()
+    if len(declared) > MAX_TOOLS:
+        raise ConfigError(
+            "sessiongraph.tools",
+            f"{len(declared)} tools are declared; a graph's system agent holds at most {MAX_TOOLS}",
+        )
     return graphs
 
 
@@ -46,7 +52,9 @@ async def _check_factories(graphs: GraphRegistry, settings: Settings) -> None:
         if not entry.is_factory:
             continue
         spec = TemplateSpec(name=entry.name, graph=entry.name, model=model)
-        config: RunnableConfig = {"configurable": spec.configurable_values()}
+        config: RunnableConfig = {
+            "configurable": {**spec.configurable_values(), "agent_id": entry.name}
+        }
         try:
             graph = await entry.instance(config)
         except Exception as exc:

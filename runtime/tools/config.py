@@ -14,8 +14,8 @@ section's ``tools`` (Python tools) and ``mcp_servers`` (MCP servers).
 Every entry forbids unknown keys, so a typo fails start-up instead of being ignored. Each
 problem is a :class:`~runtime.errors.ConfigError` naming the entry
 (``sessiongraph.tools.refund``, ``sessiongraph.mcp_servers.files``);
-:func:`runtime.tools.loader.load_config_tools` loads them. The reference for users is
-``docs/tools-config.md``.
+:func:`runtime.tools.loader.load_config_tools` loads them. The reference for users is the
+README's "Tools and MCP servers declared in langgraph.json".
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ compiled. Each entry records whether the tool writes and which roles may use it,
 guardrails can filter the offered tools per caller without recompiling the graph. The
 built-in tools are in :mod:`runtime.tools.builtins`; the tools a project declares in its
 ``langgraph.json`` (Python tools and MCP servers) are added by
-:func:`runtime.tools.config.load_config_tools`.
+:func:`runtime.tools.loader.load_config_tools`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ __all__ = ["AGENT_NODE", "CONFIG_KEY_AGENT", "CONFIG_KEY_GUARD"]
 
 # ``config["configurable"][CONFIG_KEY_GUARD]``: the turn's :class:`~runtime.turns.TurnGuard`
 # (absent under ``langgraph dev``, where graphs run unguarded).
-CONFIG_KEY_GUARD = "guard"
+CONFIG_KEY_GUARD = "sessiongraph_guard"
 # ``config["configurable"][CONFIG_KEY_AGENT]``: the running agent version
 # (:class:`~runtime.agents.CompiledAgent`), whose model and tools the kit hands to graphs.
 CONFIG_KEY_AGENT = "sessiongraph_agent"

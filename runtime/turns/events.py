@@ -144,6 +144,10 @@ class TurnRequest:
     resume_value: Any = None
     # Stream subgraphs' parts too (chunk events then carry their namespace).
     subgraphs: bool = False
+    # This run's own configurable keys and context, over the agent's (the LangGraph API's run
+    # config and context); the runtime's reserved keys are dropped.
+    configurable: Mapping[str, Any] | None = None
+    context: Mapping[str, Any] | None = None
     roles: frozenset[str] | None = None  # None: every tool (library use, admins)
     budgets: BudgetLimits | None = None
     # LangGraph stream modes ("values", "updates", "messages", "debug", "custom", ...) whose

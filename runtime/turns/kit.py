@@ -66,11 +66,15 @@ def chat_model(config: RunnableConfig) -> Runnable[Any, BaseMessage]:
     When a budget stops the turn, the model is not called and the result is the guard's
     final message (plain text, no tool calls), so a graph that loops on tool calls ends.
     """
-    model, tools = _parts(config)
     guard = guard_of(config)
-    allowed = guard.allowed if guard is not None else frozenset(t.name for t in tools)
-    chosen = [t.tool for t in tools if t.name in allowed]
-    bound: Runnable[Any, BaseMessage] = model.bind_tools(chosen) if chosen else model
+    agent = agent_of(config)
+    if agent is not None:
+        allowed = guard.allowed if guard is not None else frozenset(t.name for t in agent.tools)
+        bound = agent.offered(allowed)
+    else:  # unmanaged (langgraph dev): every tool, unguarded
+        model, tools = _parts(config)
+        chosen = [t.tool for t in tools]
+        bound = model.bind_tools(chosen) if chosen else model
     if guard is None:
         return bound
 
@@ -105,10 +109,11 @@ class _GuardedTools:
     """A node running the agent's tools (one ``ToolNode`` per tool set, built on first use)."""
 
     def __init__(self) -> None:
-        self._nodes: dict[tuple[str, ...], ToolNode] = {}
+        self._nodes: dict[tuple[int, ...], ToolNode] = {}
 
     def _node(self, tools: Sequence[ToolSpec]) -> ToolNode:
-        key = tuple(t.name for t in tools)
+        # By the tool objects, not their names: two runtimes may have same-named tools.
+        key = tuple(id(t.tool) for t in tools)
         node = self._nodes.get(key)
         if node is None:
             node = ToolNode(

@@ -120,8 +120,8 @@ class TurnRunner:
     async def run(self, owner: str, session_id: str, request: TurnRequest) -> TurnResult:
         """Run one user message (or a resume) through the session's graph; return the result."""
         request = _checked(request)
-        lease = await self._begin(owner, session_id, request)
-        task = self._spawn(self._execute(lease, request, None))
+        lease, agent = await self._begin(owner, session_id, request)
+        task = self._spawn(self._execute(lease, agent, request, None))
         # shield: a cancelled caller (a dropped HTTP request) must not cut the turn short.
         return await asyncio.shield(task)
 
@@ -147,9 +147,9 @@ class TurnRunner:
         the turn and rolls it back; the events then end with an ``error``.
         """
         request = _checked(request)
-        lease = await self._begin(owner, session_id, request)
+        lease, agent = await self._begin(owner, session_id, request)
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
-        task = self._spawn(self._execute(lease, request, queue.put_nowait))
+        task = self._spawn(self._execute(lease, agent, request, queue.put_nowait))
 
         async def events() -> AsyncIterator[TurnEvent]:
             while True:
@@ -179,7 +179,31 @@ class TurnRunner:
         task.add_done_callback(_retrieved)
         return task
 
-    async def _begin(self, owner: str, session_id: str, request: TurnRequest) -> Lease:
+    async def _begin(
+        self, owner: str, session_id: str, request: TurnRequest
+    ) -> tuple[Lease, CompiledAgent]:
+        """The session's lease and its agent version, built; the request checked against it.
+
+        An agent version not built yet in this process is built outside the lease (a slow
+        graph factory holds nothing), then the lease is taken again.
+        """
+        while True:
+            lease = await self._lease(owner, session_id, request)
+            agent = self._graphs.lookup(lease.agent_id, lease.agent_version)
+            if agent is not None:
+                break
+            await self._sessions.abort(lease)
+            await self._graphs.for_row(lease.agent_row)
+        try:
+            # A message goes to the graph's `messages`; an input as given.
+            given = {"messages": ()} if request.content is not None else request.input
+            check_input_keys(agent, given)
+        except BaseException:
+            await self._sessions.abort(lease)
+            raise
+        return lease, agent
+
+    async def _lease(self, owner: str, session_id: str, request: TurnRequest) -> Lease:
         try:
             lease = await self._sessions.acquire(owner, session_id, resume=request.resume)
         except (NotFound, SessionExpired):
@@ -253,21 +277,19 @@ class TurnRunner:
             retry_backoff_seconds=o.retry_backoff_seconds,
         )
 
-    async def _execute(self, lease: Lease, request: TurnRequest, emit: Emit | None) -> TurnResult:
+    async def _execute(
+        self, lease: Lease, agent: CompiledAgent, request: TurnRequest, emit: Emit | None
+    ) -> TurnResult:
         started = time.perf_counter()
         timer = ModelTimer()
         graph_input, added = turn_input(request)
+        given = len(added)  # the caller's own messages: not the turn's output
         run = GraphStream(emit, request.stream_modes, added, request.subgraphs)
         try:
-            agent = await self._graphs.for_row(lease.agent_row)
-            check_input_keys(agent, graph_input)
             guard = self._guard(lease, request)
             config = turn_config(lease, request, guard, timer, agent)
-            durability = request.durability or self._durability
-            writes = await self._run_graph(
-                lease, agent, graph_input, config, durability, guard, run
-            )
-            result = self._result(lease, run.added, started, timer, guard, run.pending)
+            writes = await self._run_graph(lease, agent, graph_input, config, request, guard, run)
+            result = self._result(lease, run.added, given, started, timer, guard, run.pending)
             await self._sessions.release(
                 lease,
                 TurnCounters(
@@ -300,7 +322,7 @@ class TurnRunner:
         agent: CompiledAgent,
         graph_input: Any,
         config: RunnableConfig,
-        durability: Durability,
+        request: TurnRequest,
         guard: TurnGuard,
         run: GraphStream,
     ) -> list[Write]:
@@ -308,13 +330,15 @@ class TurnRunner:
         return deferred writes."""
         current = asyncio.current_task()
         assert current is not None
+        durability = request.durability or self._durability
         # With one checkpoint per turn, its writes wait for the release: one commit ends
         # the turn. Per-step checkpoints are written as the steps end.
         deferring: AbstractContextManager[list[Write]] = (
             deferring_writes() if durability == "exit" else nullcontext([])
         )
-        # The agent's context, for graphs with a context_schema (None: theirs is unset).
-        context = agent.template.spec.context or None
+        # The agent's context and the run's over it, for graphs with a context_schema (None:
+        # theirs is unset).
+        context = {**agent.template.spec.context, **(request.context or {})} or None
         graph: Any = agent.graph
         with deferring as writes:
             async with self._sessions.renewing(lease, current), hard_bounds(guard):
@@ -365,14 +389,17 @@ class TurnRunner:
         self,
         lease: Lease,
         added: list[BaseMessage],
+        given: int,
         started: float,
         timer: ModelTimer,
         guard: TurnGuard,
         pending: list[dict[str, Any]] | None,
     ) -> TurnResult:
+        """The turn's result; usage and reply come from what the graph wrote, never from the
+        ``given`` messages the caller sent (which ``added`` starts with)."""
         usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
         reply = ""
-        for message in added:
+        for message in added[given:]:
             if isinstance(message, AIMessage):
                 if message.usage_metadata:
                     usage["input_tokens"] += message.usage_metadata["input_tokens"]

@@ -27,7 +27,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from runtime.agents import CompiledAgent
+from runtime.agents import CompiledAgent, is_reserved_key
 from runtime.checkpoints import EXPECTED_CHECKPOINT
 from runtime.errors import InvalidInput
 from runtime.sessions import Lease
@@ -153,6 +153,7 @@ def turn_config(
     config: RunnableConfig = {
         "configurable": {
             **agent.configurable,
+            **{k: v for k, v in (request.configurable or {}).items() if not is_reserved_key(k)},
             "session_id": lease.session_id,
             "owner": lease.owner,
             "session_metadata": lease.session_metadata,
