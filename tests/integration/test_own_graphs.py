@@ -195,6 +195,22 @@ class TestCustomGraph:
         done = [d for e, d in events if e == "done"]
         assert done and tokens == done[0]["reply"] == "You said: hello desk"
 
+    async def test_a_runs_configurable_goes_over_the_agents(self, desk: ServeProcess) -> None:
+        """A run's config.configurable reaches the graph (triage reads system_prompt there);
+        the runtime's own keys in it are dropped, so the run stays on its thread."""
+        client = get_client(url=desk.url, timeout=TIMEOUT)
+        thread = (await client.threads.create())["thread_id"]
+        config = {"configurable": {"system_prompt": "Be brief.", "thread_id": "elsewhere"}}
+        values = await client.runs.wait(
+            thread, "triage", input=user("what are your instructions?"), config=config
+        )
+        assert isinstance(values, dict)
+        assert text(values["messages"][-1]) == (
+            "My instructions are: Be brief. The topic is general."
+        )
+        state = await client.threads.get_state(thread)
+        assert len(state["values"]["messages"]) == 2
+
     async def test_images_through_the_langgraph_api(self, desk: ServeProcess) -> None:
         """An image block reaches the model as given and is stored as a block."""
         client = get_client(url=desk.url, timeout=TIMEOUT)
@@ -417,8 +433,8 @@ class TestReplicas:
 
 
 BAD_CONFIGS: list[tuple[dict[str, Any], str]] = [
-    ({"graphs": {"x": "./missing.py:graph"}}, "graphs.x: cannot load ./missing.py:graph"),
-    ({"graphs": {"x": "no_such_module:graph"}}, "graphs.x: cannot load no_such_module:graph"),
+    ({"graphs": {"x": "./missing.py:graph"}}, "graphs.x: file"),
+    ({"graphs": {"x": "no_such_module:graph"}}, "graphs.x: module 'no_such_module' not found"),
     ({"graphs": {"x": "desk_tools:ORDERS"}}, "graphs.x: desk_tools:ORDERS is a dict, not a graph"),
     ({"graphs": {"x": "./bad.py:raises"}}, "graphs.x: the factory ./bad.py:raises raised"),
     ({"graphs": {"x": "./bad.py:saved"}}, "compiled with its own checkpointer"),
@@ -429,6 +445,7 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str]] = [
     ),
     ({"sessiongraph": {"tools": {"t": {"import": "nope:t"}}}}, "sessiongraph.tools.t"),
     ({"sessiongraph": {"prompts": {}}}, "sessiongraph.prompts: unknown key"),
+    ({"graphs": {"default": "./triage.py:graph"}}, "graphs.default: 'default' is the default"),
 ]
 
 BAD_GRAPHS = """

@@ -124,3 +124,41 @@ class TestGraphRegistry:
 
     def test_input_keys_are_the_input_schema(self) -> None:
         assert input_keys(_builder().compile()) == {"topic", "count"}
+
+
+class TestNames:
+    def test_a_name_given_twice_is_refused(self, tmp_path: Path) -> None:
+        """JSON would keep the last of two `triage` entries; the project file refuses it."""
+        (tmp_path / "langgraph.json").write_text(
+            '{"graphs": {"triage": "./a.py:graph", "triage": "./b.py:graph"}}'
+        )
+        with pytest.raises(ConfigError, match="the name 'triage' appears twice"):
+            read_project(tmp_path)
+
+    @pytest.mark.parametrize(
+        ("name", "message"),
+        [("my graph", "a graph name is 1-128"), ("default", "the default agent's id")],
+    )
+    def test_a_graph_name_is_an_agent_id(self, tmp_path: Path, name: str, message: str) -> None:
+        with pytest.raises(ConfigError, match=message):
+            GraphRegistry.load({name: "./g.py:graph"}, tmp_path)
+
+
+class TestReservedKeys:
+    @pytest.mark.parametrize(
+        "key", ["thread_id", "owner", "checkpoint_id", "__pregel_task_id", "sessiongraph_guard"]
+    )
+    def test_an_agent_may_not_set_the_runtimes_keys(self, key: str) -> None:
+        """An agent's configurable cannot pin a checkpoint or pose as another caller."""
+        from pydantic import ValidationError
+
+        from runtime.agents import TemplateSpec
+
+        with pytest.raises(ValidationError, match="configurable may not set"):
+            TemplateSpec(name="x", configurable={key: "1"})
+        assert (
+            TemplateSpec(name="x", configurable={"max_findings": 2}).configurable_values()[
+                "max_findings"
+            ]
+            == 2
+        )
