@@ -10,6 +10,7 @@ bring their own persistence and refuse a graph that has one).
 from __future__ import annotations
 
 import functools
+import json
 import operator
 import uuid
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from typing_extensions import TypedDict
 
-from runtime.agents import TemplateSpec, default_template_spec
+from runtime.agents import CONFIGURABLE_FIELDS, ModelSpec, TemplateSpec, default_template_spec
 from runtime.models import SUMMARY_PREFIX, SUMMARY_PROMPT, make_chat_model
 from runtime.settings import Settings
 from runtime.tools import ToolSpec, default_registry
@@ -329,22 +330,30 @@ async def _approve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
     return {} if edited is None else {"messages": [edited]}
 
 
-@functools.cache
-def _default_graph() -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
+@functools.lru_cache(maxsize=32)
+def _graph_for(fields: str) -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
     settings = Settings()
     spec = default_template_spec(settings.resolved_default_model())
+    spec = TemplateSpec.model_validate({**spec.model_dump(), **json.loads(fields)})
     return build_graph(
         spec,
         model=make_chat_model(spec.model, settings),
         tools=default_registry().resolve(spec.tools),
-    ).compile(name="agent")
+    ).compile(name="react")
 
 
 def graph(config: RunnableConfig) -> CompiledStateGraph[AgentState, Any, AgentState, AgentState]:
-    """The default agent compiled without a checkpointer: the ``langgraph.json`` entry.
+    """The built-in agent compiled without a checkpointer: the ``langgraph.json`` entry.
 
     A factory taking a ``RunnableConfig``, as ``langgraph dev`` accepts, so importing this
-    module builds nothing; the graph is built once, on first use, from the environment's
-    settings (``SESSIONGRAPH_DEFAULT_MODEL``, ``SESSIONGRAPH_OPENAI_*``).
+    module builds nothing. The agent's fields in ``config["configurable"]`` (``system_prompt``,
+    ``model`` as ``"provider:name"`` or an object, built-in ``tools``, ``max_context_tokens``,
+    ``budgets``) are how it reads its configuration, over the default agent's and the
+    environment's settings (``SESSIONGRAPH_DEFAULT_MODEL``, ``SESSIONGRAPH_OPENAI_*``); each
+    configuration is built once.
     """
-    return _default_graph()
+    configurable = (config or {}).get("configurable") or {}
+    fields = {k: configurable[k] for k in CONFIGURABLE_FIELDS if k in configurable}
+    if isinstance(fields.get("model"), str):
+        fields["model"] = ModelSpec.split(fields["model"])
+    return _graph_for(json.dumps(fields, sort_keys=True, default=str))

@@ -92,3 +92,20 @@ class TestStudio:
         values = state["values"]
         assert isinstance(values, dict), values
         assert _text(values["messages"][-1]) == _text(messages[-1])
+
+    @pytest.mark.timeout(240)
+    async def test_an_assistants_configurable_configures_the_graph(self, studio_url: str) -> None:
+        """Under langgraph dev the built-in graph reads its fields from configurable, as
+        sessiongraph's agents set them."""
+        client = get_client(url=studio_url, timeout=RUN_TIMEOUT)
+        assistant = await client.assistants.create(
+            graph_id="react", config={"configurable": {"system_prompt": "Be terse."}}
+        )
+        thread = await client.threads.create()
+        state = await client.runs.wait(
+            thread["thread_id"],
+            assistant["assistant_id"],
+            input=_user("what are your instructions?"),
+        )
+        assert isinstance(state, dict)
+        assert _text(state["messages"][-1]) == "My instructions are: Be terse."

@@ -38,6 +38,9 @@ async def main() -> int:
         with contextlib.suppress(Conflict):
             await rt.templates.create(spec, owner="local", agent_id=AGENT_ID)
         await rt.session(SESSION_ID, agent_id=AGENT_ID)
+        # Built before the turn: a version not built yet is built outside the lease, which
+        # the turn then takes again (the test waits for the lease the turn keeps).
+        await rt.graphs.get(await rt.templates.get(AGENT_ID))
         print("holding", flush=True)
         result = await rt.chat(SESSION_ID, MESSAGE)
         print(f"finished: {result.reply}", flush=True)
