@@ -43,6 +43,27 @@ class Settings(BaseSettings):
         description="The project file (`langgraph.json`) whose graphs and tools are served. "
         "Unset: `./langgraph.json` when it exists (`serve --config PATH` sets it).",
     )
+    database_pooler: Literal["none", "session", "transaction"] = Field(
+        default="none",
+        description=(
+            "What `DATABASE_URL` points at: `none` (Postgres itself), `session` or "
+            "`transaction` (a pooler such as pgbouncer in that mode; `transaction` turns off "
+            "server-side prepared statements and every other use of session state)."
+        ),
+    )
+    database_schema: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description=(
+            "Schema that holds every table (ours, LangGraph's checkpoints and store); "
+            "migrations create it. Unset: the role's default `search_path` (`public`)."
+        ),
+    )
+    pool_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request waits for a database connection before a 503.",
+    )
     data_dir: Path = Field(
         default=Path(".sessiongraph"),
         description="Folder for the embedded Postgres (used only without DATABASE_URL).",
