@@ -114,9 +114,10 @@ async def check_search_path(db: Db, schema: str) -> None:
     first = (row or {}).get("path", "").split(",")[0].strip().strip('"')
     if first != schema:
         raise ConfigError(
-            f"SESSIONGRAPH_DATABASE_SCHEMA is {schema!r} but the server's search_path starts "
-            f"with {first!r}: behind a transaction-mode pooler set it on the server, e.g. "
-            f"ALTER ROLE <user> IN DATABASE <db> SET search_path = {schema}"
+            "SESSIONGRAPH_DATABASE_SCHEMA",
+            f"is {schema!r} but the server's search_path starts with {first!r}: behind a "
+            "transaction-mode pooler set it on the server, e.g. "
+            f"ALTER ROLE <user> IN DATABASE <db> SET search_path = {schema}",
         )
 
 
