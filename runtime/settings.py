@@ -31,12 +31,16 @@ class Settings(BaseSettings):
         populate_by_name=True,
         # `FOO=` in a compose file or a shell means "not set", not "the empty string".
         env_ignore_empty=True,
+        # A validation error must not echo DATABASE_URL (it may carry a password) into logs.
+        hide_input_in_errors=True,
     )
 
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "SESSIONGRAPH_DATABASE_URL", "database_url"),
         description="Postgres URL. Unset: start the embedded Postgres in `data_dir`.",
+        # It may carry a password: never in a repr, hence never in a log line or traceback.
+        repr=False,
     )
     config: Path | None = Field(
         default=None,
