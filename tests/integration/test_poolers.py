@@ -15,8 +15,21 @@ import psycopg
 import pytest
 
 from runtime import Runtime, Settings
-from runtime.db import SCHEMA_VERSION, migrate, open_pool, schema_is_current
+from runtime.db import (
+    SCHEMA_VERSION,
+    execute,
+    fetch_one,
+    migrate,
+    open_pool,
+    schema_is_current,
+)
 from tests.support.pgbouncer import Pgbouncer, running_pgbouncer
+
+# Another process's lock on the database's migrations, for `seconds`.
+HOLD = (
+    "INSERT INTO sessiongraph_migration_lock (holder, expires_at) "
+    "VALUES (%s, now() + make_interval(secs => %s))"
+)
 
 
 def pooled_settings(url: str, pooler: str, tmp_path: Path, **extra: object) -> Settings:
@@ -69,6 +82,23 @@ class TestTransactionMode:
             reply = await rt.chat("tx-1", "what is my name?")
             assert reply.reply == "Your name is Alice."
             assert len(await rt.history("tx-1")) == 14
+
+
+class TestMigrationLock:
+    async def test_a_live_holder_makes_others_wait(
+        self, fresh_database: str, tmp_path: Path
+    ) -> None:
+        """While another process holds the lock, migrate waits; once it lapses, migrate runs."""
+        settings = pooled_settings(fresh_database, "none", tmp_path)
+        async with open_pool(fresh_database, settings) as pool:
+            await migrate(pool)
+            await execute(pool, HOLD, ("someone-else", 60))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(migrate(pool), timeout=1.0)
+            # The holder died: its lease lapses and the next migrator takes over.
+            await execute(pool, "UPDATE sessiongraph_migration_lock SET expires_at = now()")
+            assert await asyncio.wait_for(migrate(pool), timeout=30) == SCHEMA_VERSION
+            assert await fetch_one(pool, "SELECT 1 FROM sessiongraph_migration_lock") is None
 
 
 class TestSessionMode:

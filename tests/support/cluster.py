@@ -24,18 +24,20 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from tests.support.pgbouncer import run_as
 from tests.support.processes import free_ports
 
 __all__ = ["PG_BIN", "PgNode", "streaming_pair"]
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-RUN_AS = "pgserver"
+
+
 USER = "sg"
 DBNAME = "sessiongraph"
 
 
 def _run(args: list[str], env: dict[str, str] | None = None) -> str:
-    user = RUN_AS if os.geteuid() == 0 else None
+    user = run_as() if os.geteuid() == 0 else None
     # A file, not a pipe: `pg_ctl start` leaves the server holding its output open.
     with tempfile.TemporaryFile() as out:
         proc = subprocess.run(
@@ -120,7 +122,7 @@ def _init_primary(folder: Path, port: int, password: str) -> PgNode:
 def _chown(*paths: Path) -> None:
     if os.geteuid() != 0:
         return
-    account = pwd.getpwnam(RUN_AS)
+    account = pwd.getpwnam(run_as())
     for path in paths:
         os.chown(path, account.pw_uid, account.pw_gid)
 

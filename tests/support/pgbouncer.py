@@ -27,12 +27,25 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.support.processes import free_port
 
-__all__ = ["PGBOUNCER", "Pgbouncer", "running_pgbouncer"]
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+__all__ = ["PGBOUNCER", "Pgbouncer", "run_as", "running_pgbouncer"]
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 READY_TIMEOUT = 30.0
-# The unprivileged user pgbouncer runs as when the tests run as root.
-RUN_AS = "pgserver"
+
+
+def run_as() -> str:
+    """The unprivileged user the servers run as when the tests run as root: the embedded
+    Postgres's (it exists once that server has started as root), else ``nobody``."""
+    return "pgserver" if _user_exists("pgserver") else "nobody"
 
 
 @dataclass
@@ -79,7 +92,7 @@ def _config(server: dict[str, str], port: int, mode: str, folder: Path) -> str:
         "ignore_startup_parameters = extra_float_digits",
     ]
     if os.geteuid() == 0:
-        lines.append(f"user = {RUN_AS}")
+        lines.append(f"user = {run_as()}")
     return "\n".join(lines) + "\n"
 
 
@@ -122,7 +135,7 @@ def running_pgbouncer(
     config = folder / "pgbouncer.ini"
     config.write_text(_config({k: str(v) for k, v in server.items()}, port, mode, folder))
     if os.geteuid() == 0:
-        account = pwd.getpwnam(RUN_AS)
+        account = pwd.getpwnam(run_as())
         for path in (folder, *folder.iterdir()):
             os.chown(path, account.pw_uid, account.pw_gid)
     log_path = folder / "pgbouncer.log"
