@@ -1,8 +1,9 @@
 """One place that maps errors to HTTP: a status and ``{error, message, details}``.
 
 Runtime errors map by class; FastAPI's validation errors become 422 ``invalid_input``;
-Starlette's HTTP errors (unknown route, wrong method) keep their status; anything else is a
-500 that logs the cause and leaks nothing.
+Starlette's HTTP errors (unknown route, wrong method) keep their status; a database that
+cannot be reached (down, failing over, no free connection) is a 503 ``database_unavailable``
+with ``Retry-After``; anything else is a 500 that logs the cause and leaks nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.db import database_error
 from runtime.errors import (
     BudgetExceeded,
     ConfigError,
     Conflict,
+    DatabaseUnavailable,
     InvalidInput,
     LeaseLost,
     ModelBadResponse,
@@ -56,6 +59,7 @@ _STATUS: list[tuple[type[SessiongraphError], int]] = [
     (ModelRejected, 502),
     (ModelBadResponse, 502),
     (ModelUnavailable, 503),
+    (DatabaseUnavailable, 503),
     (TurnFailed, 500),
     # A project graph's factory built something that cannot be served (a server fault; the
     # body says no more than that).
@@ -126,7 +130,9 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": "Bearer"}
-        elif isinstance(exc, ModelRateLimited | RateLimited) and exc.details.get("retry_after"):
+        elif isinstance(exc, ModelRateLimited | RateLimited | DatabaseUnavailable) and (
+            exc.details.get("retry_after")
+        ):
             headers = {"Retry-After": str(exc.details["retry_after"])}
         return _respond(request, exc.to_dict(), status_for(exc), headers)
 
@@ -148,6 +154,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "a value cannot be stored (text may not contain NUL characters)"
         return _respond(request, InvalidInput(message).to_dict(), 422)
 
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        unavailable = database_error(exc)
+        if unavailable is None:
+            return await unexpected(request, exc)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return await runtime_error(request, unavailable)
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _respond(request, error_dict(exc, failed="internal server error"), 500)
@@ -156,4 +169,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(psycopg.DataError, data_error)
+    app.add_exception_handler(psycopg.OperationalError, database_down)
+    app.add_exception_handler(psycopg.InterfaceError, database_down)
     app.add_exception_handler(Exception, unexpected)

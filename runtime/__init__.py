@@ -18,6 +18,7 @@ from runtime.engine import DEFAULT_OWNER, Runtime
 from runtime.errors import (
     AwaitingApproval,
     Conflict,
+    DatabaseUnavailable,
     InvalidInput,
     LeaseLost,
     ModelBadResponse,
@@ -46,6 +47,7 @@ __all__ = [
     "Budgets",
     "Conflict",
     "DEFAULT_OWNER",
+    "DatabaseUnavailable",
     "InvalidInput",
     "LeaseLost",
     "ModelBadResponse",

@@ -189,7 +189,7 @@ class Runtime:
                 pool, serde=strict_serializer(), cache_messages=settings.state_cache_messages
             )
             if migrate_schema:
-                await migrate(pool)
+                await migrate(pool, schema=settings.database_schema)
             rt = cls(settings, pool, checkpointer, tools, graphs)
             await rt.templates.ensure(
                 default_template_spec(settings.resolved_default_model()),

@@ -20,6 +20,8 @@
     │   ├── ModelRateLimited     the endpoint kept answering 429 (retryable, Retry-After)
     │   ├── ModelRejected        the endpoint refused the request (4xx; not retryable)
     │   └── ModelBadResponse     the endpoint kept answering malformed responses
+    ├── DatabaseUnavailable      Postgres cannot be reached right now (down, failing over, no
+    │                            free connection in time); retryable, Retry-After
     ├── BudgetExceeded           a graph ran past its step or time bound (rolled back)
     ├── TurnFailed               anything else went wrong inside a turn (rolled back)
     └── ConfigError              the project's configuration (langgraph.json) cannot be served;
@@ -41,6 +43,7 @@ __all__ = [
     "BudgetExceeded",
     "ConfigError",
     "Conflict",
+    "DatabaseUnavailable",
     "InvalidInput",
     "LeaseLost",
     "ModelBadResponse",
@@ -177,6 +180,23 @@ class ModelBadResponse(ModelUnavailable):
     """The model endpoint kept answering something that is not a valid completion."""
 
     code = "model_bad_response"
+
+
+class DatabaseUnavailable(SessiongraphError):
+    """Postgres cannot be reached right now: it is down, failing over to a standby, or no
+    pooled connection came free in time. Nothing was half-written; retry after
+    ``details["retry_after"]`` seconds."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str = "the database is unavailable; retry shortly", **details: Any):
+        details.setdefault("retry_after", DATABASE_RETRY_AFTER_SECONDS)
+        super().__init__(message, **details)
+
+
+# What a client is told to wait before retrying when the database is unavailable: about the
+# time a pool takes to reconnect to a promoted standby.
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 
 class BudgetExceeded(SessiongraphError):

@@ -31,17 +31,42 @@ class Settings(BaseSettings):
         populate_by_name=True,
         # `FOO=` in a compose file or a shell means "not set", not "the empty string".
         env_ignore_empty=True,
+        # A validation error must not echo DATABASE_URL (it may carry a password) into logs.
+        hide_input_in_errors=True,
     )
 
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "SESSIONGRAPH_DATABASE_URL", "database_url"),
         description="Postgres URL. Unset: start the embedded Postgres in `data_dir`.",
+        # It may carry a password: never in a repr, hence never in a log line or traceback.
+        repr=False,
     )
     config: Path | None = Field(
         default=None,
         description="The project file (`langgraph.json`) whose graphs and tools are served. "
         "Unset: `./langgraph.json` when it exists (`serve --config PATH` sets it).",
+    )
+    database_pooler: Literal["none", "session", "transaction"] = Field(
+        default="none",
+        description=(
+            "What `DATABASE_URL` points at: `none` (Postgres itself), `session` or "
+            "`transaction` (a pooler such as pgbouncer in that mode; `transaction` turns off "
+            "server-side prepared statements and every other use of session state)."
+        ),
+    )
+    database_schema: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description=(
+            "Schema that holds every table (ours, LangGraph's checkpoints and store); "
+            "migrations create it. Unset: the role's default `search_path` (`public`)."
+        ),
+    )
+    pool_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request waits for a database connection before a 503.",
     )
     data_dir: Path = Field(
         default=Path(".sessiongraph"),

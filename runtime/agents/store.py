@@ -241,8 +241,7 @@ async def _no_live_sessions(conn: Any, agent_id: str, doing: str) -> None:
     stats = await fetch_one(conn, sql.SESSION_COUNTS, (agent_id,))
     if stats is not None and stats["live"]:
         raise Conflict(
-            f"agent {agent_id!r} has {stats['live']} live session(s); delete them first to "
-            f"{doing}",
+            f"agent {agent_id!r} has {stats['live']} live session(s); delete them first to {doing}",
             agent_id=agent_id,
             live_sessions=stats["live"],
         )

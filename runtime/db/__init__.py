@@ -21,6 +21,7 @@ from runtime.db.pages import (
 )
 from runtime.db.pool import embedded_postgres, open_pool
 from runtime.db.query import Db, Pool, Row, connect, execute, fetch_all, fetch_one
+from runtime.db.unavailable import database_error
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -35,6 +36,7 @@ __all__ = [
     "check_offset_page",
     "check_sort",
     "connect",
+    "database_error",
     "decode_cursor",
     "embedded_postgres",
     "encode_cursor",

@@ -2,14 +2,15 @@
 
 The product's own tables come from :data:`MIGRATIONS` (index = schema version), the same
 habit as the checkpointer's ``MIGRATIONS``. :func:`migrate` applies what is missing and
-then runs the checkpointer's and the store's ``setup()``, all under one advisory lock taken
-by polling ``pg_try_advisory_lock``: ``setup()`` is not safe when several processes run it at once,
-and a *blocking* advisory lock around it deadlocks with its ``CREATE INDEX CONCURRENTLY``.
+then runs the checkpointer's and the store's ``setup()``, all under the migration lock
+(:mod:`runtime.db.lock`, a lease row polled for, so it works behind a transaction-mode pooler):
+``setup()`` is not safe when several processes run it at once, and a *blocking* lock around it
+deadlocks with its ``CREATE INDEX CONCURRENTLY``. With a schema, it is created first and every
+table lands in it (the connections put it alone on their ``search_path``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import psycopg
@@ -18,15 +19,12 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg import AsyncConnection
 
 from runtime.checkpoints import LZ4_COLUMNS, set_lz4_sql
+from runtime.db.lock import ensure_created, migration_lock
 from runtime.db.query import Db, Pool, Row, connect, execute, fetch_one
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_is_current"]
 
 log = logging.getLogger(__name__)
-
-
-# An arbitrary constant shared by every process that migrates this database.
-_MIGRATION_LOCK_KEY = 0x5E55_1089
 
 MIGRATIONS: list[str] = [
     """CREATE TABLE IF NOT EXISTS sessiongraph_migrations (v integer PRIMARY KEY)""",
@@ -184,8 +182,6 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1
 
-_TRY_LOCK = "SELECT pg_try_advisory_lock(%s) AS locked"
-_UNLOCK = "SELECT pg_advisory_unlock(%s)"
 _HAS_VERSIONS = "SELECT to_regclass('sessiongraph_migrations') IS NOT NULL AS present"
 _CURRENT_VERSION = "SELECT coalesce(max(v), -1) AS v FROM sessiongraph_migrations"
 _RECORD_VERSION = "INSERT INTO sessiongraph_migrations (v) VALUES (%s)"
@@ -222,30 +218,29 @@ async def _prefer_lz4(conn: AsyncConnection[Row]) -> None:
             return
 
 
-async def migrate(pool: Pool, *, poll_seconds: float = 0.05) -> int:
+async def migrate(pool: Pool, *, schema: str | None = None, poll_seconds: float = 0.05) -> int:
     """Apply missing migrations and the checkpointer's ``setup()``; return the schema version.
 
-    Safe when many processes call it at once on an empty database: one holds the advisory
+    Safe when many processes call it at once on an empty database: one holds the migration
     lock and migrates; the others poll until it is free and then find nothing to do.
+
+    Args:
+        pool: the pool, whose connections already put ``schema`` on their search path.
+        schema: the schema to create first (``SESSIONGRAPH_DATABASE_SCHEMA``), if any.
+        poll_seconds: how often a waiting process asks for the lock again.
     """
-    async with connect(pool) as conn:
-        while True:
-            row = await fetch_one(conn, _TRY_LOCK, (_MIGRATION_LOCK_KEY,))
-            if row and row["locked"]:
-                break
-            await asyncio.sleep(poll_seconds)
-        try:
-            version = await _current_version(conn)
-            for v in range(version + 1, len(MIGRATIONS)):
-                async with conn.transaction():
-                    await execute(conn, MIGRATIONS[v])
-                    await execute(conn, _RECORD_VERSION, (v,))
-                log.info("applied migration %d", v)
-            # The saver's and the store's own migrations run on this connection, still under
-            # the lock (the store backs the LangGraph API's /store endpoints).
-            await AsyncPostgresSaver(conn).setup()
-            await AsyncPostgresStore(conn).setup()
-            await _prefer_lz4(conn)
-        finally:
-            await execute(conn, _UNLOCK, (_MIGRATION_LOCK_KEY,))
+    if schema:
+        await ensure_created(pool, f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    async with migration_lock(pool, poll_seconds=poll_seconds), connect(pool) as conn:
+        version = await _current_version(conn)
+        for v in range(version + 1, len(MIGRATIONS)):
+            async with conn.transaction():
+                await execute(conn, MIGRATIONS[v])
+                await execute(conn, _RECORD_VERSION, (v,))
+            log.info("applied migration %d", v)
+        # The saver's and the store's own migrations run on this connection, still under
+        # the lock (the store backs the LangGraph API's /store endpoints).
+        await AsyncPostgresSaver(conn).setup()
+        await AsyncPostgresStore(conn).setup()
+        await _prefer_lz4(conn)
     return SCHEMA_VERSION

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,17 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
-from runtime.db.query import Pool
+from runtime.db.query import Db, Pool, fetch_one
+from runtime.errors import ConfigError
 from runtime.settings import Settings
 
-__all__ = ["CHECK_IDLE_SECONDS", "embedded_postgres", "open_pool"]
+__all__ = [
+    "CHECK_IDLE_SECONDS",
+    "SET_SEARCH_PATH",
+    "check_search_path",
+    "embedded_postgres",
+    "open_pool",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +67,62 @@ async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
     """Open the process's connection pool, configured as the checkpointer needs.
 
     Autocommit and ``dict_row`` are what ``AsyncPostgresSaver`` expects; ``prepare_threshold=0``
-    prepares statements at once. Idle connections dropped by the network during long model
-    calls are the most reported failure with this stack, so a connection that sat idle for
-    more than :data:`CHECK_IDLE_SECONDS` is pinged before it is lent; one returned moments
-    ago is lent as is (pinging every checkout cost a round trip per query, a third of a turn).
+    prepares statements at once, except behind a transaction-mode pooler, where the next
+    transaction may run on another server connection that never saw them (``None``: none
+    prepared). Idle connections dropped by the network during long model calls are the most
+    reported failure with this stack, so a connection that sat idle for more than
+    :data:`CHECK_IDLE_SECONDS` is pinged before it is lent; one returned moments ago is lent
+    as is (pinging every checkout cost a round trip per query, a third of a turn).
     """
+    transaction_mode = settings.database_pooler == "transaction"
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         max_idle=settings.pool_max_idle_seconds,
         max_lifetime=settings.pool_max_lifetime_seconds,
-        kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
+        timeout=settings.pool_timeout_seconds,
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "prepare_threshold": None if transaction_mode else 0,
+        },
         check=_check_if_idle,
-        configure=_configure,
+        configure=_configurer(None if transaction_mode else settings.database_schema),
         reset=_stamp_returned,
         open=False,
         name="sessiongraph",
     )
     await pool.open(wait=True, timeout=30)
     try:
+        if transaction_mode and settings.database_schema:
+            await check_search_path(pool, settings.database_schema)
         yield pool
     finally:
         await pool.close()
 
+
+async def check_search_path(db: Db, schema: str) -> None:
+    """Refuse to start when the server does not put ``schema`` first on the search path.
+
+    Behind a transaction-mode pooler a connection cannot ``SET search_path`` (the next
+    transaction may run on another server connection), so the server must: the role's
+    setting (``ALTER ROLE … IN DATABASE … SET search_path``) or the pooler's
+    ``connect_query``.
+    """
+    row = await fetch_one(db, "SELECT current_setting('search_path') AS path")
+    first = (row or {}).get("path", "").split(",")[0].strip().strip('"')
+    if first != schema:
+        raise ConfigError(
+            "SESSIONGRAPH_DATABASE_SCHEMA",
+            f"is {schema!r} but the server's search_path starts with {first!r}: behind a "
+            "transaction-mode pooler set it on the server, e.g. "
+            f"ALTER ROLE <user> IN DATABASE <db> SET search_path = {schema}",
+        )
+
+
+# The schema first, alone: tables are created there and found there, never in `public`.
+SET_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s), false)"
 
 # A pooled connection idle for longer than this is pinged before it is lent.
 CHECK_IDLE_SECONDS = 5.0
@@ -97,9 +136,18 @@ def _json_dumps(value: Any) -> bytes | str:
         return json.dumps(value)
 
 
-async def _configure(conn: AsyncConnection[Any]) -> None:
-    # JSONB parameters (checkpoint headers, metadata) encoded by orjson, not the stdlib.
-    set_json_dumps(_json_dumps, context=conn)
+def _configurer(schema: str | None) -> Callable[[AsyncConnection[Any]], Awaitable[None]]:
+    """What every new connection runs first: the JSON encoder and, if any, the schema."""
+
+    async def configure(conn: AsyncConnection[Any]) -> None:
+        # JSONB parameters (checkpoint headers, metadata) encoded by orjson, not the stdlib.
+        set_json_dumps(_json_dumps, context=conn)
+        if schema:
+            # Session state: fine on a direct or session-pooled connection (the only ones
+            # that get here); the schema need not exist yet (migrations create it).
+            await conn.execute(SET_SEARCH_PATH, (schema,))
+
+    return configure
 
 
 async def _stamp_returned(conn: AsyncConnection[Any]) -> None:

@@ -26,6 +26,7 @@ from langchain_core.runnables import RunnableConfig
 
 from runtime.agents import Budgets, CompiledAgent, GraphCache, template_from_row
 from runtime.checkpoints import Write, deferring_writes
+from runtime.db import database_error
 from runtime.errors import (
     Conflict,
     InvalidInput,
@@ -461,6 +462,10 @@ def _public_error(exc: BaseException, lease: Lease) -> BaseException:
     model_failure = model_error(exc, lease.session_id)
     if model_failure is not None:
         return model_failure
+    db_failure = database_error(exc)
+    if db_failure is not None:  # rolled back (or rolls back when the lease lapses)
+        log.warning("turn on %s: database unavailable (%s)", lease.session_id, exc)
+        return db_failure
     log.error("turn on %s failed", lease.session_id, exc_info=exc)
     return TurnFailed(
         f"the turn failed ({type(exc).__name__}) and was rolled back",

@@ -30,6 +30,9 @@ from runtime.tools import ToolRegistry, ToolSpec, default_registry
 from tests.support.checks import read_sse
 from tests.support.server import running_server
 
+# Run a second time through pgbouncer in transaction mode (tests/conftest.py).
+BEHIND_PGBOUNCER = True
+
 SAVE_HI = 'use tool save_note with {"text": "hi"}'
 SLOW_SECONDS = 60  # the slow agent's model delay: runs on it end by a cancel
 

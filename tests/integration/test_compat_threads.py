@@ -25,6 +25,9 @@ from api.app import create_app
 from runtime import Runtime, Settings
 from tests.support.server import running_server
 
+# Run a second time through pgbouncer in transaction mode (tests/conftest.py).
+BEHIND_PGBOUNCER = True
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

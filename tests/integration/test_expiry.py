@@ -9,6 +9,9 @@ import pytest
 
 from runtime import NotFound, Runtime, SessionExpired, Settings
 
+# Run a second time through pgbouncer in transaction mode (tests/conftest.py).
+BEHIND_PGBOUNCER = True
+
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 
 

@@ -16,6 +16,9 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support.checks import read_sse
 
+# Run a second time through pgbouncer in transaction mode (tests/conftest.py).
+BEHIND_PGBOUNCER = True
+
 SSE = {"Accept": "text/event-stream"}
 SLOW_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 1.0}}
 

@@ -17,6 +17,9 @@ from runtime import (
 )
 from runtime.agents import ModelSpec, TemplateSpec
 
+# Run a second time through pgbouncer in transaction mode (tests/conftest.py).
+BEHIND_PGBOUNCER = True
+
 
 async def slow_agent(rt: Runtime, agent_id: str, delay: float) -> None:
     await rt.templates.create(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import psycopg
 import pytest
 
 import runtime.errors as errors_module
@@ -75,6 +76,31 @@ class TestAuthMode:
 
 
 class TestErrorMap:
+    def test_unreachable_database_errors_are_database_unavailable(self) -> None:
+        """Connection failures, shutdowns and pool timeouts are 503s; SQL errors are not."""
+        from psycopg_pool import PoolTimeout
+
+        from runtime.db import database_error
+        from runtime.errors import DatabaseUnavailable
+
+        for exc in (
+            psycopg.OperationalError("connection refused"),
+            psycopg.errors.AdminShutdown("terminating connection"),
+            psycopg.errors.ReadOnlySqlTransaction("read-only"),
+            psycopg.InterfaceError("the connection is closed"),
+            PoolTimeout("couldn't get a connection after 3.00 sec"),
+        ):
+            found = database_error(exc)
+            assert isinstance(found, DatabaseUnavailable), exc
+            assert found.details["retry_after"] > 0 and str(exc) not in found.message
+        for exc in (
+            psycopg.errors.SerializationFailure("retry"),
+            psycopg.errors.UniqueViolation("duplicate"),
+            psycopg.errors.QueryCanceled("statement timeout"),
+            ValueError("x"),
+        ):
+            assert database_error(exc) is None, exc
+
     def test_every_runtime_error_has_a_status_below_500_or_is_a_server_fault(self) -> None:
         """Each error class maps to a deliberate status; only server faults are 5xx."""
         classes = [
@@ -94,7 +120,9 @@ class TestErrorMap:
         assert statuses["ModelRejected"] == statuses["ModelBadResponse"] == 502
         assert statuses["AwaitingApproval"] == statuses["NothingToResume"] == 409
         server_faults = {name for name, status in statuses.items() if status >= 500}
+        assert statuses["DatabaseUnavailable"] == 503
         assert server_faults == {
+            "DatabaseUnavailable",
             "ModelUnavailable",
             "ModelRejected",
             "ModelBadResponse",

@@ -169,6 +169,7 @@ PUBLIC = [
     "ModelRejected",
     "ModelSpec",
     "ModelUnavailable",
+    "DatabaseUnavailable",
     "NotFound",
     "NothingToResume",
     "PayloadTooLarge",
