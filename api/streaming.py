@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from api.responses import FastJSONResponse
 from runtime import Runtime, TurnEvent
 from runtime.turns import TurnRequest
 
@@ -75,4 +76,4 @@ async def respond(
     """A turn's answer: its events as SSE when the client asks for them, else its result."""
     if wants_stream(request):
         return await stream_turn(runtime.start(session_id, turn, owner=owner))
-    return (await runtime.run(session_id, turn, owner=owner)).to_dict()
+    return FastJSONResponse((await runtime.run(session_id, turn, owner=owner)).to_dict())
