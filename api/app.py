@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from api import compat
 from api.auth import may_run_open
+from api.cors import BrowserCorsMiddleware
 from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, PlainTextJsonMiddleware, RequestIdMiddleware
@@ -85,15 +85,7 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     app.include_router(compat.router, include_in_schema=False)
     app.add_middleware(PlainTextJsonMiddleware, prefixes=compat.PATH_PREFIXES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=["X-Request-ID"],
-            allow_credentials="*" not in settings.cors_origins,
-        )
+    app.add_middleware(BrowserCorsMiddleware, settings=settings)
     # Outermost, so every response (errors and CORS preflights included) carries the id.
     app.add_middleware(RequestIdMiddleware)
     return app
