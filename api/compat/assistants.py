@@ -11,6 +11,7 @@ endpoints list that one.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
@@ -265,12 +266,17 @@ async def delete_assistant(
     assistant_id: AssistantId,
     delete_threads: Annotated[bool, Query()] = False,
 ) -> Response:
-    await runtime.templates.delete(
-        resolve_assistant_id(runtime, assistant_id),
+    # Threads cannot outlive their assistant here (a session belongs to its agent), so they
+    # go with it whatever delete_threads says; runs in flight on them are cancelled first.
+    agent_id = resolve_assistant_id(runtime, assistant_id)
+    delete = partial(
+        runtime.templates.delete,
+        agent_id,
         owner=principal.owner,
-        force=delete_threads,
+        force=True,
         system=principal.is_admin,
     )
+    await runtime.runs.delete_agent(agent_id, delete)
     return Response(status_code=204)
 
 

@@ -191,12 +191,13 @@ async def run_request(
     graph_input = None if resuming else _graph_input(body, checkpoint_id)
     if graph_input is not None:
         await runtime.check_input(template, graph_input)
-    temporary = thread_id is None and body.on_completion != "keep"
+    stateless = thread_id is None
+    temporary = stateless and body.on_completion != "keep"
     if thread_id is None:
         if resuming:
             raise InvalidInput("a resume needs a thread", field="command")
         thread_id = str(uuid.uuid4())
-    create = body.if_not_exists == "create" or temporary
+    create = body.if_not_exists == "create" or stateless
     session = await runtime.sessions.for_agent(who.owner, thread_id, agent_id, create=create)
     if checkpoint_id is not None:
         await runtime.threads.check_visible(session, checkpoint_id)

@@ -12,7 +12,7 @@ Accepted and ignored (documented): ``config`` and ``context`` (the graph takes n
 per step for time travel, ``"exit"`` one per run; default: the server's setting), ``strict_resume``
 (resumes are always strict). Refused with 422: non-empty ``interrupt_before`` /
 ``interrupt_after`` (only the approval interrupt exists), ``webhook``, ``after_seconds`` > 0,
-``multitask_strategy: "interrupt"``, ``command.update`` / ``command.goto``, and the
+``command.update`` / ``command.goto``, and the
 ``events`` stream mode is accepted but yields nothing.
 
 ``command.resume`` may be ``{"decisions": [...]}``, a list of decisions, one decision

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from runtime.turns import TurnEvent, TurnRequest
+from runtime.turns import TurnEvent, TurnRequest, TurnResult
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -20,6 +20,7 @@ __all__ = [
     "RUN_STATUSES",
     "MultitaskStrategy",
     "Run",
+    "LiveRun",
     "RunHandle",
     "RunRequest",
     "RunStatus",
@@ -29,8 +30,8 @@ RunStatus = Literal["pending", "running", "success", "error", "interrupted"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "success", "error", "interrupted")
 # A run with one of these statuses has not ended (runtime.runs.sql spells them as ACTIVE).
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("pending", "running")
-MultitaskStrategy = Literal["reject", "enqueue", "rollback"]
-MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback")
+MultitaskStrategy = Literal["reject", "enqueue", "rollback", "interrupt"]
+MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback", "interrupt")
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,27 @@ class RunHandle:
             yield event
             if event.type in ("done", "error"):
                 return
+
+
+class LiveRun:
+    """A run executing (or queued) in this process: its tasks and event subscribers (the
+    manager's own bookkeeping)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.subscribers: list[asyncio.Queue[TurnEvent]] = []
+        self.ended = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None  # the waiter / event pump
+        self.turn: asyncio.Task[TurnResult] | None = None
+        self.cancelled = False
+
+    def subscribe(self) -> asyncio.Queue[TurnEvent]:
+        """A queue that receives every event published from now on."""
+        queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
+        self.subscribers.append(queue)
+        return queue
+
+    def publish(self, event: TurnEvent) -> None:
+        """Send ``event`` to every subscriber."""
+        for queue in self.subscribers:
+            queue.put_nowait(event)

@@ -16,9 +16,11 @@ __all__ = [
     "LIST_RUNS",
     "QUEUED_BEFORE",
     "REQUEST_CANCEL",
+    "REQUEST_CANCEL_AGENT",
     "REQUEST_CANCEL_INFLIGHT",
     "SELECT_RUN",
     "SET_STATUS",
+    "STILL_ACTIVE",
 ]
 
 _ACTIVE_LIST = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
@@ -58,6 +60,13 @@ REQUEST_CANCEL_INFLIGHT = (
     "UPDATE runs SET cancel_requested = true, updated_at = now() "
     f"WHERE owner = %s AND session_id = %s AND {ACTIVE} RETURNING run_id"
 )
+# (agent_id): the run ids of the runs that had not ended on the agent's threads.
+REQUEST_CANCEL_AGENT = (
+    "UPDATE runs SET cancel_requested = true, updated_at = now() "
+    f"WHERE assistant_id = %s AND {ACTIVE} RETURNING run_id"
+)
+# %(ids)s, %(wait)s: those of the runs that are still active (a dead process's rows age out).
+STILL_ACTIVE = f"SELECT run_id FROM runs WHERE run_id = ANY(%(ids)s) AND {ACTIVE} AND {_RECENT}"
 # (run_ids): those a cancel was requested for.
 CANCELS_REQUESTED = "SELECT run_id FROM runs WHERE run_id = ANY(%s) AND cancel_requested"
 # (owner, session_id, run_id): deletes the run if it has ended.

@@ -22,7 +22,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
-from langgraph.types import StateSnapshot
+from langgraph.types import StateSnapshot, StateUpdate
 from psycopg.types.json import Jsonb
 
 from runtime.agents import CompiledGraph, GraphCache, TemplateStore
@@ -179,7 +179,7 @@ class ThreadStates:
         self,
         owner: str,
         session_id: str,
-        values: dict[str, Any] | None,
+        values: dict[str, Any] | list[Any] | None,
         *,
         as_node: str | None = None,
         checkpoint_id: str | None = None,
@@ -195,8 +195,10 @@ class ThreadStates:
             InvalidInput: the graph refuses the update (unknown node, malformed values).
             NotFound: no such session, or ``checkpoint_id`` outside the committed lineage.
         """
-        if values is not None and not isinstance(values, dict):
-            raise InvalidInput("values must be an object of channel updates", field="values")
+        if values is not None and not isinstance(values, dict | list):
+            raise InvalidInput(
+                "values must be an object of channel updates, or a list", field="values"
+            )
         lease = await self._sessions.acquire(owner, session_id)
         try:
             session = await self._sessions.get(owner, session_id)
@@ -208,7 +210,7 @@ class ThreadStates:
                 _message_count(await graph.aget_state(base)) if lease.committed_checkpoint_id else 0
             )
             try:
-                written = await graph.aupdate_state(base, values, as_node=as_node)
+                written = await _write_update(graph, base, values, as_node)
             except _REFUSED_UPDATE as exc:
                 raise InvalidInput(
                     f"the graph refused the state update: {exc}", field="values"
@@ -219,3 +221,17 @@ class ThreadStates:
             raise
         await self._sessions.release(lease, TurnCounters(turns=0, messages=after - before))
         return str(written["configurable"]["checkpoint_id"])
+
+
+async def _write_update(
+    graph: Any, base: RunnableConfig, values: dict[str, Any] | list[Any] | None, as_node: str | None
+) -> RunnableConfig:
+    """Apply an update as LangGraph's ``POST /threads/{id}/state`` takes it: an object of
+    channel values, or a list: of objects, applied one after the other (each as ``as_node``),
+    or else the value of a graph whose state is a list."""
+    if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+        steps = [[StateUpdate(v, as_node)] for v in values]
+        written: RunnableConfig = await graph.abulk_update_state(base, steps)
+        return written
+    written = await graph.aupdate_state(base, values, as_node=as_node)
+    return written
