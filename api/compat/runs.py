@@ -10,10 +10,10 @@ Accepted and ignored (documented): ``config`` and ``context`` (the graph takes n
 ``join``/join-stream still work), ``feedback_keys`` and ``langsmith_tracer`` (no LangSmith),
 ``checkpoint_during`` (``durability`` says it: ``"async"`` / ``"sync"`` give one checkpoint
 per step for time travel, ``"exit"`` one per run; default: the server's setting), ``strict_resume``
-(resumes are always strict). Refused with 422: non-empty ``interrupt_before`` /
-``interrupt_after`` (only the approval interrupt exists), ``webhook``, ``after_seconds`` > 0,
-``command.update`` / ``command.goto``, and the
-``events`` stream mode is accepted but yields nothing.
+(resumes are always strict). ``interrupt_before`` / ``interrupt_after`` stop the graph
+before / after those nodes; a run with no input then continues the thread from its latest
+checkpoint. Refused with 422: ``webhook``, ``after_seconds`` > 0, ``command.update`` /
+``command.goto``, and the ``events`` stream mode is accepted but yields nothing.
 
 ``command.resume`` may be ``{"decisions": [...]}``, a list of decisions, one decision
 (``{"action": ...}``), or the string ``"approve"`` / ``"reject"`` for every pending call.

@@ -264,7 +264,7 @@ class TurnRunner:
             config = turn_config(lease, request, guard, timer, agent)
             durability = request.durability or self._durability
             writes = await self._run_graph(
-                lease, agent, graph_input, config, durability, guard, run
+                lease, agent, graph_input, config, durability, guard, run, request
             )
             result = self._result(lease, run.added, started, timer, guard, run.pending)
             await self._sessions.release(
@@ -302,6 +302,7 @@ class TurnRunner:
         durability: Durability,
         guard: TurnGuard,
         run: GraphStream,
+        request: TurnRequest,
     ) -> list[Write]:
         """Stream the graph into ``run`` under the renewed lease and the turn's hard bounds;
         return deferred writes."""
@@ -318,13 +319,14 @@ class TurnRunner:
         with deferring as writes:
             async with self._sessions.renewing(lease, current), hard_bounds(guard):
                 await run.consume(
-                    graph.astream(
+                    run.parts(
+                        graph,
                         graph_input,
                         config,
                         context=context,
-                        stream_mode=run.modes,
                         durability=durability,
-                        subgraphs=run.subgraphs,
+                        interrupt_before=request.interrupt_before,
+                        interrupt_after=request.interrupt_after,
                     )
                 )
         return writes

@@ -235,12 +235,30 @@ class GraphStream:
         self._emit = emit
         # Raw parts of these modes go out as ``chunk`` events (only when streaming).
         self._raw = set(stream_modes) if emit else set()
+        # "events": LangChain's astream_events (v2) events, each as a chunk of that mode.
+        self.events = "events" in self._raw
         modes = ["updates", "messages"] if emit else ["updates"]
-        self.modes = modes + sorted(self._raw - set(modes))
+        self.modes = modes + sorted(self._raw - set(modes) - {"events"})
         self.added = added
         self.subgraphs = subgraphs
         self.pending: list[dict[str, Any]] | None = None
         self._streamed = False  # tokens went out since the last complete message
+
+    def parts(self, graph: Any, graph_input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+        """The graph run's stream parts (``graph.astream``), read from its ``astream_events``
+        when the events are asked for too (the root graph's ``on_chain_stream`` events carry
+        the same parts)."""
+        kwargs.update(stream_mode=self.modes, subgraphs=self.subgraphs)
+        if not self.events:
+            return graph.astream(graph_input, config, **kwargs)
+        return self._from_events(graph.astream_events(graph_input, config, version="v2", **kwargs))
+
+    async def _from_events(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for event in events:
+            if self._emit:
+                self._emit(TurnEvent("chunk", {"mode": "events", "data": event}))
+            if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
+                yield event["data"]["chunk"]
 
     async def consume(self, parts: AsyncIterator[Any]) -> None:
         """Read every ``(mode, chunk)`` part of the run (``(ns, mode, chunk)`` with

@@ -364,7 +364,6 @@ class TestStudioRequests:
             ({"input": {"messages": []}}, "input"),
             ({"input": {"messages": [{"role": "nonsense", "content": "x"}]}}, "input.messages"),
             ({"input": {"messages": [{"role": "user", "content": "x"}], "no_such": 1}}, "input"),
-            ({"interrupt_before": ["tools"]}, "interrupt_before"),
             ({"webhook": "https://example.com/hook"}, "webhook"),
             ({"after_seconds": 30}, "after_seconds"),
             ({"command": {"goto": "agent"}, "input": None}, "command"),

@@ -104,3 +104,52 @@ class TestStateUpdates:
         )
         state = await api.client.threads.get_state(thread_id)
         assert texts(state["values"])[-2:] == ["one", "two"]
+
+
+class TestInterruptBeforeAfter:
+    async def test_interrupt_before_stops_and_a_run_without_input_continues(self, api: Api) -> None:
+        """interrupt_before ["tools"] stops before the tool runs; a run with no input then
+        continues from there, as LangGraph's server does."""
+        thread_id = await api.thread()
+        await api.client.runs.wait(
+            thread_id, "react", input=user("what is 6 * 7?"), interrupt_before=["tools"]
+        )
+        state = await api.client.threads.get_state(thread_id)
+        assert state["next"] == ["tools"]
+        assert state["values"]["messages"][-1]["tool_calls"][0]["name"] == "calculator"
+        values = await api.client.runs.wait(thread_id, "react", input=None)
+        assert texts(values)[-1] == "The result is 42."
+        assert (await api.client.threads.get_state(thread_id))["next"] == []
+
+    async def test_interrupt_after_every_node(self, api: Api) -> None:
+        """interrupt_after "*" stops after the first node; each empty run takes one more."""
+        thread_id = await api.thread()
+        await api.client.runs.wait(
+            thread_id, "react", input=user("what is 6 * 7?"), interrupt_after="*"
+        )
+        assert (await api.client.threads.get_state(thread_id))["next"] == ["tools"]
+        await api.client.runs.wait(thread_id, "react", input=None, interrupt_after="*")
+        assert (await api.client.threads.get_state(thread_id))["next"] == ["agent"]
+
+
+class TestEventsStreamMode:
+    async def test_events_are_langchains_astream_events(self, api: Api) -> None:
+        """stream_mode "events" streams LangChain's astream_events (v2) events, alongside
+        the other modes asked for."""
+        thread_id = await api.thread()
+        parts = [
+            part
+            async for part in api.client.runs.stream(
+                thread_id, "react", input=user("hello"), stream_mode=["events", "values"]
+            )
+        ]
+        events = [p.data for p in parts if p.event == "events"]
+        kinds = {e["event"] for e in events}
+        assert {"on_chain_start", "on_chain_end", "on_chat_model_stream"} <= kinds, kinds
+        assert all({"run_id", "name", "data", "metadata"} <= set(e) for e in events)
+        tokens = "".join(
+            e["data"]["chunk"]["content"] for e in events if e["event"] == "on_chat_model_stream"
+        )
+        assert tokens == "You said: hello"
+        values = [p.data for p in parts if p.event == "values"]
+        assert texts(values[-1]) == ["hello", "You said: hello"]
