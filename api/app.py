@@ -80,9 +80,9 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     install_error_handlers(app)
     for module in (health, agents, tool_routes, sessions, messages, ws, admin):
         app.include_router(module.router)
-    # The LangGraph Server API (assistants, threads, runs, store) at the root. Its reference
-    # is LangGraph's own; /openapi.json stays the contract of the native API.
-    app.include_router(compat.router, include_in_schema=False)
+    # The LangGraph Server API (assistants, threads, runs, store) at the root, in
+    # /openapi.json under its "langgraph: ..." tags.
+    app.include_router(compat.router)
     app.add_middleware(PlainTextJsonMiddleware, prefixes=compat.PATH_PREFIXES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(BrowserCorsMiddleware, settings=settings)

@@ -147,6 +147,21 @@ MIGRATIONS: list[str] = [
         || jsonb_build_object('graph', coalesce(spec->>'graph_kind', 'react'))
     WHERE NOT spec ? 'graph'
     """,
+    """
+    -- Every version of every agent, kept (LangGraph's assistant versions); agents holds the
+    -- current one. Written with agents' own statements (runtime/agents/sql.py).
+    CREATE TABLE agent_versions (
+        agent_id     text NOT NULL REFERENCES agents (agent_id) ON DELETE CASCADE,
+        version      integer NOT NULL,
+        spec         jsonb NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (agent_id, version)
+    )
+    """,
+    """
+    INSERT INTO agent_versions (agent_id, version, spec, created_at)
+    SELECT agent_id, version, spec, updated_at FROM agents
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

@@ -131,11 +131,20 @@ class TestAssistants:
         assert patched["version"] == 2
         assert patched["metadata"] == {"team": "blue", "rank": "1"}
         assert patched["config"]["configurable"]["system_prompt"] == "Arr."
+        # Every version is kept: list them, make an older one current, change it again.
         versions = await client.assistants.get_versions(aid)
-        assert [v["version"] for v in versions] == [2]
-        assert (await client.assistants.set_latest(aid, 2))["version"] == 2
+        assert [(v["version"], v["name"]) for v in versions] == [(2, "Captain"), (1, "Pirate")]
+        assert [v["version"] for v in await client.assistants.get_versions(aid, limit=1)] == [2]
+        older = await client.assistants.get_versions(aid, metadata={"rank": "1"})
+        assert [v["version"] for v in older] == [2]
+        current = await client.assistants.set_latest(aid, 1)
+        assert (current["version"], current["name"]) == (1, "Pirate")
+        got = await client.assistants.get(aid)
+        assert got["config"]["configurable"]["system_prompt"] == "Talk like a pirate."
+        assert (await client.assistants.update(aid, name="Bosun"))["version"] == 3
+        assert len(await client.assistants.get_versions(aid)) == 3
         with pytest.raises(NotFoundError):
-            await client.assistants.set_latest(aid, 1)
+            await client.assistants.set_latest(aid, 9)
 
         await client.assistants.delete(aid)
         with pytest.raises(NotFoundError):
