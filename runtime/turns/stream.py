@@ -179,6 +179,33 @@ def turn_config(
     return config
 
 
+async def apply_input(graph: Any, graph_input: Any, config: RunnableConfig) -> RunnableConfig:
+    """Write the turn's input into a checkpoint of its own (the state before the graph's
+    first node answers, as per-step checkpoints have it) and return the config that continues
+    the turn from there with no input.
+
+    With one checkpoint per turn this is what lets a client regenerate an answer (run from
+    this checkpoint with no input) or edit the input (run from its parent with a new one).
+    Its writes are deferred like the turn's; the saver serves it from memory to the rest of
+    the turn (:data:`EXPECTED_CHECKPOINT`).
+    """
+    if not config["configurable"].get(EXPECTED_CHECKPOINT) and not config["configurable"].get(
+        "checkpoint_id"
+    ):
+        # A new thread starts from an empty input checkpoint, as LangGraph's own first one,
+        # so that the first input can be edited too (a run from it with a new input).
+        config = _continuing(config, await graph.aupdate_state(config, {}, as_node="__input__"))
+    written = await graph.aupdate_state(config, graph_input, as_node="__start__")
+    return _continuing(config, written)
+
+
+def _continuing(config: RunnableConfig, written: RunnableConfig) -> RunnableConfig:
+    """``config`` continuing from the checkpoint just ``written`` (read back from memory)."""
+    configurable = {k: v for k, v in config["configurable"].items() if k != "checkpoint_id"}
+    configurable[EXPECTED_CHECKPOINT] = written["configurable"]["checkpoint_id"]
+    return {**config, "configurable": configurable}
+
+
 def _updated_messages(update: Any) -> list[BaseMessage]:
     """Messages a node wrote, whether it returned a dict or (tools) a list of updates."""
     parts = update if isinstance(update, list) else [update]

@@ -249,21 +249,25 @@ class TestState:
         assert thread["status"] == "idle"
         assert thread["values"]["messages"] == messages
 
-        # One checkpoint per turn (the default durability): two turns, two checkpoints.
+        # The default durability: per turn, the state with the input applied (next: the
+        # first node) and the turn's end; and the new thread's empty first state.
         history = await client.threads.get_history(sid, limit=3)
-        assert len(history) == 2
+        assert len(history) == 3
         assert history[0]["checkpoint"] == state["checkpoint"]
         assert (
             history[1]["checkpoint"]["checkpoint_id"]
             == history[0]["parent_checkpoint"]["checkpoint_id"]
         )
+        assert [h["next"] for h in history] == [[], ["agent"], []]
         older = await client.threads.get_history(sid, limit=2, before=history[0]["checkpoint"])
         assert [h["checkpoint"] for h in older] == [h["checkpoint"] for h in history[1:3]]
         everything = await client.threads.get_history(sid, limit=1000)  # capped at 100
-        assert len(everything) == 2
+        assert len(everything) == 5
         assert everything[-1]["parent_checkpoint"] is None
+        assert not any(everything[-1]["values"].values())  # empty channels
+        assert everything[-1]["next"] == ["__start__"]
 
-        past = everything[1]
+        past = everything[2]
         at = await client.threads.get_state(sid, checkpoint_id=past["checkpoint"]["checkpoint_id"])
         assert at["values"] == past["values"]
         at = await client.threads.get_state(sid, checkpoint=past["checkpoint"])
