@@ -137,7 +137,12 @@ class Runtime:
         )
         self.keys = KeyStore(pool)
         # Runs of the LangGraph API: turns with a recorded id, status and multitask strategy.
-        self.runs = RunManager(pool, self.sessions, self.turns)
+        self.runs = RunManager(
+            pool,
+            self.sessions,
+            self.turns,
+            events_retention_seconds=settings.run_events_retention_seconds,
+        )
         # Thread state, history and state updates for the LangGraph API (committed only).
         self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
         # Called after every sweep with the number of sessions removed (for metrics).

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import turn_roles
 from api.compat.common import resolve_assistant_id
+from api.compat.run_streams import EventTranslator
 from runtime import Runtime
 from runtime.errors import InvalidInput
 from runtime.keys import Principal
@@ -233,6 +234,10 @@ async def run_request(
         metadata=dict(body.metadata or {}),
         kwargs=_run_kwargs(body, modes),
         temporary=temporary,
+        # Resumable: the stream is recorded (as the requested modes) for replay.
+        recorder=EventTranslator(modes, thread_id, session.thread_id)
+        if body.stream_resumable
+        else None,
     )
 
 

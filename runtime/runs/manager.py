@@ -47,6 +47,7 @@ from runtime.errors import (
     error_dict,
 )
 from runtime.runs import sql
+from runtime.runs.events import RunEventLog
 from runtime.runs.model import (
     MULTITASK_STRATEGIES,
     RUN_STATUSES,
@@ -88,6 +89,7 @@ class RunManager:
         *,
         enqueue_wait_seconds: float = 600.0,
         poll_seconds: float = 0.5,
+        events_retention_seconds: float = 600.0,
     ) -> None:
         self._pool = pool
         self._sessions = sessions
@@ -98,6 +100,8 @@ class RunManager:
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        # Resumable runs' streams (stream_resumable), replayable from any replica.
+        self.events = RunEventLog(pool, retention_seconds=events_retention_seconds)
 
     # -- create and execute -----------------------------------------------------------------
 
@@ -135,6 +139,9 @@ class RunManager:
                 await self._delete_row(run_id)
                 raise
         self._live[run_id] = live
+        if request.recorder is not None:
+            self.events.open(run_id)
+            self.events.append(run_id, request.recorder.first(run))
         self._ensure_poller()
         if queued:
             live.task = asyncio.create_task(self._wait_then_run(live, request, turn))
@@ -235,6 +242,7 @@ class RunManager:
                         status = "interrupted" if live.cancelled else "error"
                         error = None if live.cancelled else dict(event.data)
                     continue
+                self._record(request, live, event)
                 live.publish(event)
         except BaseException:
             status, error = "error", dict(last.data)
@@ -251,7 +259,10 @@ class RunManager:
         last: TurnEvent,
     ) -> None:
         try:
+            self._record(request, live, last)
+            await self.events.flush(live.run.run_id)
             live.run = await self._set_status(live.run.run_id, status, error) or live.run
+            await self.events.close(live.run.run_id)
             if request.temporary:
                 with contextlib.suppress(SessiongraphError):
                     await self._sessions.delete(request.owner, request.session_id)
@@ -397,6 +408,10 @@ class RunManager:
                 await self._poller
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _record(self, request: RunRequest, live: LiveRun, event: TurnEvent) -> None:
+        if request.recorder is not None:
+            self.events.append(live.run.run_id, request.recorder.translate(event))
 
     def _cancel_local(self, run_id: str) -> bool:
         live = self._live.get(run_id)

@@ -10,12 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from runtime.turns import TurnEvent, TurnRequest, TurnResult
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "EventRecorder",
     "MULTITASK_STRATEGIES",
     "RUN_STATUSES",
     "MultitaskStrategy",
@@ -61,11 +62,21 @@ class Run:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
+class EventRecorder(Protocol):
+    """What a run records: the events that start its stream, and each turn event as stream
+    events (the API's vocabulary; the runtime stores them as given)."""
+
+    def first(self, run: Run) -> list[tuple[str, Any]]: ...
+
+    def translate(self, event: TurnEvent) -> list[tuple[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """What to run: a turn on one session, with the run's bookkeeping.
 
     ``temporary``: delete the session when the run ends (LangGraph's stateless runs).
+    ``recorder``: record the run's stream for replay (resumable streams), as it translates it.
     """
 
     owner: str
@@ -76,6 +87,7 @@ class RunRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
     temporary: bool = False
+    recorder: EventRecorder | None = None
 
 
 @dataclass

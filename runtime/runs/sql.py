@@ -12,6 +12,10 @@ __all__ = [
     "DELETE_RUN",
     "ENDED",
     "INFLIGHT",
+    "INSERT_RUN_EVENT",
+    "LAST_RUN_EVENT",
+    "PRUNE_RUN_EVENTS",
+    "RUN_EVENTS_AFTER",
     "INSERT_RUN",
     "LIST_RUNS",
     "QUEUED_BEFORE",
@@ -89,4 +93,20 @@ QUEUED_BEFORE = (
     "AND status = 'pending' AND run_id <> %(run_id)s "
     "AND (created_at, run_id) < (%(created_at)s, %(run_id)s) "
     f"AND {_RECENT}) AS queued"
+)
+
+# -- run_events: resumable streams (runtime.runs.events) ------------------------------------
+
+# (run_id, seq, event, data)
+INSERT_RUN_EVENT = "INSERT INTO run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s)"
+# (run_id, after): the events numbered above ``after``, in order.
+RUN_EVENTS_AFTER = (
+    "SELECT seq, event, data FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq"
+)
+# (run_id): the last number recorded (NULL: none yet).
+LAST_RUN_EVENT = "SELECT max(seq) AS seq FROM run_events WHERE run_id = %s"
+# (seconds): events older than that, of runs that have ended (or are gone).
+PRUNE_RUN_EVENTS = (
+    "DELETE FROM run_events e WHERE e.created_at < now() - make_interval(secs => %s) "
+    f"AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = e.run_id AND r.{ACTIVE})"
 )
