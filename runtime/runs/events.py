@@ -20,6 +20,7 @@ replica (LangGraph's ``stream_resumable``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -46,6 +47,7 @@ class _Recording:
         self.events: list[Recorded] = []
         self.flushed = 0  # how many of ``events`` are in Postgres
         self.closing = False  # no more events: the flusher writes the rest and stops
+        self.close_requested = asyncio.Event()
         self.ended = False  # the end marker is written
         self.changed = asyncio.Event()  # replaced (after being set) on every change
         self.flusher: asyncio.Task[None] | None = None
@@ -93,6 +95,7 @@ class RunEventLog:
         if recording is None:
             return
         recording.closing = True
+        recording.close_requested.set()
         recording.wake()
         if recording.flusher is not None:
             try:
@@ -171,8 +174,9 @@ class RunEventLog:
         while True:
             if not recording.closing and recording.flushed == len(recording.events):
                 await recording.changed.wait()
-            if not recording.closing:
-                await asyncio.sleep(self.flush_seconds)  # gather a batch
+            if not recording.closing:  # gather a batch, unless the run ends meanwhile
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(recording.close_requested.wait(), self.flush_seconds)
             closing = recording.closing
             rows = recording.events[recording.flushed :]
             if rows:
