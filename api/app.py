@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from api import compat
 from api.auth import may_run_open
+from api.cors import BrowserCorsMiddleware
 from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, PlainTextJsonMiddleware, RequestIdMiddleware
@@ -82,21 +82,13 @@ def create_app(settings: Settings | None = None, *, tools: ToolRegistry | None =
     routers = (health, agents, tool_routes, sessions, messages, ws, admin, chat_completions, widget)
     for module in routers:
         app.include_router(module.router)
-    # The LangGraph Server API (assistants, threads, runs, store) at the root. Its reference
-    # is LangGraph's own; /openapi.json stays the contract of the native API.
-    app.include_router(compat.router, include_in_schema=False)
+    # The LangGraph Server API (assistants, threads, runs, store) at the root, in
+    # /openapi.json under its "langgraph: ..." tags.
+    app.include_router(compat.router)
     app.add_middleware(PlainTextJsonMiddleware, prefixes=compat.PATH_PREFIXES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=["X-Request-ID"],
-            allow_credentials="*" not in settings.cors_origins,
-        )
-    # Outside CORSMiddleware: widget routes answer any page's preflight; the key decides.
+    app.add_middleware(BrowserCorsMiddleware, settings=settings)
+    # Outside the CORS middleware: widget routes answer any page's preflight; the key decides.
     app.add_middleware(WidgetCorsMiddleware)
     # Outermost, so every response (errors and CORS preflights included) carries the id.
     app.add_middleware(RequestIdMiddleware)

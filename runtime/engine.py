@@ -123,20 +123,15 @@ class Runtime:
             lease_wait_seconds=settings.lease_wait_seconds,
             checkpoints_kept=settings.checkpoints_kept,
         )
-        self.turns = TurnRunner(
-            self.sessions,
-            self.graphs,
-            tools,
-            GuardOptions(
-                records=ToolRecords(pool),
-                tool_timeout_seconds=settings.tool_timeout_seconds,
-                model_retries=settings.model_retries,
-            ),
-            durability=settings.checkpoint_durability,
-        )
+        self.turns = _turn_runner(settings, pool, self.sessions, self.graphs, tools)
         self.keys = KeyStore(pool)
         # Runs of the LangGraph API: turns with a recorded id, status and multitask strategy.
-        self.runs = RunManager(pool, self.sessions, self.turns)
+        self.runs = RunManager(
+            pool,
+            self.sessions,
+            self.turns,
+            events_retention_seconds=settings.run_events_retention_seconds,
+        )
         # Thread state, history and state updates for the LangGraph API (committed only).
         self.threads = ThreadStates(pool, self.sessions, self.templates, self.graphs)
         # A session's messages as resources: read one, append, edit, delete (no turn).
@@ -457,6 +452,18 @@ class Runtime:
         except Exception:
             log.warning("readiness check failed", exc_info=True)
             return False
+
+
+def _turn_runner(
+    settings: Settings, pool: Pool, sessions: SessionStore, graphs: GraphCache, tools: ToolRegistry
+) -> TurnRunner:
+    """The turn runner, its guards configured from the settings."""
+    options = GuardOptions(
+        records=ToolRecords(pool),
+        tool_timeout_seconds=settings.tool_timeout_seconds,
+        model_retries=settings.model_retries,
+    )
+    return TurnRunner(sessions, graphs, tools, options, durability=settings.checkpoint_durability)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -143,6 +143,14 @@ class Settings(BaseSettings):
             "Each holds a full copy of the messages, so this bounds a session's storage."
         ),
     )
+    run_events_retention_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "How long a resumable run's stream (`stream_resumable`) is kept for replay after "
+            "the run ends."
+        ),
+    )
     state_cache_messages: int = Field(
         default=3_000,
         ge=0,

@@ -11,6 +11,7 @@ endpoints list that one.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
@@ -273,12 +274,17 @@ async def delete_assistant(
     assistant_id: AssistantId,
     delete_threads: Annotated[bool, Query()] = False,
 ) -> Response:
-    await runtime.templates.delete(
-        resolve_assistant_id(runtime, assistant_id),
+    # Threads cannot outlive their assistant here (a session belongs to its agent), so they
+    # go with it whatever delete_threads says; runs in flight on them are cancelled first.
+    agent_id = resolve_assistant_id(runtime, assistant_id)
+    delete = partial(
+        runtime.templates.delete,
+        agent_id,
         owner=principal.owner,
-        force=delete_threads,
+        force=True,
         system=principal.is_admin,
     )
+    await runtime.runs.delete_agent(agent_id, delete)
     return Response(status_code=204)
 
 
@@ -389,8 +395,7 @@ async def get_assistant_subgraphs_in(
 
 
 @router.post(
-    "/assistants/{assistant_id}/versions",
-    summary="The assistant's versions (only the current one is kept)",
+    "/assistants/{assistant_id}/versions", summary="The assistant's versions, newest first"
 )
 async def list_assistant_versions(
     runtime: RuntimeDep,
@@ -399,25 +404,23 @@ async def list_assistant_versions(
     body: Annotated[VersionsSearch | None, Body()] = None,
 ) -> list[dict[str, Any]]:
     body = body or VersionsSearch()
-    item = assistant_dict(await _get(runtime, principal, assistant_id))
-    if body.metadata and not all(item["metadata"].get(k) == v for k, v in body.metadata.items()):
-        return []
-    return [item][body.offset : body.offset + body.limit]
+    agent_id = resolve_assistant_id(runtime, assistant_id)
+    versions = await runtime.templates.versions(
+        agent_id,
+        owner=principal.owner,
+        metadata=body.metadata,
+        limit=body.limit,
+        offset=body.offset,
+    )
+    return [assistant_dict(v) for v in versions]
 
 
-@router.post(
-    "/assistants/{assistant_id}/latest",
-    summary="Make a version current (only the current one is kept)",
-)
+@router.post("/assistants/{assistant_id}/latest", summary="Make a kept version current")
 async def set_latest_assistant_version(
     runtime: RuntimeDep, principal: PrincipalDep, assistant_id: AssistantId, body: LatestVersion
 ) -> dict[str, Any]:
-    template = await _get(runtime, principal, assistant_id)
-    if body.version != template.version:
-        raise NotFound(
-            f"version {body.version} of assistant {template.agent_id!r} is not kept; only "
-            f"the current version ({template.version}) is",
-            agent_id=template.agent_id,
-            version=body.version,
-        )
+    agent_id = resolve_assistant_id(runtime, assistant_id)
+    template = await runtime.templates.set_version(
+        agent_id, body.version, owner=principal.owner, system=principal.is_admin
+    )
     return assistant_dict(template)

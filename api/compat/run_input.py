@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import turn_roles
 from api.compat.common import resolve_assistant_id
+from api.compat.run_streams import EventTranslator
 from runtime import Runtime
 from runtime.errors import InvalidInput
 from runtime.keys import Principal
@@ -22,7 +23,7 @@ from runtime.turns import TurnRequest, waits_for_value
 
 __all__ = ["RunCreate", "join_modes", "run_request", "stream_modes"]
 
-# Every stream mode the SDK knows; "events" is accepted and yields nothing.
+# Every stream mode the SDK knows.
 STREAM_MODES = (
     "values",
     "updates",
@@ -102,17 +103,17 @@ def stream_modes(body: RunCreate, default: tuple[str, ...] = ("values",)) -> tup
 
 def _graph_modes(modes: tuple[str, ...]) -> tuple[str, ...]:
     """The LangGraph stream modes a set of API stream modes needs."""
-    out = {"messages" if m == "messages-tuple" else m for m in modes} - {"events"}
-    return tuple(sorted(out))
+    return tuple(sorted({"messages" if m == "messages-tuple" else m for m in modes}))
+
+
+def _nodes(value: str | list[str] | None) -> str | tuple[str, ...] | None:
+    """``interrupt_before`` / ``interrupt_after``: ``"*"`` (every node) or node names."""
+    if not value:
+        return None
+    return value if value == "*" else tuple([value] if isinstance(value, str) else value)
 
 
 def _refuse_unsupported(body: RunCreate) -> None:
-    if body.interrupt_before or body.interrupt_after:
-        raise InvalidInput(
-            "interrupt_before / interrupt_after are not supported: the only interrupt is the "
-            "approval of tool calls configured on the agent (require_approval)",
-            field="interrupt_before" if body.interrupt_before else "interrupt_after",
-        )
     if body.webhook:
         raise InvalidInput("webhooks are not supported", field="webhook")
     if body.after_seconds:
@@ -156,14 +157,20 @@ def _graph_input(body: RunCreate, checkpoint_id: str | None) -> dict[str, Any] |
     No input with a checkpoint continues from it (Studio's "re-run from here").
     """
     given = any(v not in (None, [], "", {}) for v in (body.input or {}).values())
-    if not given and checkpoint_id is not None:
-        return None
-    if not given:
+    return body.input if given else None
+
+
+def _start_from(session: Session, graph_input: Any, checkpoint_id: str | None) -> str | None:
+    """The checkpoint a run starts from: the one it names, or with no input the thread's
+    latest (continue it: after ``interrupt_before``/``after``, as LangGraph's server does)."""
+    if graph_input is not None or checkpoint_id is not None:
+        return checkpoint_id
+    if session.committed_checkpoint_id is None:
         raise InvalidInput(
             'a run needs an input, e.g. {"messages": [{"role": "user", "content": "..."}]}',
             field="input",
         )
-    return body.input
+    return session.committed_checkpoint_id
 
 
 def _resume(session: Session, resume: Any) -> dict[str, Any]:
@@ -199,13 +206,18 @@ async def run_request(
     graph_input = None if resuming else _graph_input(body, checkpoint_id)
     if graph_input is not None:
         await runtime.check_input(template, graph_input)
-    temporary = thread_id is None and body.on_completion != "keep"
+    stateless = thread_id is None
+    temporary = stateless and body.on_completion != "keep"
     if thread_id is None:
         if resuming:
             raise InvalidInput("a resume needs a thread", field="command")
+        if graph_input is None and checkpoint_id is None:
+            raise InvalidInput("a run on a new thread needs an input", field="input")
         thread_id = str(uuid.uuid4())
-    create = body.if_not_exists == "create" or temporary
+    create = body.if_not_exists == "create" or stateless
     session = await runtime.sessions.for_agent(who.owner, thread_id, agent_id, create=create)
+    if not resuming:
+        checkpoint_id = _start_from(session, graph_input, checkpoint_id)
     if checkpoint_id is not None:
         await runtime.threads.check_visible(session, checkpoint_id)
     strategy = body.multitask_strategy or "reject"
@@ -220,6 +232,8 @@ async def run_request(
         checkpoint_id=checkpoint_id,
         metadata=body.metadata,
         durability=body.durability,
+        interrupt_before=_nodes(body.interrupt_before),
+        interrupt_after=_nodes(body.interrupt_after),
     )
     return RunRequest(
         owner=who.owner,
@@ -230,6 +244,10 @@ async def run_request(
         metadata=dict(body.metadata or {}),
         kwargs=_run_kwargs(body, modes),
         temporary=temporary,
+        # Resumable: the stream is recorded (as the requested modes) for replay.
+        recorder=EventTranslator(modes, thread_id, session.thread_id)
+        if body.stream_resumable
+        else None,
     )
 
 

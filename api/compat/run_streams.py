@@ -20,6 +20,7 @@ from api.streaming import compact_json, sse_event
 from runtime import Runtime
 from runtime.errors import NotFound
 from runtime.runs import Run, RunHandle
+from runtime.runs.events import Recorded
 from runtime.turns import TurnEvent
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "ended_events",
     "json_response",
     "live_events",
+    "recorded_events",
+    "replay_response",
     "sse_response",
     "values_result",
     "wait_outcome",
@@ -86,6 +89,10 @@ class EventTranslator:
         """JSON-ready data with no internal objects or ids."""
         data = jsonable(_strip(value))
         return _rename(data, self.thread_key, self.thread_id) if self.thread_key else data
+
+    def first(self, run: Run) -> list[tuple[str, Any]]:
+        """What a run's stream starts with: its ``metadata``."""
+        return [("metadata", {"run_id": run.run_id, "attempt": 1})]
 
     def translate(self, event: TurnEvent) -> list[tuple[str, Any]]:
         if event.type == "error":
@@ -165,6 +172,37 @@ def sse_response(
         ping=15,
         headers={"Cache-Control": "no-cache", **(headers or {})},
     )
+
+
+def replay_response(
+    recorded: AsyncIterable[Recorded],
+    cancel: Cancel | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> EventSourceResponse:
+    """An SSE response of a resumable run's recorded events, each with its number as its
+    ``id`` (what a client sends back as ``Last-Event-ID``), ending with ``end``."""
+
+    async def body() -> AsyncIterator[ServerSentEvent]:
+        async for seq, name, data in recorded:
+            yield ServerSentEvent(compact_json(data), event=name, id=str(seq))
+
+    return EventSourceResponse(
+        cancel_on_disconnect(body(), cancel, tail=(sse_event("end", None),)),
+        ping=15,
+        headers={"Cache-Control": "no-cache", **(headers or {})},
+    )
+
+
+def recorded_events(runtime: Runtime, run: Run, after: int | None) -> AsyncIterator[Recorded]:
+    """A resumable run's events numbered above ``after`` (None: from now on), then live."""
+
+    async def done() -> bool:
+        try:
+            return (await runtime.runs.get(run.owner, run.session_id, run.run_id)).done
+        except NotFound:
+            return True
+
+    return runtime.runs.events.follow(run.run_id, after, done)
 
 
 async def live_events(

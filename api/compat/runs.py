@@ -6,14 +6,16 @@ A run's input is one user message (``{"messages": [{"role": "user", "content": .
 (lease, budgets, tool permissions, approvals, rollback on failure) applies unchanged.
 
 Accepted and ignored (documented): ``config`` and ``context`` (the graph takes neither),
-``stream_subgraphs`` (no subgraphs), ``stream_resumable`` (events are not stored for replay;
-``join``/join-stream still work), ``feedback_keys`` and ``langsmith_tracer`` (no LangSmith),
+``feedback_keys`` and ``langsmith_tracer`` (no LangSmith),
 ``checkpoint_during`` (``durability`` says it: ``"async"`` / ``"sync"`` give one checkpoint
 per step for time travel, ``"exit"`` one per run; default: the server's setting), ``strict_resume``
-(resumes are always strict). Refused with 422: non-empty ``interrupt_before`` /
-``interrupt_after`` (only the approval interrupt exists), ``webhook``, ``after_seconds`` > 0,
-``multitask_strategy: "interrupt"``, ``command.update`` / ``command.goto``, and the
-``events`` stream mode is accepted but yields nothing.
+(resumes are always strict). ``stream_resumable``: the stream is recorded
+(:mod:`runtime.runs.events`), its events carry ids, and ``GET .../runs/{run_id}/stream`` with
+``Last-Event-ID`` replays what followed that id (``-1``: everything), then the live tail, from
+any replica. ``interrupt_before`` / ``interrupt_after`` stop the graph
+before / after those nodes; a run with no input then continues the thread from its latest
+checkpoint. Refused with 422: ``webhook``, ``after_seconds`` > 0, ``command.update`` /
+``command.goto``, and the ``events`` stream mode is accepted but yields nothing.
 
 ``command.resume`` may be ``{"decisions": [...]}``, a list of decisions, one decision
 (``{"action": ...}``), or the string ``"approve"`` / ``"reject"`` for every pending call.
@@ -28,7 +30,7 @@ import asyncio
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 
@@ -40,6 +42,8 @@ from api.compat.run_streams import (
     ended_events,
     json_response,
     live_events,
+    recorded_events,
+    replay_response,
     sse_response,
     values_result,
     wait_outcome,
@@ -47,6 +51,7 @@ from api.compat.run_streams import (
 from api.deps import PrincipalDep, RuntimeDep
 from runtime import Runtime
 from runtime.db import MAX_OFFSET_LIMIT
+from runtime.errors import InvalidInput
 from runtime.keys import Principal
 from runtime.runs import Run, RunRequest
 
@@ -92,6 +97,18 @@ def _cancel(runtime: Runtime, request: RunRequest, run: Run, body: RunCreate) ->
     return partial(runtime.runs.cancel_soon, request.owner, request.session_id, run.run_id)
 
 
+def _event_number(last_event_id: str | None) -> int | None:
+    """``Last-Event-ID`` as the number of the last event the client has (-1: none)."""
+    if last_event_id is None:
+        return None
+    try:
+        return int(last_event_id)
+    except ValueError:
+        raise InvalidInput(
+            "Last-Event-ID must be an event id this server sent, or -1", field="Last-Event-ID"
+        ) from None
+
+
 # -- routes -------------------------------------------------------------------------------------
 
 
@@ -100,11 +117,14 @@ async def _stream(
 ) -> EventSourceResponse:
     modes = stream_modes(body)
     request = await run_request(runtime, who, thread_id, body, modes)
-    handle = await runtime.runs.create(request, subscribe=True)
+    handle = await runtime.runs.create(request, subscribe=request.recorder is None)
+    headers = _locations(handle.run, request.temporary, "/stream")
+    cancel = _cancel(runtime, request, handle.run, body)
+    if request.recorder is not None:  # stream_resumable: numbered events, replayable
+        return replay_response(recorded_events(runtime, handle.run, 0), cancel, headers)
     translator = EventTranslator(modes, request.session_id, handle.thread_key)
     events = live_events(handle.run.run_id, handle.events(), translator)
-    headers = _locations(handle.run, request.temporary, "/stream")
-    return sse_response(events, _cancel(runtime, request, handle.run, body), headers)
+    return sse_response(events, cancel, headers)
 
 
 async def _wait(
@@ -213,16 +233,22 @@ async def join_run_stream(
     who: PrincipalDep,
     stream_mode: Annotated[list[str] | None, Query()] = None,
     cancel_on_disconnect: bool = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> EventSourceResponse:
     run = await runtime.runs.get(who.owner, thread_id, run_id)
     session = await runtime.sessions.get(who.owner, thread_id)
     modes = join_modes(stream_mode, run)
+    cancel = partial(runtime.runs.cancel_soon, who.owner, thread_id, run_id)
+    if run.kwargs.get("stream_resumable"):
+        # What the client missed after Last-Event-ID (-1: everything), then live; without
+        # one, from now on. The events are the run's own stream modes.
+        recorded = recorded_events(runtime, run, _event_number(last_event_id))
+        return replay_response(recorded, cancel if cancel_on_disconnect else None)
     live = runtime.runs.live_events(run_id)
     if live is None:
         events = ended_events(runtime, run, modes)
     else:
         events = live_events(run_id, live, EventTranslator(modes, thread_id, session.thread_id))
-    cancel = partial(runtime.runs.cancel_soon, who.owner, thread_id, run_id)
     return sse_response(events, cancel if cancel_on_disconnect else None)
 
 

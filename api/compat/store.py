@@ -71,12 +71,19 @@ def _owner_label(owner: str) -> str:
 
 def _scoped(owner: str, namespace: Namespace, field: str) -> tuple[str, ...]:
     for label in namespace:
-        if not isinstance(label, str) or not label or "." in label:
+        if not isinstance(label, str) or not label or "." in label or "\x00" in label:
             raise InvalidInput(
                 f"namespace label {label!r} must be a non-empty string without periods",
                 field=field,
             )
     return (_owner_label(owner), *namespace)
+
+
+def _key(key: str) -> str:
+    # The store's batch runner would turn Postgres' refusal of NUL into a 500.
+    if "\x00" in key:
+        raise InvalidInput("an item key may not contain NUL characters", field="key")
+    return key
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +97,7 @@ async def put_item(runtime: RuntimeDep, principal: PrincipalDep, body: PutItem) 
     if body.ttl is not None:
         raise InvalidInput("item TTLs are not supported by this server", field="ttl")
     namespace = _scoped(principal.owner, body.namespace, "namespace")
-    await runtime.store.aput(namespace, body.key, body.value)
+    await runtime.store.aput(namespace, _key(body.key), body.value)
     return Response(status_code=204)
 
 
@@ -103,14 +110,14 @@ async def get_item(
     refresh_ttl: Annotated[bool | None, Query()] = None,
 ) -> dict[str, Any] | None:
     labels = namespace.split(".") if namespace else []
-    item = await runtime.store.aget(_scoped(principal.owner, labels, "namespace"), key)
+    item = await runtime.store.aget(_scoped(principal.owner, labels, "namespace"), _key(key))
     return None if item is None else _public(item.dict())
 
 
 @router.delete("/store/items", status_code=204, summary="Delete an item")
 async def delete_item(runtime: RuntimeDep, principal: PrincipalDep, body: DeleteItem) -> Response:
     namespace = _scoped(principal.owner, body.namespace, "namespace")
-    await runtime.store.adelete(namespace, body.key)
+    await runtime.store.adelete(namespace, _key(body.key))
     return Response(status_code=204)
 
 
@@ -122,9 +129,12 @@ async def search_items(
 ) -> dict[str, Any]:
     body = body or SearchItems()
     prefix = _scoped(principal.owner, body.namespace_prefix, "namespace_prefix")
-    items = await runtime.store.asearch(
-        prefix, filter=body.filter, limit=body.limit, offset=body.offset
-    )
+    try:
+        items = await runtime.store.asearch(
+            prefix, filter=body.filter, limit=body.limit, offset=body.offset
+        )
+    except ValueError as exc:  # the store's refusal of a filter (an unknown $operator)
+        raise InvalidInput(f"filter: {exc}", field="filter") from exc
     return {"items": [_public(i.dict()) for i in items]}
 
 

@@ -127,7 +127,7 @@ class StateAtCheckpoint(_Lenient):
 class ThreadStateUpdate(_Lenient):
     """``POST /threads/{thread_id}/state``."""
 
-    values: dict[str, Any] | None = None
+    values: dict[str, Any] | list[Any] | None = None
     as_node: str | None = Field(default=None, max_length=200)
     checkpoint_id: str | None = Field(default=None, max_length=128)
     checkpoint: CheckpointRef | None = None
@@ -355,7 +355,7 @@ async def patch_thread(
 async def delete_thread(
     runtime: RuntimeDep, principal: PrincipalDep, thread_id: ThreadId
 ) -> Response:
-    await runtime.sessions.delete(principal.owner, thread_id)
+    await runtime.runs.delete_thread(principal.owner, thread_id)
     return Response(status_code=204)
 
 

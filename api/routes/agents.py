@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.auth import turn_request
 from api.deps import PrincipalDep, RuntimeDep
@@ -19,7 +19,7 @@ from api.schemas import (
 )
 from api.streaming import SSE_RESPONSES, respond
 from runtime.agents import TemplateSpec
-from runtime.db import DEFAULT_LIMIT, MAX_LIMIT
+from runtime.db import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET_LIMIT
 from runtime.ids import new_id
 
 router = APIRouter(
@@ -64,6 +64,37 @@ async def update_agent(
     changes = body.model_dump(exclude_unset=True, mode="json")
     template = await runtime.templates.update(
         agent_id, changes, owner=who.owner, system=who.is_admin
+    )
+    return AgentPublic.of(template)
+
+
+@router.get("/{agent_id}/versions", summary="An agent's kept versions, newest first")
+async def list_agent_versions(
+    agent_id: str,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_OFFSET_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[AgentPublic]:
+    versions = await runtime.templates.versions(
+        agent_id, owner=who.owner, limit=limit, offset=offset
+    )
+    return [AgentPublic.of(t) for t in versions]
+
+
+@router.post(
+    "/{agent_id}/versions/{version}/current",
+    summary="Make a kept version the agent's current one",
+    responses={403: {"model": ErrorBody}},
+)
+async def set_agent_version(
+    agent_id: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+) -> AgentPublic:
+    template = await runtime.templates.set_version(
+        agent_id, version, owner=who.owner, system=who.is_admin
     )
     return AgentPublic.of(template)
 

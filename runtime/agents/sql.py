@@ -21,9 +21,11 @@ __all__ = [
     "DELETE_AGENT_SESSIONS",
     "INSERT_AGENT",
     "LIST_AGENTS",
+    "LIST_VERSIONS",
     "PRUNE_TURN_LOG",
     "SELECT_AGENT",
     "SELECT_AGENT_FOR_UPDATE",
+    "SET_CURRENT_VERSION",
     "SORT_COLUMNS",
     "UPDATE_AGENT_SPEC",
     "VISIBLE",
@@ -57,17 +59,39 @@ SORT_COLUMNS: dict[str, str] = {
     "updated_at": "updated_at",
 }
 
+# Every statement that writes a version of an agent keeps it in agent_versions too: it wraps
+# a statement returning the agents row (as ``a``) in this.
+_KEEPING_VERSION = (
+    "WITH a AS ({}), v AS (INSERT INTO agent_versions (agent_id, version, spec, created_at) "
+    "SELECT agent_id, version, spec, updated_at FROM a ON CONFLICT DO NOTHING) SELECT * FROM a"
+)
 # (agent_id, owner, spec): the new row, or nothing when the id is taken.
-INSERT_AGENT = (
+INSERT_AGENT = _KEEPING_VERSION.format(
     "INSERT INTO agents (agent_id, owner, spec) VALUES (%s, %s, %s) "
     "ON CONFLICT (agent_id) DO NOTHING RETURNING *"
 )
 SELECT_AGENT = "SELECT * FROM agents WHERE agent_id = %s"
 SELECT_AGENT_FOR_UPDATE = SELECT_AGENT + " FOR UPDATE"
-# (spec, agent_id)
-UPDATE_AGENT_SPEC = (
-    "UPDATE agents SET spec = %s, version = version + 1, updated_at = now() "
+# (spec, agent_id): a new version, numbered after every kept one (the current one may be
+# an older version made current again).
+UPDATE_AGENT_SPEC = _KEEPING_VERSION.format(
+    "UPDATE agents SET spec = %s, updated_at = now(), version = 1 + greatest(version, "
+    "(SELECT max(v.version) FROM agent_versions v WHERE v.agent_id = agents.agent_id)) "
     "WHERE agent_id = %s RETURNING *"
+)
+# (agent_id, version): make a kept version the current one.
+SET_CURRENT_VERSION = (
+    "UPDATE agents a SET spec = v.spec, version = v.version, updated_at = now() "
+    "FROM agent_versions v WHERE a.agent_id = %s AND v.agent_id = a.agent_id "
+    "AND v.version = %s RETURNING a.*"
+)
+# (agent_id, metadata, limit, offset): the kept versions, newest first, as agents rows;
+# metadata (or NULL) must be contained in the version's metadata.
+LIST_VERSIONS = (
+    "SELECT v.agent_id, a.owner, v.version, v.spec, a.created_at, v.created_at AS updated_at "
+    "FROM agent_versions v JOIN agents a USING (agent_id) WHERE v.agent_id = %s "
+    "AND (%s::jsonb IS NULL OR coalesce(v.spec->'metadata', '{}'::jsonb) @> %s::jsonb) "
+    "ORDER BY v.version DESC LIMIT %s OFFSET %s"
 )
 DELETE_AGENT = "DELETE FROM agents WHERE agent_id = %s"
 # A keyset page by agent_id: visibility and name params, %(after)s and %(n)s.

@@ -124,6 +124,42 @@ class TemplateStore:
             raise _not_found(agent_id)
         return template_from_row(row)
 
+    async def versions(
+        self,
+        agent_id: str,
+        *,
+        owner: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> builtins.list[AgentTemplate]:
+        """The template's kept versions, newest first (``metadata``: those whose metadata
+        contains it)."""
+        await self.get(agent_id, owner=owner)  # NotFound: not visible
+        check_offset_page(limit, offset)
+        meta = Jsonb(metadata) if metadata else None
+        rows = await fetch_all(self._pool, sql.LIST_VERSIONS, (agent_id, meta, meta, limit, offset))
+        return [template_from_row(r) for r in rows]
+
+    async def set_version(
+        self, agent_id: str, version: int, *, owner: str | None = None, system: bool = False
+    ) -> AgentTemplate:
+        """Make a kept version the current one (its number stays; the next change is
+        numbered after every kept version).
+
+        Raises:
+            NotFound: no such template or version.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await fetch_one(conn, sql.SELECT_AGENT_FOR_UPDATE, (agent_id,))
+            _editable(row, agent_id, owner, system)
+            updated = await fetch_one(conn, sql.SET_CURRENT_VERSION, (agent_id, version))
+        if updated is None:
+            raise NotFound(
+                f"agent {agent_id!r} has no version {version}", agent_id=agent_id, version=version
+            )
+        return template_from_row(updated)
+
     async def list(
         self,
         *,

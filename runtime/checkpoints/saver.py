@@ -68,6 +68,10 @@ EXPECTED_CHECKPOINT = "sessiongraph_expected_checkpoint"
 Write = tuple[str, Any, Any]
 
 _deferred: ContextVar[list[Write] | None] = ContextVar("sessiongraph_deferred", default=None)
+# The checkpoints written while deferring, by thread: the turn reads them back from here.
+_unwritten: ContextVar[dict[str, CheckpointTuple] | None] = ContextVar(
+    "sessiongraph_unwritten", default=None
+)
 
 
 @contextmanager
@@ -76,9 +80,11 @@ def deferring_writes() -> Iterator[list[Write]]:
     running them; the list it yields holds them, in order, for :func:`replay_writes`."""
     sink: list[Write] = []
     token = _deferred.set(sink)
+    unwritten = _unwritten.set({})
     try:
         yield sink
     finally:
+        _unwritten.reset(unwritten)
         _deferred.reset(token)
 
 
@@ -170,6 +176,9 @@ class SessionSaver(AsyncPostgresSaver):
         )
         if expected and cacheable:
             thread_id = str(configurable["thread_id"])
+            pending = (_unwritten.get() or {}).get(thread_id)
+            if pending is not None and pending.checkpoint["id"] == expected:
+                return _fresh(pending)
             entry = self._cache.get(thread_id)
             if entry is not None and entry[0].checkpoint["id"] == expected:
                 self._cache.move_to_end(thread_id)
@@ -243,6 +252,10 @@ class SessionSaver(AsyncPostgresSaver):
 
     def _remember(self, thread_id: str, found: CheckpointTuple) -> None:
         self.forget(thread_id)
+        unwritten = _unwritten.get()
+        if unwritten is not None:
+            # Deferred, so not in Postgres yet: the rest of its turn reads it from here.
+            unwritten[thread_id] = found
         if self.cache_messages <= 0:
             return
         size = 1 + len(found.checkpoint["channel_values"].get("messages") or ())

@@ -178,6 +178,33 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (bucket, window_start)
     )
     """,
+    """
+    -- Every version of every agent, kept (LangGraph's assistant versions); agents holds the
+    -- current one. Written with agents' own statements (runtime/agents/sql.py).
+    CREATE TABLE agent_versions (
+        agent_id     text NOT NULL REFERENCES agents (agent_id) ON DELETE CASCADE,
+        version      integer NOT NULL,
+        spec         jsonb NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (agent_id, version)
+    )
+    """,
+    """
+    INSERT INTO agent_versions (agent_id, version, spec, created_at)
+    SELECT agent_id, version, spec, updated_at FROM agents
+    """,
+    """
+    -- The events of resumable runs' streams (runtime.runs.events), numbered from 1 per run.
+    CREATE TABLE run_events (
+        run_id      text NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        seq         integer NOT NULL,
+        event       text NOT NULL,
+        data        jsonb,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, seq)
+    )
+    """,
+    """CREATE INDEX run_events_created_idx ON run_events (created_at)""",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

@@ -6,10 +6,10 @@ the session's lease, runs the guarded graph, and commits or rolls back its check
 
 - **Multitask strategies.** ``reject`` refuses a run while another run (or a native turn)
   holds the thread: ``SessionBusy``. ``enqueue`` waits, in order of creation, for the
-  thread to be free, up to ``enqueue_wait_seconds``. ``rollback`` cancels the run(s) in
-  flight on the thread (each rolls back, as a failed turn does) and then waits like
-  ``enqueue``. ``interrupt`` (keep the steps done so far) is refused: a turn here is all or
-  nothing.
+  thread to be free, up to ``enqueue_wait_seconds``. ``rollback`` and ``interrupt`` cancel
+  the run(s) in flight on the thread and then wait like ``enqueue``; the cancelled run ends
+  ``interrupted``. A turn here is all or nothing, so ``interrupt`` keeps no partial steps
+  of the run it stops: both roll it back to the thread's last committed checkpoint.
 - **Where runs execute.** In a task of the process that accepted them; live events are
   delivered to subscribers in that process. Other replicas read the row: ``join`` polls it
   until the run ends, ``cancel`` sets ``cancel_requested``, which the owning process polls
@@ -30,8 +30,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -46,43 +47,35 @@ from runtime.errors import (
     error_dict,
 )
 from runtime.runs import sql
+from runtime.runs.events import RunEventLog
 from runtime.runs.model import (
     MULTITASK_STRATEGIES,
     RUN_STATUSES,
+    LiveRun,
     Run,
     RunHandle,
     RunRequest,
     RunStatus,
 )
 from runtime.sessions import SessionStore
-from runtime.turns import TurnEvent, TurnRequest, TurnResult, TurnRunner
+from runtime.turns import TurnEvent, TurnRequest, TurnRunner
 
 __all__ = ["RunManager"]
 
+
+Action = Callable[[], Awaitable[None]]
+
+
+async def _stopping(action: Action, stop: Action) -> None:
+    """``action``; if a turn in flight refuses it, ``stop`` the runs, then ``action`` again."""
+    try:
+        await action()
+    except SessionBusy:
+        await stop()
+        await action()
+
+
 log = logging.getLogger(__name__)
-
-
-class _Live:
-    """A run executing (or queued) in this process: its tasks and event subscribers."""
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.subscribers: list[asyncio.Queue[TurnEvent]] = []
-        self.ended = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None  # the waiter / event pump
-        self.turn: asyncio.Task[TurnResult] | None = None
-        self.cancelled = False
-
-    def subscribe(self) -> asyncio.Queue[TurnEvent]:
-        """A queue that receives every event published from now on."""
-        queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
-        self.subscribers.append(queue)
-        return queue
-
-    def publish(self, event: TurnEvent) -> None:
-        """Send ``event`` to every subscriber."""
-        for queue in self.subscribers:
-            queue.put_nowait(event)
 
 
 class RunManager:
@@ -96,16 +89,19 @@ class RunManager:
         *,
         enqueue_wait_seconds: float = 600.0,
         poll_seconds: float = 0.5,
+        events_retention_seconds: float = 600.0,
     ) -> None:
         self._pool = pool
         self._sessions = sessions
         self._turns = turns
         self.enqueue_wait_seconds = enqueue_wait_seconds
         self.poll_seconds = poll_seconds
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, LiveRun] = {}
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        # Resumable runs' streams (stream_resumable), replayable from any replica.
+        self.events = RunEventLog(pool, retention_seconds=events_retention_seconds)
 
     # -- create and execute -----------------------------------------------------------------
 
@@ -127,7 +123,7 @@ class RunManager:
         turn = replace(request.turn, run_id=run_id)
         await self._make_room(request)
         run = await self._insert(request, run_id)
-        live = _Live(run)
+        live = LiveRun(run)
         queue = live.subscribe() if subscribe else None
         handle = RunHandle(run, session.thread_id, queue)
         queued = strategy != "reject" and await self._queued_before(run)
@@ -143,6 +139,9 @@ class RunManager:
                 await self._delete_row(run_id)
                 raise
         self._live[run_id] = live
+        if request.recorder is not None:
+            self.events.open(run_id)
+            self.events.append(run_id, request.recorder.first(run))
         self._ensure_poller()
         if queued:
             live.task = asyncio.create_task(self._wait_then_run(live, request, turn))
@@ -160,8 +159,7 @@ class RunManager:
         strategy = request.multitask_strategy
         if strategy not in MULTITASK_STRATEGIES:
             raise InvalidInput(
-                f"multitask_strategy {strategy!r} is not supported: a turn here is all or "
-                "nothing, so it cannot be interrupted keeping its partial steps",
+                f"multitask_strategy {strategy!r} is not supported",
                 field="multitask_strategy",
                 supported=list(MULTITASK_STRATEGIES),
             )
@@ -175,10 +173,10 @@ class RunManager:
                 "finish or choose another multitask strategy",
                 session_id=session_id,
             )
-        if request.multitask_strategy == "rollback":
+        if request.multitask_strategy in ("rollback", "interrupt"):
             await self._cancel_inflight(owner, session_id)
 
-    async def _wait_then_run(self, live: _Live, request: RunRequest, turn: TurnRequest) -> None:
+    async def _wait_then_run(self, live: LiveRun, request: RunRequest, turn: TurnRequest) -> None:
         """A queued run: wait for its turn on the thread, then run it."""
         run = live.run
         loop = asyncio.get_running_loop()
@@ -226,7 +224,7 @@ class RunManager:
         await self._pump(live, request, events)
 
     async def _pump(
-        self, live: _Live, request: RunRequest, events: AsyncIterator[TurnEvent]
+        self, live: LiveRun, request: RunRequest, events: AsyncIterator[TurnEvent]
     ) -> None:
         """Forward the turn's events to subscribers; record how the run ended.
 
@@ -244,6 +242,7 @@ class RunManager:
                         status = "interrupted" if live.cancelled else "error"
                         error = None if live.cancelled else dict(event.data)
                     continue
+                self._record(request, live, event)
                 live.publish(event)
         except BaseException:
             status, error = "error", dict(last.data)
@@ -253,14 +252,17 @@ class RunManager:
 
     async def _finish(
         self,
-        live: _Live,
+        live: LiveRun,
         request: RunRequest,
         status: RunStatus,
         error: dict[str, Any] | None,
         last: TurnEvent,
     ) -> None:
         try:
+            self._record(request, live, last)
+            await self.events.flush(live.run.run_id)
             live.run = await self._set_status(live.run.run_id, status, error) or live.run
+            await self.events.close(live.run.run_id)
             if request.temporary:
                 with contextlib.suppress(SessiongraphError):
                     await self._sessions.delete(request.owner, request.session_id)
@@ -319,20 +321,56 @@ class RunManager:
         return run
 
     async def cancel(self, owner: str, session_id: str, run_id: str) -> Run:
-        """Cancel a pending or running run; a running turn rolls back.
+        """Cancel a pending or running run; a running turn rolls back. A run that has
+        already ended is left alone (as LangGraph's server does) and returned as it is.
 
         Raises:
             NotFound: no such run.
-            Conflict: the run has already ended.
         """
         row = await fetch_one(self._pool, sql.REQUEST_CANCEL, (owner, session_id, run_id))
         if row is None:
-            run = await self.get(owner, session_id, run_id)
-            raise Conflict(
-                f"run {run_id!r} has already ended ({run.status})", run_id=run_id, status=run.status
-            )
+            return await self.get(owner, session_id, run_id)
         self._cancel_local(run_id)
         return Run.from_row(row)
+
+    async def stop_thread(self, owner: str, session_id: str) -> None:
+        """Cancel the thread's pending and running runs and wait for them to end (before the
+        thread is deleted)."""
+        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
+        await self._stopped([r["run_id"] for r in rows])
+
+    async def stop_agent(self, agent_id: str) -> None:
+        """Cancel the pending and running runs on every thread of an agent and wait for them
+        to end (before the agent is deleted)."""
+        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_AGENT, (agent_id,))
+        await self._stopped([r["run_id"] for r in rows])
+
+    async def delete_thread(self, owner: str, session_id: str) -> None:
+        """Delete a thread, cancelling its runs first if it is running some (LangGraph's
+        semantics; the native API refuses instead)."""
+        await _stopping(
+            partial(self._sessions.delete, owner, session_id),
+            partial(self.stop_thread, owner, session_id),
+        )
+
+    async def delete_agent(self, agent_id: str, delete: Action) -> None:
+        """Run ``delete`` (the agent's, with its threads), cancelling the runs on its threads
+        first if it is refused because some are running."""
+        await _stopping(delete, partial(self.stop_agent, agent_id))
+
+    async def _stopped(self, run_ids: Sequence[str]) -> None:
+        """Cancel these runs here (other replicas poll for the request) and wait, up to the
+        enqueue wait, until none is active."""
+        for run_id in run_ids:
+            self._cancel_local(run_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.enqueue_wait_seconds
+        while run_ids and loop.time() < deadline:
+            params = {"ids": list(run_ids), "wait": self.enqueue_wait_seconds}
+            rows = await fetch_all(self._pool, sql.STILL_ACTIVE, params)
+            run_ids = tuple(r["run_id"] for r in rows)
+            if run_ids:
+                await asyncio.sleep(min(self.poll_seconds, 0.1))
 
     def cancel_soon(self, owner: str, session_id: str, run_id: str) -> None:
         """:meth:`cancel` in a task of its own, for callers being cancelled themselves (a
@@ -370,6 +408,10 @@ class RunManager:
                 await self._poller
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _record(self, request: RunRequest, live: LiveRun, event: TurnEvent) -> None:
+        if request.recorder is not None:
+            self.events.append(live.run.run_id, request.recorder.translate(event))
 
     def _cancel_local(self, run_id: str) -> bool:
         live = self._live.get(run_id)

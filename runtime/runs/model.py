@@ -10,16 +10,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from runtime.turns import TurnEvent, TurnRequest
+from runtime.turns import TurnEvent, TurnRequest, TurnResult
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "EventRecorder",
     "MULTITASK_STRATEGIES",
     "RUN_STATUSES",
     "MultitaskStrategy",
     "Run",
+    "LiveRun",
     "RunHandle",
     "RunRequest",
     "RunStatus",
@@ -29,8 +31,8 @@ RunStatus = Literal["pending", "running", "success", "error", "interrupted"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "success", "error", "interrupted")
 # A run with one of these statuses has not ended (runtime.runs.sql spells them as ACTIVE).
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("pending", "running")
-MultitaskStrategy = Literal["reject", "enqueue", "rollback"]
-MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback")
+MultitaskStrategy = Literal["reject", "enqueue", "rollback", "interrupt"]
+MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback", "interrupt")
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,21 @@ class Run:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
+class EventRecorder(Protocol):
+    """What a run records: the events that start its stream, and each turn event as stream
+    events (the API's vocabulary; the runtime stores them as given)."""
+
+    def first(self, run: Run) -> list[tuple[str, Any]]: ...
+
+    def translate(self, event: TurnEvent) -> list[tuple[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """What to run: a turn on one session, with the run's bookkeeping.
 
     ``temporary``: delete the session when the run ends (LangGraph's stateless runs).
+    ``recorder``: record the run's stream for replay (resumable streams), as it translates it.
     """
 
     owner: str
@@ -75,6 +87,7 @@ class RunRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
     temporary: bool = False
+    recorder: EventRecorder | None = None
 
 
 @dataclass
@@ -94,3 +107,27 @@ class RunHandle:
             yield event
             if event.type in ("done", "error"):
                 return
+
+
+class LiveRun:
+    """A run executing (or queued) in this process: its tasks and event subscribers (the
+    manager's own bookkeeping)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.subscribers: list[asyncio.Queue[TurnEvent]] = []
+        self.ended = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None  # the waiter / event pump
+        self.turn: asyncio.Task[TurnResult] | None = None
+        self.cancelled = False
+
+    def subscribe(self) -> asyncio.Queue[TurnEvent]:
+        """A queue that receives every event published from now on."""
+        queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
+        self.subscribers.append(queue)
+        return queue
+
+    def publish(self, event: TurnEvent) -> None:
+        """Send ``event`` to every subscriber."""
+        for queue in self.subscribers:
+            queue.put_nowait(event)

@@ -12,13 +12,19 @@ __all__ = [
     "DELETE_RUN",
     "ENDED",
     "INFLIGHT",
+    "INSERT_RUN_EVENT",
+    "LAST_RUN_EVENT",
+    "PRUNE_RUN_EVENTS",
+    "RUN_EVENTS_AFTER",
     "INSERT_RUN",
     "LIST_RUNS",
     "QUEUED_BEFORE",
     "REQUEST_CANCEL",
+    "REQUEST_CANCEL_AGENT",
     "REQUEST_CANCEL_INFLIGHT",
     "SELECT_RUN",
     "SET_STATUS",
+    "STILL_ACTIVE",
 ]
 
 _ACTIVE_LIST = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
@@ -58,6 +64,13 @@ REQUEST_CANCEL_INFLIGHT = (
     "UPDATE runs SET cancel_requested = true, updated_at = now() "
     f"WHERE owner = %s AND session_id = %s AND {ACTIVE} RETURNING run_id"
 )
+# (agent_id): the run ids of the runs that had not ended on the agent's threads.
+REQUEST_CANCEL_AGENT = (
+    "UPDATE runs SET cancel_requested = true, updated_at = now() "
+    f"WHERE assistant_id = %s AND {ACTIVE} RETURNING run_id"
+)
+# %(ids)s, %(wait)s: those of the runs that are still active (a dead process's rows age out).
+STILL_ACTIVE = f"SELECT run_id FROM runs WHERE run_id = ANY(%(ids)s) AND {ACTIVE} AND {_RECENT}"
 # (run_ids): those a cancel was requested for.
 CANCELS_REQUESTED = "SELECT run_id FROM runs WHERE run_id = ANY(%s) AND cancel_requested"
 # (owner, session_id, run_id): deletes the run if it has ended.
@@ -80,4 +93,20 @@ QUEUED_BEFORE = (
     "AND status = 'pending' AND run_id <> %(run_id)s "
     "AND (created_at, run_id) < (%(created_at)s, %(run_id)s) "
     f"AND {_RECENT}) AS queued"
+)
+
+# -- run_events: resumable streams (runtime.runs.events) ------------------------------------
+
+# (run_id, seq, event, data)
+INSERT_RUN_EVENT = "INSERT INTO run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s)"
+# (run_id, after): the events numbered above ``after``, in order.
+RUN_EVENTS_AFTER = (
+    "SELECT seq, event, data FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq"
+)
+# (run_id): the last number recorded (NULL: none yet).
+LAST_RUN_EVENT = "SELECT max(seq) AS seq FROM run_events WHERE run_id = %s"
+# (seconds): events older than that, of runs that have ended (or are gone).
+PRUNE_RUN_EVENTS = (
+    "DELETE FROM run_events e WHERE e.created_at < now() - make_interval(secs => %s) "
+    f"AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = e.run_id AND r.{ACTIVE})"
 )

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
-from langgraph.types import StateSnapshot
+from langgraph.types import StateSnapshot, StateUpdate
 from psycopg.types.json import Jsonb
 
 from runtime.agents import CompiledGraph, GraphCache, TemplateStore
@@ -182,7 +182,7 @@ class ThreadStates:
         self,
         owner: str,
         session_id: str,
-        values: dict[str, Any] | None,
+        values: dict[str, Any] | list[Any] | None,
         *,
         as_node: str | None = None,
         checkpoint_id: str | None = None,
@@ -198,8 +198,10 @@ class ThreadStates:
             InvalidInput: the graph refuses the update (unknown node, malformed values).
             NotFound: no such session, or ``checkpoint_id`` outside the committed lineage.
         """
-        if values is not None and not isinstance(values, dict):
-            raise InvalidInput("values must be an object of channel updates", field="values")
+        if values is not None and not isinstance(values, dict | list):
+            raise InvalidInput(
+                "values must be an object of channel updates, or a list", field="values"
+            )
         written, _ = await self.update_with(
             owner,
             session_id,
@@ -213,7 +215,7 @@ class ThreadStates:
         self,
         owner: str,
         session_id: str,
-        plan: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, T]],
+        plan: Callable[[dict[str, Any]], tuple[dict[str, Any] | list[Any] | None, T]],
         *,
         as_node: str | None = None,
         checkpoint_id: str | None = None,
@@ -235,7 +237,7 @@ class ThreadStates:
             before = _message_count(current) if current else 0
             values, result = plan(dict(current.values) if current else {})
             try:
-                written = await graph.aupdate_state(base, values, as_node=as_node)
+                written = await _write_update(graph, base, values, as_node)
             except _REFUSED_UPDATE as exc:
                 raise InvalidInput(
                     f"the graph refused the state update: {exc}", field="values"
@@ -246,3 +248,17 @@ class ThreadStates:
             raise
         await self._sessions.release(lease, TurnCounters(turns=0, messages=after - before))
         return str(written["configurable"]["checkpoint_id"]), result
+
+
+async def _write_update(
+    graph: Any, base: RunnableConfig, values: dict[str, Any] | list[Any] | None, as_node: str | None
+) -> RunnableConfig:
+    """Apply an update as LangGraph's ``POST /threads/{id}/state`` takes it: an object of
+    channel values, or a list: of objects, applied one after the other (each as ``as_node``),
+    or else the value of a graph whose state is a list."""
+    if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+        steps = [[StateUpdate(v, as_node)] for v in values]
+        written: RunnableConfig = await graph.abulk_update_state(base, steps)
+        return written
+    written = await graph.aupdate_state(base, values, as_node=as_node)
+    return written

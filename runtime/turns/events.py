@@ -165,6 +165,9 @@ class TurnRequest:
     agent_id: str | None = None
     # When this turn's checkpoints are written; None: the runner's default.
     durability: Durability | None = None
+    # Stop before / after these nodes ("*": every node), as LangGraph's run options.
+    interrupt_before: str | tuple[str, ...] | None = None
+    interrupt_after: str | tuple[str, ...] | None = None
 
     @property
     def resume(self) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -60,6 +60,7 @@ from runtime.turns.guards import (
 from runtime.turns.stream import (
     GraphStream,
     ModelTimer,
+    apply_input,
     check_input_keys,
     checked_input,
     split_pending,
@@ -96,9 +97,11 @@ class TurnRunner:
     ) -> None:
         """
         Args:
-            durability: when checkpoints are written. ``"exit"`` (the default): one per turn,
-                when the graph run ends or pauses. A turn is all-or-nothing anyway (one that
-                dies half-way is rolled back to the session's committed checkpoint), so
+            durability: when checkpoints are written. ``"exit"`` (the default): per turn, the
+                state with the input applied (see ``apply_input``) and the state when the
+                graph run ends or pauses, written when it ends. A turn is all-or-nothing
+                anyway (one that dies half-way is rolled back to the session's committed
+                checkpoint), so
                 per-step checkpoints (``"async"``, ``"sync"``) only add writes, each
                 rewriting every message, unless you want step-by-step time travel.
         """
@@ -343,14 +346,19 @@ class TurnRunner:
         graph: Any = agent.graph
         with deferring as writes:
             async with self._sessions.renewing(lease, current), hard_bounds(guard):
+                if durability == "exit" and isinstance(graph_input, Mapping):
+                    # The state with the input applied gets a checkpoint too (regenerate).
+                    config = await apply_input(graph, graph_input, config)
+                    graph_input = None
                 await run.consume(
-                    graph.astream(
+                    run.parts(
+                        graph,
                         graph_input,
                         config,
                         context=context,
-                        stream_mode=run.modes,
                         durability=durability,
-                        subgraphs=run.subgraphs,
+                        interrupt_before=request.interrupt_before,
+                        interrupt_after=request.interrupt_after,
                     )
                 )
         return writes

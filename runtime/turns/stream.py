@@ -181,6 +181,33 @@ def turn_config(
     return config
 
 
+async def apply_input(graph: Any, graph_input: Any, config: RunnableConfig) -> RunnableConfig:
+    """Write the turn's input into a checkpoint of its own (the state before the graph's
+    first node answers, as per-step checkpoints have it) and return the config that continues
+    the turn from there with no input.
+
+    With one checkpoint per turn this is what lets a client regenerate an answer (run from
+    this checkpoint with no input) or edit the input (run from its parent with a new one).
+    Its writes are deferred like the turn's; the saver serves it from memory to the rest of
+    the turn (:data:`EXPECTED_CHECKPOINT`).
+    """
+    if not config["configurable"].get(EXPECTED_CHECKPOINT) and not config["configurable"].get(
+        "checkpoint_id"
+    ):
+        # A new thread starts from an empty input checkpoint, as LangGraph's own first one,
+        # so that the first input can be edited too (a run from it with a new input).
+        config = _continuing(config, await graph.aupdate_state(config, {}, as_node="__input__"))
+    written = await graph.aupdate_state(config, graph_input, as_node="__start__")
+    return _continuing(config, written)
+
+
+def _continuing(config: RunnableConfig, written: RunnableConfig) -> RunnableConfig:
+    """``config`` continuing from the checkpoint just ``written`` (read back from memory)."""
+    configurable = {k: v for k, v in config["configurable"].items() if k != "checkpoint_id"}
+    configurable[EXPECTED_CHECKPOINT] = written["configurable"]["checkpoint_id"]
+    return {**config, "configurable": configurable}
+
+
 def _updated_messages(update: Any) -> list[BaseMessage]:
     """Messages a node wrote, whether it returned a dict or (tools) a list of updates."""
     parts = update if isinstance(update, list) else [update]
@@ -252,12 +279,30 @@ class GraphStream:
         self._emit = emit
         # Raw parts of these modes go out as ``chunk`` events (only when streaming).
         self._raw = set(stream_modes) if emit else set()
+        # "events": LangChain's astream_events (v2) events, each as a chunk of that mode.
+        self.events = "events" in self._raw
         modes = ["updates", "messages"] if emit else ["updates"]
-        self.modes = modes + sorted(self._raw - set(modes))
+        self.modes = modes + sorted(self._raw - set(modes) - {"events"})
         self.added = added
         self.subgraphs = subgraphs
         self.pending: list[dict[str, Any]] | None = None
         self._streamed = False  # tokens went out since the last complete message
+
+    def parts(self, graph: Any, graph_input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+        """The graph run's stream parts (``graph.astream``), read from its ``astream_events``
+        when the events are asked for too (the root graph's ``on_chain_stream`` events carry
+        the same parts)."""
+        kwargs.update(stream_mode=self.modes, subgraphs=self.subgraphs)
+        if not self.events:
+            return graph.astream(graph_input, config, **kwargs)
+        return self._from_events(graph.astream_events(graph_input, config, version="v2", **kwargs))
+
+    async def _from_events(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for event in events:
+            if self._emit:
+                self._emit(TurnEvent("chunk", {"mode": "events", "data": event}))
+            if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
+                yield event["data"]["chunk"]
 
     async def consume(self, parts: AsyncIterator[Any]) -> None:
         """Read every ``(mode, chunk)`` part of the run (``(ns, mode, chunk)`` with

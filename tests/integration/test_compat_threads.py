@@ -134,11 +134,20 @@ class TestAssistants:
         assert patched["version"] == 2
         assert patched["metadata"] == {"team": "blue", "rank": "1"}
         assert patched["config"]["configurable"]["system_prompt"] == "Arr."
+        # Every version is kept: list them, make an older one current, change it again.
         versions = await client.assistants.get_versions(aid)
-        assert [v["version"] for v in versions] == [2]
-        assert (await client.assistants.set_latest(aid, 2))["version"] == 2
+        assert [(v["version"], v["name"]) for v in versions] == [(2, "Captain"), (1, "Pirate")]
+        assert [v["version"] for v in await client.assistants.get_versions(aid, limit=1)] == [2]
+        older = await client.assistants.get_versions(aid, metadata={"rank": "1"})
+        assert [v["version"] for v in older] == [2]
+        current = await client.assistants.set_latest(aid, 1)
+        assert (current["version"], current["name"]) == (1, "Pirate")
+        got = await client.assistants.get(aid)
+        assert got["config"]["configurable"]["system_prompt"] == "Talk like a pirate."
+        assert (await client.assistants.update(aid, name="Bosun"))["version"] == 3
+        assert len(await client.assistants.get_versions(aid)) == 3
         with pytest.raises(NotFoundError):
-            await client.assistants.set_latest(aid, 1)
+            await client.assistants.set_latest(aid, 9)
 
         await client.assistants.delete(aid)
         with pytest.raises(NotFoundError):
@@ -243,21 +252,25 @@ class TestState:
         assert thread["status"] == "idle"
         assert thread["values"]["messages"] == messages
 
-        # One checkpoint per turn (the default durability): two turns, two checkpoints.
+        # The default durability: per turn, the state with the input applied (next: the
+        # first node) and the turn's end; and the new thread's empty first state.
         history = await client.threads.get_history(sid, limit=3)
-        assert len(history) == 2
+        assert len(history) == 3
         assert history[0]["checkpoint"] == state["checkpoint"]
         assert (
             history[1]["checkpoint"]["checkpoint_id"]
             == history[0]["parent_checkpoint"]["checkpoint_id"]
         )
+        assert [h["next"] for h in history] == [[], ["agent"], []]
         older = await client.threads.get_history(sid, limit=2, before=history[0]["checkpoint"])
         assert [h["checkpoint"] for h in older] == [h["checkpoint"] for h in history[1:3]]
         everything = await client.threads.get_history(sid, limit=1000)  # capped at 100
-        assert len(everything) == 2
+        assert len(everything) == 5
         assert everything[-1]["parent_checkpoint"] is None
+        assert not any(everything[-1]["values"].values())  # empty channels
+        assert everything[-1]["next"] == ["__start__"]
 
-        past = everything[1]
+        past = everything[2]
         at = await client.threads.get_state(sid, checkpoint_id=past["checkpoint"]["checkpoint_id"])
         assert at["values"] == past["values"]
         at = await client.threads.get_state(sid, checkpoint=past["checkpoint"])

@@ -214,6 +214,28 @@ class TestAgents:
         error(await http.get(f"/v1/agents/{agent['id']}"), 404, "not_found")
 
 
+class TestAgentVersions:
+    async def test_versions_are_kept_and_an_older_one_made_current(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        """Every version is listed, newest first; an older one can be made current again and
+        the next change is numbered after every kept one."""
+        agent_id = uid("agt")
+        created = await http.post(
+            "/v1/agents", json={"id": agent_id, "name": "v", "system_prompt": "One."}
+        )
+        assert created.status_code == 201, created.text
+        await http.patch(f"/v1/agents/{agent_id}", json={"system_prompt": "Two."})
+        versions = (await http.get(f"/v1/agents/{agent_id}/versions")).json()
+        assert [(v["version"], v["system_prompt"]) for v in versions] == [(2, "Two."), (1, "One.")]
+        current = await http.post(f"/v1/agents/{agent_id}/versions/1/current")
+        assert current.status_code == 200, current.text
+        assert (current.json()["version"], current.json()["system_prompt"]) == (1, "One.")
+        again = await http.patch(f"/v1/agents/{agent_id}", json={"system_prompt": "Three."})
+        assert again.json()["version"] == 3
+        error(await http.post(f"/v1/agents/{agent_id}/versions/7/current"), 404, "not_found")
+
+
 class TestSessions:
     async def test_put_creates_then_returns_existing(self, http: httpx.AsyncClient) -> None:
         """PUT answers 201 with a new session, then 200 with the same one."""

@@ -205,7 +205,8 @@ class TestRetention:
             await rt.session(SESSION, agent_id=AGENT)
             for i in range(12):
                 await rt.chat(SESSION, f"hello {i}")
-            assert (await checkpoint_rows(rt))["checkpoints"] == 12
+            # Two per turn (the input applied, the turn's end) and the empty first state.
+            assert (await checkpoint_rows(rt))["checkpoints"] == 25
 
 
 class TestStateCacheAcrossReplicas:
