@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import Request
@@ -20,6 +21,7 @@ from runtime import Runtime, TurnEvent
 from runtime.turns import TurnRequest
 
 __all__ = [
+    "IDEMPOTENCY_HEADER",
     "SSE_RESPONSES",
     "compact_json",
     "respond",
@@ -27,6 +29,9 @@ __all__ = [
     "stream_turn",
     "wants_stream",
 ]
+
+# The header that makes a turn request safe to retry (runtime.turns.retries).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -72,7 +77,14 @@ async def stream_turn(started: Awaitable[AsyncIterator[TurnEvent]]) -> EventSour
 async def respond(
     runtime: Runtime, request: Request, owner: str, session_id: str, turn: TurnRequest
 ) -> Any:
-    """A turn's answer: its events as SSE when the client asks for them, else its result."""
+    """A turn's answer: its events as SSE when the client asks for them, else its result.
+
+    An ``Idempotency-Key`` header makes a retry safe: the same key and body return the
+    first attempt's result (or wait for it) instead of running the turn again.
+    """
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None:
+        turn = replace(turn, idempotency_key=key)
     if wants_stream(request):
         return await stream_turn(runtime.start(session_id, turn, owner=owner))
     return (await runtime.run(session_id, turn, owner=owner)).to_dict()

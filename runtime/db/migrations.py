@@ -178,6 +178,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (bucket, window_start)
     )
     """,
+    """
+    -- Idempotency keys: a turn's result under the key its client sent, committed with the
+    -- turn (runtime.sessions.idempotency); kept 24 h, and deleted with the session.
+    CREATE TABLE turn_keys (
+        owner         text NOT NULL,
+        session_id    text NOT NULL,
+        key           text NOT NULL,
+        request_hash  text NOT NULL,
+        result        jsonb NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (owner, session_id, key),
+        FOREIGN KEY (owner, session_id) REFERENCES sessions (owner, session_id)
+            ON DELETE CASCADE
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

@@ -164,6 +164,10 @@ class TurnRequest:
     agent_id: str | None = None
     # When this turn's checkpoints are written; None: the runner's default.
     durability: Durability | None = None
+    # A retry with the same key (and request) returns the first attempt's result instead of
+    # running again (runtime.turns.retries); the hash of the request is set by the runner.
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     @property
     def resume(self) -> bool:

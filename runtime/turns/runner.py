@@ -57,6 +57,7 @@ from runtime.turns.guards import (
     hard_bounds,
     template_tools,
 )
+from runtime.turns.retries import begin_once, keyed, keyed_result, replayed
 from runtime.turns.stream import (
     GraphStream,
     ModelTimer,
@@ -120,8 +121,11 @@ class TurnRunner:
 
     async def run(self, owner: str, session_id: str, request: TurnRequest) -> TurnResult:
         """Run one user message (or a resume) through the session's graph; return the result."""
-        request = _checked(request)
-        lease, agent = await self._begin(owner, session_id, request)
+        request = _checked(keyed(request))
+        begun = await begin_once(self._begin, self._sessions, owner, session_id, request)
+        if isinstance(begun, TurnResult):  # a retry of a turn that committed
+            return begun
+        lease, agent = begun
         task = self._spawn(self._execute(lease, agent, request, None))
         # shield: a cancelled caller (a dropped HTTP request) must not cut the turn short.
         return await asyncio.shield(task)
@@ -147,8 +151,11 @@ class TurnRunner:
         Errors that stop the turn from starting are raised here. Cancelling the task stops
         the turn and rolls it back; the events then end with an ``error``.
         """
-        request = _checked(request)
-        lease, agent = await self._begin(owner, session_id, request)
+        request = _checked(keyed(request))
+        begun = await begin_once(self._begin, self._sessions, owner, session_id, request)
+        if isinstance(begun, TurnResult):
+            return replayed(begun)
+        lease, agent = begun
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
         task = self._spawn(self._execute(lease, agent, request, queue.put_nowait))
 
@@ -303,6 +310,7 @@ class TurnRunner:
                 ),
                 pending_approvals=run.pending,
                 writes=writes,
+                keyed=keyed_result(request, result),
             )
         except BaseException as exc:
             error = await self._failed(lease, exc, started, emit)
