@@ -58,12 +58,15 @@ def sse_event(name: str, data: Any) -> ServerSentEvent:
     return ServerSentEvent(compact_json(data), event=name)
 
 
-async def stream_turn(started: Awaitable[AsyncIterator[TurnEvent]]) -> EventSourceResponse:
+async def stream_turn(
+    started: Awaitable[AsyncIterator[TurnEvent]], grace: float = 0.0
+) -> EventSourceResponse:
     """An SSE response for a turn, sent as soon as the turn holds its session's lease.
 
     ``started`` (:meth:`runtime.Runtime.start`) raises the errors that stop the turn from
     starting (unknown session, busy, inactive, bad input), so they still answer with their
-    status and JSON body; the events then stream as they happen.
+    status and JSON body; the events then stream as they happen. When the server shuts down,
+    the stream may go on for ``grace`` seconds, so a turn in flight still ends with ``done``.
     """
     events = await started
 
@@ -71,7 +74,9 @@ async def stream_turn(started: Awaitable[AsyncIterator[TurnEvent]]) -> EventSour
         async for event in events:
             yield sse_event(event.type, event.data)
 
-    return EventSourceResponse(body(), ping=15, headers={"Cache-Control": "no-cache"})
+    return EventSourceResponse(
+        body(), ping=15, headers={"Cache-Control": "no-cache"}, shutdown_grace_period=grace
+    )
 
 
 async def respond(
@@ -86,5 +91,6 @@ async def respond(
     if key is not None:
         turn = replace(turn, idempotency_key=key)
     if wants_stream(request):
-        return await stream_turn(runtime.start(session_id, turn, owner=owner))
+        grace = runtime.settings.shutdown_grace_seconds
+        return await stream_turn(runtime.start(session_id, turn, owner=owner), grace)
     return (await runtime.run(session_id, turn, owner=owner)).to_dict()

