@@ -30,6 +30,7 @@ from runtime.settings import Settings
 __all__ = [
     "CHECK_IDLE_SECONDS",
     "SET_SEARCH_PATH",
+    "TCP_KEEPALIVES",
     "check_search_path",
     "embedded_postgres",
     "open_pool",
@@ -119,6 +120,7 @@ async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
             "autocommit": True,
             "row_factory": dict_row,
             "prepare_threshold": None if transaction_mode else 0,
+            **TCP_KEEPALIVES,
         },
         check=_check_if_idle,
         configure=_configurer(None if transaction_mode else settings.database_schema),
@@ -156,6 +158,16 @@ async def check_search_path(db: Db, schema: str) -> None:
 
 # The schema first, alone: tables are created there and found there, never in `public`.
 SET_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s), false)"
+
+# libpq's TCP keepalives: a connection the network dropped silently (during a long model
+# call, a failover) is found dead in about a minute instead of hanging on the kernel's
+# two-hour default. Ignored on Unix sockets (the embedded Postgres).
+TCP_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 # A pooled connection idle for longer than this is pinged before it is lent.
 CHECK_IDLE_SECONDS = 5.0
