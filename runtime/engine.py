@@ -196,9 +196,9 @@ class Runtime:
             if sweeper and settings.sweep_interval_seconds > 0:
                 task = asyncio.create_task(rt._sweep_forever(), name="sessiongraph-sweeper")
                 stack.push_async_callback(_cancel, task)
-            stack.push_async_callback(rt.turns.drain, settings.lease_timeout_seconds)
+            stack.push_async_callback(rt.turns.drain, settings.shutdown_grace_seconds)
             # First on the way out: end queued runs, then wait for running ones.
-            stack.push_async_callback(rt.runs.close, settings.lease_timeout_seconds)
+            stack.push_async_callback(rt.runs.close, settings.shutdown_grace_seconds)
             yield rt
 
     # -- templates ----------------------------------------------------------------------------

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A turn's lease on its session lapses after this unless renewed.",
     )
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM or SIGINT, how long turns in flight may take to finish before "
+        "they are cancelled (and rolled back).",
+    )
     lease_wait_seconds: float = Field(
         default=0.0,
         ge=0,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
-from contextlib import AsyncExitStack, ExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 
 from api.cli._common import Subparsers, open_runtime
@@ -29,6 +31,27 @@ async def _check_project(settings: Settings) -> None:
         await load_project(settings, default_registry(), stack)
 
 
+@contextmanager
+def _stop_signals() -> Iterator[list[int]]:
+    """SIGTERM and SIGINT end serving, never the process: yield the signals received.
+
+    uvicorn takes both while it serves (stop accepting, finish requests up to the grace,
+    the lifespan drains turns) and, once done, raises them again to the handler it found:
+    this one, which only notes them, so the embedded Postgres is stopped and the process
+    exits 0 instead of dying on the signal with its Postgres left running. A second
+    signal (a terminal and ``uv run`` both deliver one, and so does a signal to the whole
+    process group) changes nothing.
+    """
+    received: list[int] = []
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda sig, _frame: received.append(sig)) for sig in stops}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -41,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = settings.port if args.port is None else args.port
     workers = args.workers or settings.workers
     with ExitStack() as stack:
+        received = stack.enter_context(_stop_signals())
         if not settings.database_url:
             url = stack.enter_context(embedded_postgres(settings.data_dir))
             # Workers build their settings from the environment: hand them the URL.
@@ -48,6 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
             log.info("embedded Postgres in %s", settings.data_dir.resolve())
         # Workers decide whether auth may be off from the address they serve on.
         os.environ["SESSIONGRAPH_HOST"] = host
+        if received:  # stopped while starting
+            return 0
         log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
         uvicorn.run(
             "api.app:create_app",
@@ -59,10 +85,12 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             log_config=log_config(settings.log_level),
             proxy_headers=True,
+            # Whole seconds, and never None (which waits forever); the lifespan then gives
+            # the turns still running the grace again before it cancels them.
+            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
         )
-        # A second Ctrl-C (terminals and `uv run` both deliver one) must not interrupt the
-        # embedded Postgres shutting down.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if received:
+            log.info("stopping on %s", signal.Signals(received[0]).name)
     return 0
 
 

@@ -17,10 +17,11 @@ from api.schemas import (
     Page,
     TurnPublic,
 )
-from api.streaming import SSE_RESPONSES, respond
+from api.streaming import IDEMPOTENCY_HEADER, SSE_RESPONSES, respond
 from runtime.agents import TemplateSpec
 from runtime.db import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET_LIMIT
 from runtime.ids import new_id
+from runtime.sessions.idempotency import keyed_session_id
 
 router = APIRouter(
     prefix="/v1/agents",
@@ -124,6 +125,8 @@ async def delete_agent(
 async def chat(
     agent_id: str, body: AgentChat, request: Request, runtime: RuntimeDep, who: PrincipalDep
 ) -> Any:
-    session_id = body.session_id or new_id("ses")
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    # A retry must reach its first attempt's session: a new one is named after the key.
+    session_id = body.session_id or (keyed_session_id(key) if key else new_id("ses"))
     turn = turn_request(who, body, content=body.content, input=body.input, agent_id=agent_id)
     return await respond(runtime, request, who.owner, session_id, turn)

@@ -86,7 +86,7 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
         while True:
             frame = await websocket.receive_text()
             try:
-                body = _parse(frame)
+                body, key = _parse(frame)
                 if body is None:
                     await _send(websocket, "pong", {})
                     continue
@@ -94,7 +94,7 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
                     fields = {"decisions": body.decision_dicts(), "resume_value": body.value}
                 else:
                     fields = {"content": body.content, "input": body.input}
-                turn = turn_request(principal, body, **fields)
+                turn = turn_request(principal, body, idempotency_key=key, **fields)
                 events = await runtime.start(session_id, turn, owner=principal.owner)
                 async for event in events:
                     await _send(websocket, event.type, event.data)
@@ -113,8 +113,8 @@ def _close_code(exc: SessiongraphError) -> int:
     return 4400  # a refused session (another agent's, bad id)
 
 
-def _parse(frame: str) -> MessageCreate | ResumeRequest | None:
-    """A client frame as a message or a resume; None for a ping."""
+def _parse(frame: str) -> tuple[MessageCreate | ResumeRequest | None, str | None]:
+    """A client frame as a message or a resume (None for a ping), and its idempotency key."""
     try:
         data = json.loads(frame)
     except ValueError as exc:
@@ -125,13 +125,16 @@ def _parse(frame: str) -> MessageCreate | ResumeRequest | None:
         raise InvalidInput("frames are JSON objects")
     kind = data.pop("type", "message")
     if kind == "ping":
-        return None
+        return None, None
+    key = data.pop("idempotency_key", None)
+    if key is not None and not isinstance(key, str):
+        raise InvalidInput("idempotency_key is a string")
     if kind not in ("message", "resume"):
         raise InvalidInput(f"unknown frame type {kind!r}; send 'message', 'resume' or 'ping'")
     try:
         if kind == "resume":
-            return ResumeRequest.model_validate(data)
-        return MessageCreate.model_validate(data)
+            return ResumeRequest.model_validate(data), key
+        return MessageCreate.model_validate(data), key
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise InvalidInput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc

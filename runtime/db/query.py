@@ -7,14 +7,18 @@ connection the caller holds (inside its transaction or pipeline), so stores neve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["Db", "Params", "Pool", "Row", "connect", "execute", "fetch_all", "fetch_one"]
+
+log = logging.getLogger(__name__)
 
 Row: TypeAlias = dict[str, Any]
 Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[Row]]
@@ -35,14 +39,39 @@ async def connect(db: Db) -> AsyncIterator[AsyncConnection[Row]]:
 
 async def fetch_one(db: Db, sql: str, params: Params = None) -> Row | None:
     """Run ``sql`` and return its first row (None when it returns none)."""
-    async with connect(db) as conn:
-        return await (await conn.execute(sql, params)).fetchone()
+    rows = await _fetch(db, sql, params, one=True)
+    return rows[0] if rows else None
 
 
 async def fetch_all(db: Db, sql: str, params: Params = None) -> list[Row]:
     """Run ``sql`` and return every row."""
-    async with connect(db) as conn:
-        return await (await conn.execute(sql, params)).fetchall()
+    return await _fetch(db, sql, params, one=False)
+
+
+def _is_read(sql: str) -> bool:
+    """A plain ``SELECT`` (no ``FOR UPDATE``): safe to run again."""
+    head = sql.lstrip()[:6].upper()
+    return head == "SELECT" and " FOR UPDATE" not in sql.upper()
+
+
+async def _fetch(db: Db, sql: str, params: Params, *, one: bool) -> list[Row]:
+    """Run ``sql``; a read on the pool whose connection turns out dead (Postgres restarted,
+    the network dropped it while it sat in the pool) runs once more on a fresh one: the pool
+    throws the dead one away."""
+    retry = not isinstance(db, AsyncConnection) and _is_read(sql)
+    while True:
+        async with connect(db) as conn:
+            try:
+                cur = await conn.execute(sql, params)
+                if one:
+                    row = await cur.fetchone()
+                    return [] if row is None else [row]
+                return await cur.fetchall()
+            except psycopg.OperationalError:
+                if not (retry and conn.broken):
+                    raise
+        retry = False
+        log.info("a pooled connection was dead; the read runs again on a fresh one")
 
 
 async def execute(db: Db, sql: str, params: Params = None) -> int:

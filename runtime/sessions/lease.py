@@ -31,6 +31,7 @@ from runtime.errors import (
     SessionInactive,
 )
 from runtime.sessions import sql
+from runtime.sessions.idempotency import KeyedResult, find_keyed, record_keyed
 from runtime.sessions.model import Lease, TurnCounters
 
 __all__ = ["SessionLeases"]
@@ -154,6 +155,16 @@ class SessionLeases:
             session_metadata=row["session_metadata"] or {},
         )
 
+    async def keyed_result(
+        self, owner: str, session_id: str, key: str, request_hash: str
+    ) -> dict[str, Any] | None:
+        """The result of the turn that committed with idempotency ``key``, if any.
+
+        Raises:
+            InvalidInput: the key was used with a different request.
+        """
+        return await find_keyed(self._pool, owner, session_id, key, request_hash)
+
     async def renew(self, lease: Lease) -> bool:
         """Push the lease's expiry forward; ``False`` when it has been lost."""
         touched = await execute(
@@ -184,12 +195,14 @@ class SessionLeases:
         *,
         pending_approvals: list[dict[str, Any]] | None = None,
         writes: Sequence[Write] = (),
+        keyed: KeyedResult | None = None,
     ) -> None:
         """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
 
         ``pending_approvals`` marks a turn paused for a human decision. ``writes`` are the
         turn's checkpoint writes, deferred by the saver (:func:`deferring_writes`): they
-        commit in the same transaction, or not at all when the lease was lost.
+        commit in the same transaction, or not at all when the lease was lost. So does
+        ``keyed``, the result kept under the turn's idempotency key.
 
         Raises:
             LeaseLost: the lease had lapsed and been taken by another turn.
@@ -199,6 +212,8 @@ class SessionLeases:
             async with conn.pipeline():
                 await replay_writes(conn, writes)
                 cur = await self._release(conn, lease, c, pending_approvals)
+                if keyed is not None:
+                    await record_keyed(conn, lease.owner, lease.session_id, keyed)
                 row = await cur.fetchone()
             if not row or not row["n"]:
                 lease.lost = True

@@ -33,10 +33,13 @@ __all__ = [
     "LIST_SESSIONS",
     "LIVE",
     "PURGE_EXPIRED",
+    "PURGE_TURN_KEYS",
+    "RECORD_TURN_KEY",
     "RELEASE",
     "RENEW",
     "SELECT_LIVE_SESSION",
     "SELECT_SESSION",
+    "SELECT_TURN_KEY",
     "SESSION_COLUMNS",
     "SESSION_EXISTS",
     "SET_STATUS",
@@ -206,6 +209,28 @@ RELEASE = (
     "SELECT agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
     "WHERE %(turns)s > 0) "
     "SELECT count(*) AS n FROM s"
+)
+
+# -- idempotency keys ------------------------------------------------------------------------
+
+# A key's request hash and result, while it is kept (``%(keep)s`` seconds).
+SELECT_TURN_KEY = (
+    "SELECT request_hash, result FROM turn_keys "
+    "WHERE owner = %(owner)s AND session_id = %(sid)s AND key = %(key)s "
+    "AND created_at > now() - make_interval(secs => %(keep)s)"
+)
+# Written in the release's transaction: the key commits with the turn or not at all. A row
+# past its keeping time (not purged yet) is replaced.
+RECORD_TURN_KEY = (
+    "INSERT INTO turn_keys (owner, session_id, key, request_hash, result) "
+    "VALUES (%(owner)s, %(sid)s, %(key)s, %(hash)s, %(result)s) "
+    "ON CONFLICT (owner, session_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
+    "result = EXCLUDED.result, created_at = now()"
+)
+# The session's keys past their keeping time (run with each keyed release).
+PURGE_TURN_KEYS = (
+    "DELETE FROM turn_keys WHERE owner = %(owner)s AND session_id = %(sid)s "
+    "AND created_at <= now() - make_interval(secs => %(keep)s)"
 )
 
 # -- statements with a variable part ----------------------------------------------------------

@@ -168,6 +168,10 @@ class TurnRequest:
     # Stop before / after these nodes ("*": every node), as LangGraph's run options.
     interrupt_before: str | tuple[str, ...] | None = None
     interrupt_after: str | tuple[str, ...] | None = None
+    # A retry with the same key (and request) returns the first attempt's result instead of
+    # running again (runtime.turns.retries); the hash of the request is set by the runner.
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     @property
     def resume(self) -> bool:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -41,7 +41,6 @@ from runtime.keys import ADMIN_ROLE
 from runtime.models import model_error
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.tools import ToolRegistry, ToolSpec
-from runtime.turns.content import check_content
 from runtime.turns.events import (
     Durability,
     Emit,
@@ -57,12 +56,13 @@ from runtime.turns.guards import (
     hard_bounds,
     template_tools,
 )
+from runtime.turns.retries import begin_once, keyed, keyed_result, replayed
 from runtime.turns.stream import (
     GraphStream,
     ModelTimer,
     apply_input,
     check_input_keys,
-    checked_input,
+    checked_request,
     split_pending,
     turn_config,
     turn_input,
@@ -123,8 +123,11 @@ class TurnRunner:
 
     async def run(self, owner: str, session_id: str, request: TurnRequest) -> TurnResult:
         """Run one user message (or a resume) through the session's graph; return the result."""
-        request = _checked(request)
-        lease, agent = await self._begin(owner, session_id, request)
+        request = checked_request(keyed(request))
+        begun = await begin_once(self._begin, self._sessions, owner, session_id, request)
+        if isinstance(begun, TurnResult):  # a retry of a turn that committed
+            return begun
+        lease, agent = begun
         task = self._spawn(self._execute(lease, agent, request, None))
         # shield: a cancelled caller (a dropped HTTP request) must not cut the turn short.
         return await asyncio.shield(task)
@@ -150,8 +153,11 @@ class TurnRunner:
         Errors that stop the turn from starting are raised here. Cancelling the task stops
         the turn and rolls it back; the events then end with an ``error``.
         """
-        request = _checked(request)
-        lease, agent = await self._begin(owner, session_id, request)
+        request = checked_request(keyed(request))
+        begun = await begin_once(self._begin, self._sessions, owner, session_id, request)
+        if isinstance(begun, TurnResult):
+            return replayed(begun)
+        lease, agent = begun
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
         task = self._spawn(self._execute(lease, agent, request, queue.put_nowait))
 
@@ -306,6 +312,7 @@ class TurnRunner:
                 ),
                 pending_approvals=run.pending,
                 writes=writes,
+                keyed=keyed_result(request, result),
             )
         except BaseException as exc:
             error = await self._failed(lease, exc, started, emit)
@@ -429,24 +436,6 @@ class TurnRunner:
             pending_approvals=approvals,
             interrupts=interrupts,
         )
-
-
-def _checked(request: TurnRequest) -> TurnRequest:
-    """The request with its message or input checked (and the input's messages converted),
-    before anything is leased."""
-    if request.resume or request.replay:
-        return request
-    if request.input is not None and request.content is not None:
-        raise InvalidInput("give content or input, not both", field="input")
-    if request.input is not None:
-        graph_input = checked_input(request.input)
-        for i, message in enumerate(graph_input.get("messages") or []):
-            # An assistant message calling tools may have no content; a user's may not.
-            if message.type == "human" or message.content:
-                check_content(message.content, field=f"input.messages[{i}].content")
-        return replace(request, input=graph_input)
-    check_content(request.content)
-    return request
 
 
 def _status(

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +33,7 @@ from runtime.checkpoints import EXPECTED_CHECKPOINT
 from runtime.errors import InvalidInput
 from runtime.sessions import Lease
 from runtime.turns.constants import CONFIG_KEY_AGENT, CONFIG_KEY_GUARD
+from runtime.turns.content import check_content
 from runtime.turns.events import Emit, TurnEvent, TurnRequest, emit_message, now_stamp
 from runtime.turns.guards import TurnGuard
 
@@ -40,6 +42,7 @@ __all__ = [
     "ModelTimer",
     "check_input_keys",
     "checked_input",
+    "checked_request",
     "pending_of",
     "split_pending",
     "turn_config",
@@ -122,6 +125,24 @@ def checked_input(graph_input: Any) -> dict[str, Any]:
         raise InvalidInput(f"input.messages: {exc}", field="input.messages") from exc
     out["messages"] = [message_chunk_to_message(m) for m in converted]
     return out
+
+
+def checked_request(request: TurnRequest) -> TurnRequest:
+    """The request with its message or input checked (and the input's messages converted),
+    before anything is leased."""
+    if request.resume or request.replay:
+        return request
+    if request.input is not None and request.content is not None:
+        raise InvalidInput("give content or input, not both", field="input")
+    if request.input is not None:
+        graph_input = checked_input(request.input)
+        for i, message in enumerate(graph_input.get("messages") or []):
+            # An assistant message calling tools may have no content; a user's may not.
+            if message.type == "human" or message.content:
+                check_content(message.content, field=f"input.messages[{i}].content")
+        return replace(request, input=graph_input)
+    check_content(request.content)
+    return request
 
 
 def check_input_keys(agent: CompiledAgent, graph_input: Any) -> None:
