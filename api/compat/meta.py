@@ -13,6 +13,10 @@ from fastapi import APIRouter
 
 router = APIRouter(tags=["langgraph: meta"])
 
+# The LangGraph Server API revision these routes follow (langgraph-api's version numbers):
+# Studio reads ``version`` as the server's API level and turns features off below 0.11.
+API_VERSION = "0.16.0"
+
 
 def _version(package: str) -> str | None:
     try:
@@ -29,13 +33,15 @@ async def ok() -> dict[str, bool]:
 @router.get("/info", summary="Server version and the optional features it supports")
 async def info() -> dict[str, Any]:
     return {
-        "version": _version("sessiongraph") or "0.1.0",
+        "version": API_VERSION,
+        "sessiongraph_version": _version("sessiongraph") or "0.1.0",
         "langgraph_py_version": _version("langgraph"),
         "flags": {
             "assistants": True,
             "crons": False,
             "langsmith": False,
             "langsmith_tracing_replicas": False,
+            "langsmith_tracing_session_on_runs": False,
         },
         "host": {
             "kind": "sessiongraph",
