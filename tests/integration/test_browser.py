@@ -6,7 +6,6 @@ has no CORS setting: a dev server (auth off, loopback) allows any origin."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,19 +17,8 @@ from fastapi.responses import HTMLResponse
 from api.app import create_app
 from runtime import Settings
 from tests.integration.test_compat_runs import make_agent, make_registry
+from tests.support.browser import chromium
 from tests.support.server import running_server
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # The page's client: what the SDK's fetch calls do, in a few lines.
 PAGE = """<!doctype html><html><body><script>
@@ -107,15 +95,8 @@ async function regenerate(threadId, assistantId) {
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    playwright = pytest.importorskip("playwright.async_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    async with playwright.async_playwright() as p:
-        instance = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with chromium() as instance:
+        yield instance
 
 
 def page_app() -> FastAPI:

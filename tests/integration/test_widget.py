@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,21 +21,11 @@ import pytest
 
 from api.app import create_app
 from runtime import Settings
+from tests.support.browser import chromium
 from tests.support.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "widget"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def uid(prefix: str) -> str:
@@ -184,23 +173,7 @@ def write_page(folder: Path, api_url: str, key: str) -> None:
     )
 
 
-needs_chromium = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
-
-
-@needs_chromium
 class TestWidgetInBrowser:
-    async def _browser(self) -> Any:
-        from playwright.async_api import async_playwright
-
-        manager = async_playwright()
-        playwright = await manager.__aenter__()
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        return manager, browser
-
     @staticmethod
     async def _say(page: Any, text: str, replies: int) -> None:
         await page.fill("#sgw-input", text)
@@ -223,12 +196,8 @@ class TestWidgetInBrowser:
         async with running_server(app) as url, httpx.AsyncClient(base_url=url) as api:
             key = await publishable_key(api, [allowed])
             write_page(folder, url, key["key"])
-            manager, browser = await self._browser()
-            try:
+            async with chromium() as browser:
                 await self._visit(browser, allowed, port)
-            finally:
-                await browser.close()
-                await manager.__aexit__(None, None, None)
 
     async def _visit(self, browser: Any, allowed: str, port: int) -> None:
         context = await browser.new_context()
