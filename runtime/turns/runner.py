@@ -194,17 +194,17 @@ class TurnRunner:
     ) -> tuple[Lease, CompiledAgent]:
         """The session's lease and its agent version, built; the request checked against it.
 
-        An agent version not built yet in this process is built outside the lease (a slow
-        graph factory holds nothing), then the lease is taken again.
+        An agent version not built yet in this process is built under the lease, renewed
+        while a slow graph factory runs (the lease is never let go: a turn keeps its place).
         """
-        while True:
-            lease = await self._lease(owner, session_id, request)
-            agent = self._graphs.lookup(lease.agent_id, lease.agent_version)
-            if agent is not None:
-                break
-            await self._sessions.abort(lease)
-            await self._graphs.for_row(lease.agent_row)
+        lease = await self._lease(owner, session_id, request)
         try:
+            agent = self._graphs.lookup(lease.agent_id, lease.agent_version)
+            if agent is None:
+                current = asyncio.current_task()
+                assert current is not None
+                async with self._sessions.renewing(lease, current):
+                    agent = await self._graphs.for_row(lease.agent_row)
             # A message goes to the graph's `messages`; an input as given.
             given = {"messages": ()} if request.content is not None else request.input
             check_input_keys(agent, given)

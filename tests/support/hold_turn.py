@@ -38,8 +38,7 @@ async def main() -> int:
         with contextlib.suppress(Conflict):
             await rt.templates.create(spec, owner="local", agent_id=AGENT_ID)
         await rt.session(SESSION_ID, agent_id=AGENT_ID)
-        # Built before the turn: a version not built yet is built outside the lease, which
-        # the turn then takes again (the test waits for the lease the turn keeps).
+        # Built before the turn, so the slow part the test kills is the model call.
         await rt.graphs.get(await rt.templates.get(AGENT_ID))
         print("holding", flush=True)
         result = await rt.chat(SESSION_ID, MESSAGE)
