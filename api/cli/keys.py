@@ -44,14 +44,17 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(cells).rstrip())
 
 
+def _print_fields(**fields: str) -> None:
+    """One ``name:  value`` line per field, the values aligned."""
+    for name, value in fields.items():
+        print(f"{name + ':':<9}{value}")
+
+
 async def _keys_create(owner: str, roles: list[str], name: str | None) -> int:
     async with open_runtime() as rt:
         key, secret = await rt.keys.create(owner, roles=roles, name=name)
-    print(f"key_id:  {key.key_id}")
-    print(f"owner:   {key.owner}")
-    print(f"roles:   {_roles(key.roles)}")
-    print(f"name:    {key.name or '-'}")
-    print(f"secret:  {secret}")
+    _print_fields(key_id=key.key_id, owner=key.owner, roles=_roles(key.roles), name=key.name or "-")
+    _print_fields(secret=secret)
     print("This secret will not be shown again: store it now.")
     return 0
 
@@ -73,11 +76,13 @@ async def _keys_revoke(key_id: str) -> int:
 async def _publishable_create(owner: str, agent: str, origins: list[str], name: str | None) -> int:
     async with open_runtime() as rt:
         key, secret = await rt.widget_keys.create(owner, agent, origins, name=name)
-    print(f"key_id:  {key.key_id}")
-    print(f"owner:   {key.owner}")
-    print(f"agent:   {key.agent_id}")
-    print(f"origins: {','.join(key.allowed_origins)}")
-    print(f"key:     {secret}")
+    _print_fields(
+        key_id=key.key_id,
+        owner=key.owner,
+        agent=key.agent_id,
+        origins=",".join(key.allowed_origins),
+        key=secret,
+    )
     print("A publishable key is safe in a web page: it only starts and chats in widget sessions.")
     return 0
 

@@ -19,14 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.support.cluster import DBNAME, PG_BIN, USER, PgNode, streaming_pair
+from tests.support.cluster import DBNAME, USER, PgNode, streaming_pair
 from tests.support.processes import clean_env, serve_process
-
-pytestmark = pytest.mark.skipif(
-    not (PG_BIN / "initdb").exists(), reason="needs Debian's postgresql-15 (.ci/run installs it)"
-)
 
 CONVERSATIONS = 8
 BEFORE_SECONDS = 3.0  # traffic before the primary goes away

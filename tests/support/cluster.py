@@ -129,7 +129,13 @@ def _chown(*paths: Path) -> None:
 
 @contextmanager
 def streaming_pair(password: str = "s3cret-Pa55") -> Iterator[tuple[PgNode, PgNode]]:
-    """A running primary and its synchronous standby, with the database ``sessiongraph``."""
+    """A running primary and its synchronous standby, with the database ``sessiongraph``.
+
+    Debian's PostgreSQL 15 must be installed (``.ci/run`` installs it); without it the test
+    fails, it is never skipped.
+    """
+    if not (PG_BIN / "initdb").exists():
+        raise AssertionError(f"{PG_BIN}/initdb is missing: apt-get install -y postgresql-15")
     folder = Path(tempfile.mkdtemp(prefix="sessiongraph-cluster-"))
     _chown(folder)
     primary_port, standby_port = free_ports(2)
