@@ -55,7 +55,7 @@ from runtime.project import (
     load_project,
 )
 from runtime.runs import RunManager
-from runtime.sessions import Session, SessionStore, SweepResult
+from runtime.sessions import Session, SessionStore, SweepResult, heartbeat_for
 from runtime.settings import Settings, get_settings
 from runtime.threads import SessionMessages, ThreadStates
 from runtime.tools import ToolRegistry, default_registry
@@ -102,7 +102,11 @@ class Runtime:
         checkpointer: SessionSaver,
         tools: ToolRegistry,
         project: GraphRegistry | None = None,
+        *,
+        holder: str | None = None,
     ) -> None:
+        """``holder``: the name this process's heartbeat beats (``Runtime.open`` starts it),
+        which its leases carry; None leaves them to the lease timeout alone."""
         self.settings = settings
         self.pool = pool
         self.checkpointer = checkpointer
@@ -122,6 +126,7 @@ class Runtime:
             lease_timeout_seconds=settings.lease_timeout_seconds,
             lease_wait_seconds=settings.lease_wait_seconds,
             checkpoints_kept=settings.checkpoints_kept,
+            holder=holder,
         )
         self.turns = _turn_runner(settings, pool, self.sessions, self.graphs, tools)
         self.keys = KeyStore(pool)
@@ -185,7 +190,11 @@ class Runtime:
             )
             if migrate_schema:
                 await migrate(pool, schema=settings.database_schema)
-            rt = cls(settings, pool, checkpointer, tools, graphs)
+            # Beating before any lease names it; its row deleted last, once turns are over.
+            heartbeat = heartbeat_for(url, settings)
+            await asyncio.to_thread(heartbeat.start)
+            stack.push_async_callback(asyncio.to_thread, heartbeat.stop)
+            rt = cls(settings, pool, checkpointer, tools, graphs, holder=heartbeat.holder)
             await rt.templates.ensure(
                 default_template_spec(settings.resolved_default_model()),
                 owner=SYSTEM_OWNER,

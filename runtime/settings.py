@@ -107,6 +107,15 @@ class Settings(BaseSettings):
         gt=0,
         description="A turn's lease on its session lapses after this unless renewed.",
     )
+    heartbeat_timeout_seconds: float = Field(
+        default=1.5,
+        gt=0,
+        description=(
+            "A server process beats a row in Postgres every third of this; one silent longer "
+            "(killed, or paused) is dead, and its sessions' leases are free at once instead "
+            "of after the lease timeout (its writes are refused if it comes back)."
+        ),
+    )
     shutdown_grace_seconds: float = Field(
         default=10.0,
         ge=0,

@@ -8,6 +8,7 @@ from runtime.checkpoints.saver import (
     SessionSaver,
     Write,
     deferring_writes,
+    fenced_writes,
     replay_writes,
 )
 from runtime.checkpoints.sql import LATEST_CHECKPOINT, LINEAGE, LZ4_COLUMNS, set_lz4_sql
@@ -23,6 +24,7 @@ __all__ = [
     "Write",
     "deferring_writes",
     "delete_threads",
+    "fenced_writes",
     "prune_thread",
     "replay_writes",
     "rollback_thread",

@@ -8,6 +8,10 @@ Three changes, all measured (``bench/RESULTS.md``):
   replays them in the transaction that ends the turn (:func:`replay_writes`): the checkpoint
   becomes durable in the same commit that frees the lease and moves the session's committed
   checkpoint, and a turn that lost its lease writes nothing.
+- **Fenced writes.** Inside :func:`fenced_writes` (a turn with per-step durability, a state
+  update), each write's transaction first runs the caller's fence statement (the session's
+  lease still held by the writer's token, row locked until the commit): a writer that lost
+  its lease (paused past its liveness bound, and the session taken over) writes nothing.
 - **No process-wide lock.** ``AsyncPostgresSaver`` runs every query under one
   ``asyncio.Lock`` (langgraph issue 7259), because a single connection cannot run two
   pipelines at once. Given a pool, each query here takes a connection of its own, so the
@@ -27,8 +31,8 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -57,6 +61,7 @@ __all__ = [
     "SessionSaver",
     "Write",
     "deferring_writes",
+    "fenced_writes",
     "replay_writes",
 ]
 
@@ -72,6 +77,23 @@ _deferred: ContextVar[list[Write] | None] = ContextVar("sessiongraph_deferred", 
 _unwritten: ContextVar[dict[str, CheckpointTuple] | None] = ContextVar(
     "sessiongraph_unwritten", default=None
 )
+
+
+# A fence: (statement, parameters, the error to raise when it returns no row).
+Fence = tuple[str, Any, Callable[[], BaseException]]
+_fence: ContextVar[Fence | None] = ContextVar("sessiongraph_fence", default=None)
+
+
+@contextmanager
+def fenced_writes(statement: str, params: Any, lost: Callable[[], BaseException]) -> Iterator[None]:
+    """Within the block (and tasks it starts), each write the saver sends runs ``statement``
+    first in its transaction and, when it returns no row, raises ``lost()`` instead of
+    writing. The statement should lock what it checks until the commit."""
+    token = _fence.set((statement, params, lost))
+    try:
+        yield
+    finally:
+        _fence.reset(token)
 
 
 @contextmanager
@@ -98,6 +120,17 @@ async def replay_writes(conn: AsyncConnection[Any], writes: Sequence[Write]) -> 
                 await cur.executemany(query, params)
             else:
                 await cur.execute(query, params)
+
+
+async def _check_fence(conn: AsyncConnection[Any]) -> None:
+    """Run the current fence (if any) in ``conn``'s transaction; raise when it holds no row."""
+    fence = _fence.get()
+    if fence is None:
+        return
+    statement, params, lost = fence
+    cur = await conn.execute(statement, params)
+    if await cur.fetchone() is None:
+        raise lost()
 
 
 def _checkpoint_keys(configurable: dict[str, Any]) -> dict[str, Any]:
@@ -147,23 +180,18 @@ class SessionSaver(AsyncPostgresSaver):
             yield _Recorder(sink)  # type: ignore[misc]
             return
         async with self.conn.connection() as conn:
-            if pipeline and self.supports_pipeline:
-                # One transaction: a checkpoint and its blobs commit together, with one WAL
-                # flush instead of one per statement.
-                async with (
-                    conn.transaction(),
-                    conn.pipeline(),
-                    conn.cursor(binary=True, row_factory=dict_row) as cur,
-                ):
-                    yield cur
-            elif pipeline:
-                async with (
-                    conn.transaction(),
-                    conn.cursor(binary=True, row_factory=dict_row) as cur,
-                ):
-                    yield cur
-            else:
+            if not pipeline:
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+                return
+            # One transaction: a checkpoint and its blobs commit together, with one WAL
+            # flush instead of one per statement; behind the fence, if there is one.
+            async with conn.transaction():
+                await _check_fence(conn)
+                async with (
+                    conn.pipeline() if self.supports_pipeline else nullcontext(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
                     yield cur
 
     # -- the cache ----------------------------------------------------------------------------

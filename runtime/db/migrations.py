@@ -220,6 +220,23 @@ MIGRATIONS: list[str] = [
             ON DELETE CASCADE
     )
     """,
+    """
+    -- Holder liveness (runtime.sessions.heartbeat): one row per server process, beaten every
+    -- third of its `liveness`; a lease names its holder, and a holder whose beat is older
+    -- than its liveness is dead, so its leases are free at once (sessions/sql.py LEASE_FREE).
+    -- One statement (DO): a migration is one entry of the list.
+    DO $$
+    BEGIN
+        CREATE TABLE replicas (
+            holder      text PRIMARY KEY,
+            beat_at     timestamptz NOT NULL DEFAULT now(),
+            liveness    interval NOT NULL,
+            started_at  timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE sessions ADD COLUMN lease_holder text;
+    END
+    $$
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runtime.sessions.heartbeat import Heartbeat, heartbeat_for
 from runtime.sessions.model import (
     MAX_METADATA_BYTES,
     Lease,
@@ -15,6 +16,7 @@ from runtime.sessions.model import (
 from runtime.sessions.store import SessionStore
 
 __all__ = [
+    "Heartbeat",
     "Lease",
     "MAX_METADATA_BYTES",
     "Session",
@@ -24,4 +26,5 @@ __all__ = [
     "SweepResult",
     "TurnCounters",
     "check_metadata",
+    "heartbeat_for",
 ]

@@ -1,9 +1,13 @@
 """The per-session turn lease: one turn at a time per session, across every process.
 
-A turn takes the lease by an ``UPDATE ... WHERE lease is free or lapsed`` (no connection is
-held during the model call), renews it while it runs, and frees it in the same statement
-that bumps the counters. A process that dies mid-turn frees the session when its lease
-lapses; the next turn rolls back what the dead one wrote.
+A turn takes the lease by an ``UPDATE ... WHERE LEASE_FREE`` (no connection is held during
+the model call), naming its holder, this process (:mod:`runtime.sessions.heartbeat`);
+renews it while it runs, and frees it in the same statement that bumps the counters. A
+process that dies mid-turn frees the session as soon as its heartbeat is stale (about
+1.5 s); a holder alive but stuck, when its lease lapses. The next turn rolls back what the
+dead one wrote. A holder that was only paused and comes back is fenced: its release and
+its checkpoint writes are conditioned on its lease token (``RELEASE``, :meth:`fencing`), so
+nothing it writes after losing the lease commits, and its caller gets ``LeaseLost``.
 """
 
 from __future__ import annotations
@@ -12,14 +16,20 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from runtime.checkpoints import Write, prune_thread, replay_writes, rollback_thread
+from runtime.checkpoints import (
+    Write,
+    fenced_writes,
+    prune_thread,
+    replay_writes,
+    rollback_thread,
+)
 from runtime.db import Pool, Row, connect, execute, fetch_one
 from runtime.errors import (
     AwaitingApproval,
@@ -77,8 +87,12 @@ class SessionLeases:
         lease_timeout_seconds: float,
         lease_wait_seconds: float = 0.0,
         checkpoints_kept: int = 0,
+        holder: str | None = None,
     ) -> None:
         self._pool = pool
+        # The name leases give their holder: this process's heartbeat row (None: no
+        # heartbeat, so only the lease timeout frees a lease this process leaves behind).
+        self.holder = holder
         self.lease_timeout_seconds = lease_timeout_seconds
         self.lease_wait_seconds = lease_wait_seconds
         # Checkpoints kept per thread after each turn (0: all).
@@ -122,6 +136,7 @@ class SessionLeases:
         """
         params = {
             "token": token,
+            "holder": self.holder,
             "timeout": self.lease_timeout_seconds,
             "owner": owner,
             "sid": session_id,
@@ -136,9 +151,9 @@ class SessionLeases:
                     raise refusal
                 return None
             committed = row["committed_checkpoint_id"]
-            if row["latest_checkpoint_id"] != committed:
-                # A previous turn died mid-way (its process was killed, or it failed and
-                # could not clean up): drop what it wrote before going on.
+            if row["taken_over"] or row["latest_checkpoint_id"] != committed:
+                # A previous turn died mid-way (its process was killed or paused, or it
+                # failed and could not clean up): drop what it wrote before going on.
                 log.warning("rolling back an unfinished turn on %s", session_id)
                 async with conn.transaction():
                     await rollback_thread(conn, row["thread_id"], committed)
@@ -154,6 +169,23 @@ class SessionLeases:
             pending_approvals=row["pending_approvals"],
             session_metadata=row["session_metadata"] or {},
         )
+
+    @contextmanager
+    def fencing(self, lease: Lease) -> Iterator[None]:
+        """Within the block, every checkpoint write the saver sends (per-step durability, a
+        state update) commits only while ``lease`` is still held by its token
+        (:data:`~runtime.sessions.sql.FENCE`); once another turn has taken the session it
+        raises ``LeaseLost`` and writes nothing."""
+
+        def lost() -> LeaseLost:
+            lease.lost = True
+            return LeaseLost(
+                f"the lease on session {lease.session_id!r} was taken by another turn",
+                session_id=lease.session_id,
+            )
+
+        with fenced_writes(sql.FENCE, (lease.thread_id, lease.token), lost):
+            yield
 
     async def keyed_result(
         self, owner: str, session_id: str, key: str, request_hash: str

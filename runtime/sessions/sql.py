@@ -27,16 +27,21 @@ __all__ = [
     "DELETE_SESSION",
     "EXPIRED",
     "EXPLAIN_REFUSAL",
+    "FENCE",
+    "FORGET_REPLICA",
+    "HOLDER_ALIVE",
     "INSERT_SESSION",
     "LEASE_FREE",
     "LEASE_HELD",
     "LIST_SESSIONS",
     "LIVE",
     "PURGE_EXPIRED",
+    "PURGE_REPLICAS",
     "PURGE_TURN_KEYS",
     "RECORD_TURN_KEY",
     "RELEASE",
     "RENEW",
+    "REPLICA_BEAT",
     "SELECT_LIVE_SESSION",
     "SELECT_SESSION",
     "SELECT_TURN_KEY",
@@ -58,10 +63,22 @@ __all__ = [
 LIVE = "expires_at > now()"
 # It has: exactly NOT LIVE (``expires_at`` is never NULL).
 EXPIRED = f"(NOT {LIVE})"
-# A turn holds the session's lease: it has a token that has not lapsed.
-LEASE_HELD = "(lease_token IS NOT NULL AND lease_expires_at >= now())"
-# No turn holds it (never leased, released, or lapsed): exactly NOT LEASE_HELD.
-LEASE_FREE = "(lease_token IS NULL OR lease_expires_at < now())"
+# The lease's holder, the server process that took it (``lease_holder``, a row of
+# ``replicas``: :mod:`runtime.sessions.heartbeat`), is alive: it beat within its own bound
+# (``liveness``). A Postgres (re)start makes every beat stale at once, so until three bounds
+# after the postmaster started no holder is taken for dead (its heartbeat reconnects in
+# that time). A lease that names no holder (taken before migration 24) has only its expiry.
+HOLDER_ALIVE = (
+    "(lease_holder IS NULL OR EXISTS (SELECT 1 FROM replicas r WHERE r.holder = lease_holder "
+    "AND greatest(r.beat_at, pg_postmaster_start_time() + 2 * r.liveness) + r.liveness "
+    ">= now()))"
+)
+# A turn holds the session's lease: it has a token that has not lapsed, and its holder is
+# alive. A holder that is alive but stuck keeps it until the expiry (the lease timeout).
+LEASE_HELD = f"(lease_token IS NOT NULL AND lease_expires_at >= now() AND {HOLDER_ALIVE})"
+# No turn holds it (never leased, released, lapsed, or its holder died): exactly NOT
+# LEASE_HELD.
+LEASE_FREE = f"(lease_token IS NULL OR lease_expires_at < now() OR NOT {HOLDER_ALIVE})"
 
 # What every statement that returns a :class:`~runtime.sessions.model.Session` selects.
 # The graph a session's agent runs (every stored spec names it: migration 15).
@@ -158,22 +175,35 @@ SWEEP_BATCH = (
 
 # -- the lease ------------------------------------------------------------------------------
 
-_CLEAR_LEASE = "lease_token = NULL, lease_expires_at = NULL"
+_CLEAR_LEASE = "lease_token = NULL, lease_expires_at = NULL, lease_holder = NULL"
 
-# Take a free lease on a live, active session whose agent exists; returns what the turn
-# needs, with the thread's latest checkpoint to detect a turn that died mid-way.
+# Take a free lease on a live, active session whose agent exists, naming its holder (None:
+# no heartbeat, the expiry alone frees it); returns what the turn needs, with the thread's
+# latest checkpoint to detect a turn that died mid-way. ``taken_over``: the lease was
+# another turn's (its holder died, or it lapsed), read under the row lock (``previous``
+# locks the row first, so it sees the newest row, whatever the statement's snapshot): that
+# turn may have written checkpoints this snapshot does not show, so the caller rolls the
+# thread back to its committed checkpoint in a later statement, which sees them.
 ACQUIRE = (
-    "UPDATE sessions s SET lease_token = %(token)s, "
+    "WITH previous AS (SELECT lease_token AS previous_token FROM sessions "
+    "WHERE owner = %(owner)s AND session_id = %(sid)s FOR UPDATE) "
+    "UPDATE sessions s SET lease_token = %(token)s, lease_holder = %(holder)s, "
     "lease_expires_at = now() + make_interval(secs => %(timeout)s) "
-    "FROM agents a "
+    "FROM agents a, previous p "
     "WHERE s.owner = %(owner)s AND s.session_id = %(sid)s "
     "AND a.agent_id = s.agent_id AND s.status = 'active' "
     f"AND {LIVE} AND s.awaiting_approval = %(resume)s AND {LEASE_FREE} "
     "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, "
-    "s.metadata AS session_metadata, "
+    "s.metadata AS session_metadata, p.previous_token IS NOT NULL AS taken_over, "
     f"({LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
     "a.agent_id, a.owner, a.version, a.spec, a.created_at, a.updated_at"
 )
+# Fencing: run first in the transaction of a checkpoint write made outside the release
+# (per-step durability, state updates), it returns a row only while the lease is still the
+# writer's, and holds the row (FOR SHARE) until the write commits, so a takeover (ACQUIRE
+# locks the row) either happens before it, and the write is refused, or after the write
+# commits, and rolls it back. Parameters: thread_id, lease token.
+FENCE = "SELECT 1 FROM sessions WHERE thread_id = %s AND lease_token = %s FOR SHARE"
 # Why ACQUIRE took nothing.
 EXPLAIN_REFUSAL = (
     f"SELECT s.status, {EXPIRED} AS expired, "
@@ -210,6 +240,20 @@ RELEASE = (
     "WHERE %(turns)s > 0) "
     "SELECT count(*) AS n FROM s"
 )
+
+# -- holder liveness (runtime.sessions.heartbeat) ---------------------------------------------
+
+# One beat: this process is alive, by the database's clock, for ``liveness`` seconds more.
+REPLICA_BEAT = (
+    "INSERT INTO replicas (holder, beat_at, liveness) "
+    "VALUES (%(holder)s, now(), make_interval(secs => %(liveness)s)) "
+    "ON CONFLICT (holder) DO UPDATE SET beat_at = now(), liveness = EXCLUDED.liveness"
+)
+# A clean shutdown: the process's leases are free at once (it released them all anyway).
+FORGET_REPLICA = "DELETE FROM replicas WHERE holder = %(holder)s"
+# Rows of processes silent for ``%(secs)s`` seconds (killed, never cleaned up); their leases
+# were free long before.
+PURGE_REPLICAS = "DELETE FROM replicas WHERE beat_at < now() - make_interval(secs => %(secs)s)"
 
 # -- idempotency keys ------------------------------------------------------------------------
 

@@ -103,12 +103,14 @@ class SessionStore(SessionLeases):
         lease_timeout_seconds: float,
         lease_wait_seconds: float = 0.0,
         checkpoints_kept: int = 0,
+        holder: str | None = None,
     ) -> None:
         super().__init__(
             pool,
             lease_timeout_seconds=lease_timeout_seconds,
             lease_wait_seconds=lease_wait_seconds,
             checkpoints_kept=checkpoints_kept,
+            holder=holder,
         )
         self._templates = templates
         self.default_ttl_seconds = default_ttl_seconds

@@ -228,21 +228,23 @@ class ThreadStates:
         """
         lease = await self._sessions.acquire(owner, session_id)
         try:
-            session = await self._sessions.get(owner, session_id)
-            if checkpoint_id is not None:
-                await self.check_visible(session, checkpoint_id)
-            graph = (await self._graphs.for_row(lease.agent_row)).graph
-            base = _config(lease.thread_id, checkpoint_id or lease.committed_checkpoint_id)
-            current = await graph.aget_state(base) if lease.committed_checkpoint_id else None
-            before = _message_count(current) if current else 0
-            values, result = plan(dict(current.values) if current else {})
-            try:
-                written = await _write_update(graph, base, values, as_node)
-            except _REFUSED_UPDATE as exc:
-                raise InvalidInput(
-                    f"the graph refused the state update: {exc}", field="values"
-                ) from exc
-            after = _message_count(await graph.aget_state(written))
+            # Written as they go (not deferred): fenced, so nothing lands once the lease is lost.
+            with self._sessions.fencing(lease):
+                session = await self._sessions.get(owner, session_id)
+                if checkpoint_id is not None:
+                    await self.check_visible(session, checkpoint_id)
+                graph = (await self._graphs.for_row(lease.agent_row)).graph
+                base = _config(lease.thread_id, checkpoint_id or lease.committed_checkpoint_id)
+                current = await graph.aget_state(base) if lease.committed_checkpoint_id else None
+                before = _message_count(current) if current else 0
+                values, result = plan(dict(current.values) if current else {})
+                try:
+                    written = await _write_update(graph, base, values, as_node)
+                except _REFUSED_UPDATE as exc:
+                    raise InvalidInput(
+                        f"the graph refused the state update: {exc}", field="values"
+                    ) from exc
+                after = _message_count(await graph.aget_state(written))
         except BaseException:
             await self._sessions.abort(lease)
             raise

@@ -343,7 +343,8 @@ class TurnRunner:
         assert current is not None
         durability = request.durability or self._durability
         # With one checkpoint per turn, its writes wait for the release: one commit ends
-        # the turn. Per-step checkpoints are written as the steps end.
+        # the turn. Per-step checkpoints are written as the steps end, each fenced by the
+        # lease (a holder paused past its liveness bound, and taken over, writes nothing).
         deferring: AbstractContextManager[list[Write]] = (
             deferring_writes() if durability == "exit" else nullcontext([])
         )
@@ -351,7 +352,7 @@ class TurnRunner:
         # theirs is unset).
         context = {**agent.template.spec.context, **(request.context or {})} or None
         graph: Any = agent.graph
-        with deferring as writes:
+        with deferring as writes, self._sessions.fencing(lease):
             async with self._sessions.renewing(lease, current), hard_bounds(guard):
                 if durability == "exit" and isinstance(graph_input, Mapping):
                     # The state with the input applied gets a checkpoint too (regenerate).

@@ -2,7 +2,9 @@
 
 Real Postgres, real processes: ``tests/support/hold_turn.py`` runs a slow turn in a
 subprocess that is SIGKILLed mid-turn; two ``Runtime`` instances with separate pools play
-two replicas of the service.
+two replicas of the service. A killed holder's sessions are free once its heartbeat is
+stale (``SESSIONGRAPH_HEARTBEAT_TIMEOUT_SECONDS``); one that still looks alive keeps them
+until its lease lapses.
 """
 
 from __future__ import annotations
@@ -226,15 +228,45 @@ class TestCrashedHolder:
     """A process killed mid-turn leaves a lease that lapses, and no half-written turn."""
 
     @pytest.mark.timeout(180)
+    async def test_killed_holder_is_free_once_its_heartbeat_is_stale(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        """With a 60 s lease, a killed holder's session is served again within its heartbeat
+        bound; what it wrote is rolled back."""
+        settings = replica_settings(database_url, tmp_path)
+        async with Runtime.open(settings, sweeper=False) as rt:
+            await kill_holder_mid_turn(
+                database_url,
+                tmp_path / "hold_turn.log",
+                "crash-beat",
+                "slow-beat",
+                HOLD_LEASE_TIMEOUT_SECONDS="60",
+            )
+            killed = asyncio.get_running_loop().time()
+            await rt.templates.update("slow-beat", {"model": FAST_MODEL})
+            result = await chat_once_lease_lapses(rt, "crash-beat", "my name is Dan")
+            stalled = asyncio.get_running_loop().time() - killed
+            assert result.reply == "Nice to meet you, Dan."
+            # Far below the 60 s lease: only the heartbeat can have freed it.
+            assert stalled < 10, stalled
+            assert [(m["role"], m["content"]) for m in await rt.history("crash-beat")] == [
+                ("user", "my name is Dan"),
+                ("assistant", "Nice to meet you, Dan."),
+            ]
+
+    @pytest.mark.timeout(180)
     async def test_killed_holder_blocks_until_lease_lapses_then_turn_succeeds(
         self, database_url: str, tmp_path: Path
     ) -> None:
-        """Busy right after the kill; a turn succeeds once the lease lapses; history is clean."""
+        """A holder that still looks alive (a long heartbeat bound) keeps its session busy
+        until its lease lapses; then a turn succeeds; history is clean."""
         settings = replica_settings(database_url, tmp_path)
         log_path = tmp_path / "hold_turn.log"
         async with Runtime.open(settings, sweeper=False) as rt:
             # Killed while its model call (60 s) runs, its "hello" already checkpointed.
-            dead_token = await kill_holder_mid_turn(database_url, log_path)
+            dead_token = await kill_holder_mid_turn(
+                database_url, log_path, SESSIONGRAPH_HEARTBEAT_TIMEOUT_SECONDS="600"
+            )
 
             # The dead process's lease is still on the row, so the session refuses a turn.
             row = await lease_row(database_url, "crash-1")

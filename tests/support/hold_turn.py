@@ -4,7 +4,8 @@ Run as ``python -m tests.support.hold_turn`` from the project root with ``DATABA
 set. It creates (or reuses) agent ``slow`` (the offline model, 60 s per answer) and
 session ``crash-1``, prints ``holding`` and then runs a turn that a test SIGKILLs midway.
 Optional environment: ``HOLD_SESSION_ID``, ``HOLD_AGENT_ID``, ``HOLD_MESSAGE``,
-``HOLD_DELAY_SECONDS`` and ``HOLD_TOOLS`` (comma-separated tool names, none by default).
+``HOLD_DELAY_SECONDS``, ``HOLD_LEASE_TIMEOUT_SECONDS`` (2 by default) and ``HOLD_TOOLS``
+(comma-separated tool names, none by default); ``SESSIONGRAPH_*`` settings apply too.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ AGENT_ID = os.environ.get("HOLD_AGENT_ID", "slow")
 MESSAGE = os.environ.get("HOLD_MESSAGE", "hello")
 DELAY_SECONDS = float(os.environ.get("HOLD_DELAY_SECONDS", "60"))
 TOOLS = [t for t in os.environ.get("HOLD_TOOLS", "").split(",") if t]
+LEASE_TIMEOUT_SECONDS = float(os.environ.get("HOLD_LEASE_TIMEOUT_SECONDS", "2"))
 
 
 async def main() -> int:
-    settings = Settings(lease_timeout_seconds=2, sweep_interval_seconds=0)
+    settings = Settings(lease_timeout_seconds=LEASE_TIMEOUT_SECONDS, sweep_interval_seconds=0)
     if not settings.database_url:
         print("DATABASE_URL is not set", file=sys.stderr)
         return 2

@@ -13,15 +13,31 @@ from runtime.sessions import sql as sessions_sql
 
 class TestSessionPredicates:
     def test_lease_free_is_the_negation_of_lease_held(self) -> None:
-        """Held means an unexpired token (>= now); free is exactly the other case (< now)."""
-        assert sessions_sql.LEASE_HELD == "(lease_token IS NOT NULL AND lease_expires_at >= now())"
-        assert sessions_sql.LEASE_FREE == "(lease_token IS NULL OR lease_expires_at < now())"
+        """Held means an unexpired token (>= now) of a live holder; free is exactly the rest."""
+        alive = sessions_sql.HOLDER_ALIVE
+        assert sessions_sql.LEASE_HELD == (
+            f"(lease_token IS NOT NULL AND lease_expires_at >= now() AND {alive})"
+        )
+        assert sessions_sql.LEASE_FREE == (
+            f"(lease_token IS NULL OR lease_expires_at < now() OR NOT {alive})"
+        )
+
+    def test_a_holder_is_alive_by_its_own_heartbeat_bound(self) -> None:
+        """A holder is alive while its beat is within its liveness, or Postgres just started;
+        a lease naming no holder relies on its expiry alone."""
+        alive = sessions_sql.HOLDER_ALIVE
+        assert alive.startswith("(lease_holder IS NULL OR EXISTS (SELECT 1 FROM replicas r")
+        assert "pg_postmaster_start_time() + 2 * r.liveness" in alive
+        assert "r.beat_at" in alive and alive.count("now()") == 1
 
     def test_statements_use_the_rules_by_name(self) -> None:
         """Acquire takes only a live, free session; every Session row carries busy."""
         assert sessions_sql.LIVE in sessions_sql.ACQUIRE
         assert sessions_sql.LEASE_FREE in sessions_sql.ACQUIRE
         assert f"{sessions_sql.LEASE_HELD} AS busy" in sessions_sql.SESSION_COLUMNS
+        assert "lease_holder = %(holder)s" in sessions_sql.ACQUIRE
+        assert "lease_holder = NULL" in sessions_sql.RELEASE
+        assert "lease_holder = NULL" in sessions_sql.ABORT
 
 
 class TestSessionSearch:
