@@ -14,7 +14,8 @@
     │   ├── SessionInactive      the session is deactivated and refuses turns
     │   ├── AwaitingApproval     the session waits for a human decision on tool calls
     │   └── NothingToResume      a resume for a session that is not waiting
-    ├── LeaseLost                the turn's lease lapsed and another holder may have taken it
+    ├── LeaseLost                the turn's lease lapsed or its holder was taken for dead, and
+    │                            another turn may have taken the session (retryable)
     ├── RateLimited              a widget key or visitor IP is over its limit (Retry-After)
     ├── ModelUnavailable         the model could not be built or reached (retryable)
     │   ├── ModelRateLimited     the endpoint kept answering 429 (retryable, Retry-After)
@@ -147,9 +148,15 @@ class NothingToResume(Conflict):
 
 
 class LeaseLost(SessiongraphError):
-    """The turn's lease lapsed before the turn ended."""
+    """The turn's lease lapsed, or its holder was taken for dead (paused past its heartbeat
+    bound), and another turn took the session: nothing this turn wrote was kept. Retryable
+    (``details["retryable"]``): sending the message again runs it on the session as it is."""
 
     code = "lease_lost"
+
+    def __init__(self, message: str, **details: Any):
+        details.setdefault("retryable", True)
+        super().__init__(message, **details)
 
 
 class RateLimited(SessiongraphError):

@@ -1,0 +1,175 @@
+"""Fencing: a turn holder paused past its heartbeat bound loses its session and writes nothing.
+
+Two real ``sessiongraph serve`` processes on the module's database (the default lease
+timeout, 30 s: only the heartbeat can free the session this fast). Replica A runs a slow
+turn; it is stopped with SIGSTOP; replica B takes the session once A's heartbeat is stale
+and completes turns; A is resumed with SIGCONT: its turn answers 409 ``lease_lost``
+(retryable), nothing it wrote is in the thread, and the history shows only B's turns. Run
+with the default durability (``exit``: the turn's writes are replayed in the release) and
+with per-step checkpoints (``async``: each write is fenced by the lease token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.support.processes import ServeProcess, clean_env, serve_processes
+
+pytestmark = pytest.mark.slow
+
+SLOW = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 6}}
+FAST = {"provider": "offline", "name": "deterministic", "params": {}}
+
+
+@pytest.fixture(params=["exit", "async"])
+def replicas(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> Iterator[tuple[str, list[ServeProcess]]]:
+    """Two ready servers with the given checkpoint durability; stopped (and resumed) after."""
+    durability = str(request.param)
+    env = clean_env(
+        DATABASE_URL=database_url,
+        SESSIONGRAPH_SWEEP_INTERVAL_SECONDS="0",
+        SESSIONGRAPH_CHECKPOINT_DURABILITY=durability,
+    )
+    paths = [tmp_path / "a.log", tmp_path / "b.log"]
+    with serve_processes(paths, env) as servers:
+        try:
+            yield durability, servers
+        finally:
+            for server in servers:
+                if server.proc.poll() is None:
+                    os.kill(server.proc.pid, signal.SIGCONT)
+
+
+async def session_row(database_url: str, session_id: str) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=psycopg.rows.dict_row
+    ) as conn:
+        cur = await conn.execute(
+            "SELECT s.lease_token, s.lease_holder, s.committed_checkpoint_id, s.turns, "
+            "(SELECT count(*) FROM checkpoints c WHERE c.thread_id = s.thread_id) AS written, "
+            "(SELECT count(*) FROM checkpoints c WHERE c.thread_id = s.thread_id "
+            " AND c.checkpoint_id > s.committed_checkpoint_id) AS uncommitted "
+            "FROM sessions s WHERE s.session_id = %s",
+            (session_id,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row
+
+
+async def wait_until(predicate: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def take_over(client: httpx.AsyncClient, session_id: str, content: str) -> dict[str, Any]:
+    """Send a turn until the session is no longer busy; return its body."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = await client.post(f"/v1/sessions/{session_id}/messages", json={"content": content})
+        if r.status_code == 200:
+            body: dict[str, Any] = r.json()
+            return body
+        assert r.status_code == 409 and r.json()["error"] == "session_busy", r.text
+        assert time.monotonic() < deadline, "the paused holder's session never came free"
+        await asyncio.sleep(0.1)
+
+
+async def fenced_turn(
+    servers: list[ServeProcess], database_url: str, durability: str
+) -> tuple[httpx.Response, float]:
+    """A's slow turn, paused, taken over by B (two turns), resumed; A's response and how
+    long B waited for the session after the pause."""
+    a, b = servers
+    sid = f"fence-{durability}"
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        agent = {"id": f"slow-{durability}", "name": "slow", "model": SLOW}
+        assert (await ca.post("/v1/agents", json=agent)).status_code == 201
+        r = await ca.put(f"/v1/sessions/{sid}", json={"agent_id": agent["id"]})
+        assert r.status_code == 201, r.text
+        turn_a = asyncio.create_task(
+            ca.post(f"/v1/sessions/{sid}/messages", json={"content": "my name is Mallory"})
+        )
+
+        async def held() -> bool:
+            row = await session_row(database_url, sid)
+            # With per-step checkpoints, A's input is already written before the pause.
+            return row["lease_token"] is not None and (durability == "exit" or row["written"])
+
+        await wait_until(held, "A's turn to hold the lease")
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        paused = time.monotonic()
+        # A's model call ends while it is stopped: it resumes straight into its writes.
+        patched = await cb.patch(f"/v1/agents/{agent['id']}", json={"model": FAST})
+        assert patched.status_code == 200, patched.text
+        first = await take_over(cb, sid, "my name is Bob")
+        waited = time.monotonic() - paused
+        assert first["reply"] == "Nice to meet you, Bob."
+        second = await take_over(cb, sid, "what is my name?")
+        assert second["reply"] == "Your name is Bob."
+        await asyncio.sleep(max(0.0, paused + 7 - time.monotonic()))
+        os.kill(a.proc.pid, signal.SIGCONT)
+        response = await asyncio.wait_for(turn_a, timeout=60)
+    return response, waited
+
+
+async def history(url: str, session_id: str) -> list[tuple[str, str]]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        r = await client.get(f"/v1/sessions/{session_id}/messages", params={"limit": 100})
+        assert r.status_code == 200, r.text
+        return [(m["role"], m["content"]) for m in r.json()["items"]]
+
+
+class TestFencing:
+    @pytest.mark.timeout(240)
+    def test_a_paused_holder_is_fenced(
+        self, replicas: tuple[str, list[ServeProcess]], database_url: str
+    ) -> None:
+        """B takes the paused holder's session and completes turns; resumed, A's turn is
+        refused (409 lease_lost, retryable), writes nothing, and only B's turns remain."""
+        durability, servers = replicas
+        sid = f"fence-{durability}"
+        response, waited = asyncio.run(fenced_turn(servers, database_url, durability))
+        print(f"fencing ({durability}): session served by B {waited:.2f} s after the pause")
+        assert response.status_code == 409, response.text
+        body = response.json()
+        assert body["error"] == "lease_lost" and body["details"]["retryable"] is True, body
+        # Well inside the 30 s lease timeout: the stale heartbeat freed the session.
+        assert waited < 15, waited
+        expected = [
+            ("user", "my name is Bob"),
+            ("assistant", "Nice to meet you, Bob."),
+            ("user", "what is my name?"),
+            ("assistant", "Your name is Bob."),
+        ]
+        for server in servers:
+            assert asyncio.run(history(server.url, sid)) == expected
+        row = asyncio.run(session_row(database_url, sid))
+        assert row["lease_token"] is None and row["turns"] == 2, row
+        assert row["uncommitted"] == 0, f"the fenced holder's checkpoints landed: {row}"
+
+        # A is healthy: its next turn runs on B's history.
+        async def again() -> dict[str, Any]:
+            async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as ca:
+                return await take_over(ca, sid, "what is my name?")
+
+        assert asyncio.run(again())["reply"] == "Your name is Bob."
+        for server in servers:
+            assert "Traceback" not in server.log(), server.log()[-3000:]
