@@ -1,4 +1,5 @@
-"""A primary and a synchronous streaming standby from Debian's PostgreSQL, for failover tests.
+"""Debian's PostgreSQL for failover and chaos tests: a primary and its synchronous streaming
+standby, or a single server to crash and restart.
 
 :func:`streaming_pair` runs ``initdb`` (password authentication, ``scram-sha-256``), starts
 the primary on a free loopback port, clones the standby with ``pg_basebackup -R``, starts it
@@ -27,7 +28,7 @@ from psycopg.conninfo import make_conninfo
 from tests.support.pgbouncer import run_as
 from tests.support.processes import free_ports
 
-__all__ = ["PG_BIN", "PgNode", "streaming_pair"]
+__all__ = ["PG_BIN", "PgNode", "single_node", "streaming_pair"]
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -128,24 +129,51 @@ def _chown(*paths: Path) -> None:
 
 
 @contextmanager
-def streaming_pair(password: str = "s3cret-Pa55") -> Iterator[tuple[PgNode, PgNode]]:
-    """A running primary and its synchronous standby, with the database ``sessiongraph``.
-
-    Debian's PostgreSQL 15 must be installed (``.ci/run`` installs it); without it the test
-    fails, it is never skipped.
-    """
+def _cluster_folder() -> Iterator[tuple[Path, list[PgNode]]]:
+    """A folder for servers and the list of those started in it; all stopped and removed on
+    exit. Debian's PostgreSQL 15 must be installed (``.ci/run`` installs it); without it the
+    test fails, it is never skipped."""
     if not (PG_BIN / "initdb").exists():
         raise AssertionError(f"{PG_BIN}/initdb is missing: apt-get install -y postgresql-15")
     folder = Path(tempfile.mkdtemp(prefix="sessiongraph-cluster-"))
     _chown(folder)
-    primary_port, standby_port = free_ports(2)
     nodes: list[PgNode] = []
     try:
-        primary = _init_primary(folder, primary_port, password)
-        nodes.append(primary)
-        primary.start()
-        with psycopg.connect(primary.url("postgres"), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DBNAME}")
+        yield folder, nodes
+    finally:
+        for node in nodes:
+            if node.running():
+                try:
+                    node.stop("immediate")
+                except AssertionError:
+                    pass
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_primary(folder: Path, port: int, password: str, nodes: list[PgNode]) -> PgNode:
+    primary = _init_primary(folder, port, password)
+    nodes.append(primary)
+    primary.start()
+    with psycopg.connect(primary.url("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {DBNAME}")
+    return primary
+
+
+@contextmanager
+def single_node(password: str = "s3cret-Pa55") -> Iterator[PgNode]:
+    """One running server with the database ``sessiongraph``, to crash and restart
+    (``stop("immediate")``, ``start()``)."""
+    with _cluster_folder() as (folder, nodes):
+        (port,) = free_ports(1)
+        yield _start_primary(folder, port, password, nodes)
+
+
+@contextmanager
+def streaming_pair(password: str = "s3cret-Pa55") -> Iterator[tuple[PgNode, PgNode]]:
+    """A running primary and its synchronous standby, with the database ``sessiongraph``."""
+    with _cluster_folder() as (folder, nodes):
+        primary_port, standby_port = free_ports(2)
+        primary = _start_primary(folder, primary_port, password, nodes)
         standby = PgNode("standby", folder / "standby", standby_port, password)
         env = {**os.environ, "PGPASSWORD": password}
         _run([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary_port),
@@ -157,14 +185,6 @@ def streaming_pair(password: str = "s3cret-Pa55") -> Iterator[tuple[PgNode, PgNo
         standby.start()
         _wait_synchronous(primary)
         yield primary, standby
-    finally:
-        for node in nodes:
-            if node.running():
-                try:
-                    node.stop("immediate")
-                except AssertionError:
-                    pass
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_synchronous(primary: PgNode, timeout: float = 30) -> None:
