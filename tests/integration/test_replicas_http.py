@@ -17,6 +17,7 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.processes import ServeProcess, clean_env, serve_processes
@@ -34,6 +35,8 @@ def replicas(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = clean_env(DATABASE_URL=database_url, SESSIONGRAPH_SWEEP_INTERVAL_SECONDS="0")
     paths = [Path(logs) / "a.log", Path(logs) / "b.log"]
     with serve_processes(paths, env) as servers:
+        with psycopg.connect(database_url) as conn:  # one heartbeat row per ready replica
+            assert conn.execute("SELECT count(*) FROM replicas").fetchone() == (2,)
         yield [server.url for server in servers]
         codes = [(server, server.stop()) for server in servers]
     bad = [(server, code) for server, code in codes if code != 0]
@@ -41,6 +44,9 @@ def replicas(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     # Nothing went wrong unseen: no unhandled error was logged by either replica.
     for server, code in codes:
         assert "Traceback" not in server.log(), _exit_report(server, code)
+    # Both beat while they served, and a clean stop deleted each one's heartbeat row.
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM replicas").fetchone() == (0,)
 
 
 def _exit_report(server: ServeProcess, code: int) -> str:
