@@ -30,7 +30,7 @@ from runtime.checkpoints import (
     replay_writes,
     rollback_thread,
 )
-from runtime.db import Pool, Row, connect, execute, fetch_one
+from runtime.db import Pool, Row, connect, database_error, execute, fetch_one
 from runtime.errors import (
     AwaitingApproval,
     LeaseLost,
@@ -291,13 +291,22 @@ class SessionLeases:
         """Renew ``lease`` every third of its timeout while the block runs.
 
         If a renewal finds the lease lost, ``task`` (the turn) is cancelled, so a turn never
-        keeps writing to a thread another holder has taken.
+        keeps writing to a thread another holder has taken. A renewal that cannot reach the
+        database is tried again at the next third (the lease has two thirds of slack; if it
+        lapses meanwhile, the turn's writes are fenced) instead of ending the renewals.
         """
 
         async def renew_forever() -> None:
             while True:
                 await asyncio.sleep(self.lease_timeout_seconds / 3)
-                if not await self.renew(lease):
+                try:
+                    renewed = await self.renew(lease)
+                except Exception as exc:
+                    if database_error(exc) is None:
+                        raise
+                    log.warning("could not renew the lease on %s: %s", lease.session_id, exc)
+                    continue
+                if not renewed:
                     task.cancel()
                     return
 

@@ -77,3 +77,28 @@ class TestPostgresRestart:
                 # Free once three bounds have passed since Postgres started, not before.
                 assert float(state["since_start"]) >= 3 * BOUND, state
                 proc.send_signal(signal.SIGCONT)
+
+    @pytest.mark.timeout(180)
+    async def test_a_live_holder_keeps_renewing_across_a_restart(self, tmp_path: Path) -> None:
+        """Renewals that fail while Postgres is down do not end the renewals: the live
+        holder's lease (4 s) is still held well after the restart."""
+        with single_node() as node:
+            url = node.url()
+            env = {
+                "HOLD_SESSION_ID": SESSION,
+                "HOLD_AGENT_ID": "slow-renew",
+                "HOLD_LEASE_TIMEOUT_SECONDS": "4",
+            }
+            async with holder_process(url, tmp_path / "hold_turn.log", **env) as proc:
+                assert proc.stdout is not None
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+                assert line.decode().strip() == "holding"
+                token = await wait_for_lease(url, SESSION)
+                await asyncio.to_thread(node.stop, "immediate")
+                await asyncio.sleep(2.0)  # at least one renewal fails meanwhile
+                await asyncio.to_thread(node.start)
+                await asyncio.sleep(8.0)  # two lease timeouts
+                state = await lease_state(url)
+                assert state["held"] is True, state
+                assert await wait_for_lease(url, SESSION) == token
+                assert proc.returncode is None
