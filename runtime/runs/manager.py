@@ -339,10 +339,10 @@ class RunManager:
         rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
         await self._stopped([r["run_id"] for r in rows])
 
-    async def stop_agent(self, agent_id: str) -> None:
-        """Cancel the pending and running runs on every thread of an agent and wait for them
-        to end (before the agent is deleted)."""
-        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_AGENT, (agent_id,))
+    async def stop_agent(self, agent_owner: str, agent_id: str) -> None:
+        """Cancel the pending and running runs on every thread of an agent (its owner's id)
+        and wait for them to end (before the agent is deleted)."""
+        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_AGENT, (agent_owner, agent_id))
         await self._stopped([r["run_id"] for r in rows])
 
     async def delete_thread(self, owner: str, session_id: str) -> None:
@@ -353,10 +353,10 @@ class RunManager:
             partial(self.stop_thread, owner, session_id),
         )
 
-    async def delete_agent(self, agent_id: str, delete: Action) -> None:
+    async def delete_agent(self, agent_owner: str, agent_id: str, delete: Action) -> None:
         """Run ``delete`` (the agent's, with its threads), cancelling the runs on its threads
         first if it is refused because some are running."""
-        await _stopping(delete, partial(self.stop_agent, agent_id))
+        await _stopping(delete, partial(self.stop_agent, agent_owner, agent_id))
 
     async def _stopped(self, run_ids: Sequence[str]) -> None:
         """Cancel these runs here (other replicas poll for the request) and wait, up to the

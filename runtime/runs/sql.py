@@ -64,10 +64,12 @@ REQUEST_CANCEL_INFLIGHT = (
     "UPDATE runs SET cancel_requested = true, updated_at = now() "
     f"WHERE owner = %s AND session_id = %s AND {ACTIVE} RETURNING run_id"
 )
-# (agent_id): the run ids of the runs that had not ended on the agent's threads.
+# (agent_owner, agent_id): the run ids of the runs that had not ended on the threads of the
+# agent (agent ids are per owner: the threads that name this owner's agent, never another's).
 REQUEST_CANCEL_AGENT = (
     "UPDATE runs SET cancel_requested = true, updated_at = now() "
-    f"WHERE assistant_id = %s AND {ACTIVE} RETURNING run_id"
+    "WHERE (owner, session_id) IN (SELECT owner, session_id FROM sessions "
+    f"WHERE agent_owner = %s AND agent_id = %s) AND {ACTIVE} RETURNING run_id"
 )
 # %(ids)s, %(wait)s: those of the runs that are still active (a dead process's rows age out).
 STILL_ACTIVE = f"SELECT run_id FROM runs WHERE run_id = ANY(%(ids)s) AND {ACTIVE} AND {_RECENT}"
