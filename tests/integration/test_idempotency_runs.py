@@ -12,6 +12,10 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
+from api.app import create_app
+from runtime import Settings
+from tests.support.server import running_server
+
 SLOW_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 1.0}}
 
 
@@ -198,3 +202,30 @@ class TestStatelessRuns:
         first, second = await asyncio.gather(stream(), stream())
         assert last_values(first) == last_values(second)
         assert last_values(first)["messages"][-1]["content"] == "You said: hi there"
+
+
+class TestAnotherReplica:
+    async def test_retry_on_another_replica_while_the_first_runs(
+        self, http: httpx.AsyncClient, sdk: LangGraphClient, settings: Settings
+    ) -> None:
+        """A retry sent to a second server while the first still runs the run gets its output."""
+        assistant = await slow_assistant(http)
+        thread = (await sdk.threads.create())["thread_id"]
+        body = {"assistant_id": assistant, "input": said("my pet is a cat")}
+        async with running_server(create_app(settings)) as other_url:
+            first = asyncio.ensure_future(
+                http.post(f"/threads/{thread}/runs/wait", json=body, headers=keyed("replica-1"))
+            )
+            while not (runs := await sdk.runs.list(thread)):
+                await asyncio.sleep(0.02)
+            other = get_client(url=other_url)
+            retry = await other.runs.wait(
+                thread, assistant, input=said("my pet is a cat"), headers=keyed("replica-1")
+            )
+            answer = await first
+        assert runs[0]["status"] in ("pending", "running")  # the retry came while it ran
+        assert answer.status_code == 200 and answer.json() == retry
+        assert isinstance(retry, dict)
+        assert retry["messages"][-1]["content"] == "Got it: your pet is a cat."
+        assert await user_turns(sdk, thread, "my pet is a cat") == 1
+        assert await run_count(sdk, thread) == 1
