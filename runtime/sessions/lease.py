@@ -148,6 +148,7 @@ class SessionLeases:
             thread_id=row["thread_id"],
             agent_id=row["agent_id"],
             agent_version=row["version"],
+            agent_owner=row["owner"],
             token=token,
             agent_row=row,
             committed_checkpoint_id=committed,
