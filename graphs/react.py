@@ -14,7 +14,7 @@ import json
 import operator
 import uuid
 from collections.abc import Sequence
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -248,12 +248,18 @@ def build_graph(
             ToolNode(lc_tools, handle_tool_errors=True, awrap_tool_call=guarded_tool_call),
         )
         first = "approve" if needs_approval else "tools"
-        builder.add_conditional_edges(AGENT_NODE, tools_condition, {"tools": first, END: END})
+        builder.add_conditional_edges(AGENT_NODE, _after_agent, {"tools": first, END: END})
         if needs_approval:
             builder.add_node("approve", _approve)
             builder.add_edge("approve", "tools")
         builder.add_edge("tools", AGENT_NODE)
     return builder
+
+
+async def _after_agent(state: AgentState) -> str:
+    """``tools_condition`` as a coroutine: LangGraph runs a plain function given as an edge
+    in a worker thread, a thread hop on every turn for a check of the last message."""
+    return tools_condition(cast(dict[str, Any], state))
 
 
 class _Node(Protocol):

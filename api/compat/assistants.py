@@ -1,6 +1,8 @@
 """LangGraph Server API: assistants, which are agent templates.
 
-An assistant id is an agent id; a graph id stands for that graph's system agent (``react``:
+An assistant id is an agent id, scoped by owner as agent ids are: each owner names its own
+assistants and the system ones, and another owner's id is free for it (``NotFound``, never a
+conflict); ids made here are UUIDs. A graph id stands for that graph's system agent (``react``:
 the default agent). Every assistant runs one of the server's graphs (its ``graph_id``: the
 built-in ``react`` or a ``langgraph.json`` entry). ``config.configurable`` (or ``context``)
 carries template fields (system prompt, model, tools, ...) on create and patch, and the
@@ -219,8 +221,9 @@ async def create_assistant(
     _check_graph(runtime, body.graph_id)
     agent_id = validate_id(body.assistant_id or str(uuid.uuid4()), kind="assistant_id")
     # A new assistant of a graph is its system agent, changed by what the request gives.
-    system = await runtime.templates.get(resolve_assistant_id(runtime, body.graph_id))
-    if system.owner != SYSTEM_OWNER:  # never another owner's agent as the base
+    graph_agent = resolve_assistant_id(runtime, body.graph_id)
+    system = await runtime.templates.get(graph_agent, owner=SYSTEM_OWNER)
+    if system.owner != SYSTEM_OWNER:  # never an owner's agent as the base
         raise NotFound(f"graph {body.graph_id!r} has no system assistant")
     base = system.spec.model_dump(mode="json")
     base.update(_template_fields(body.config, body.context), graph=body.graph_id)
@@ -276,15 +279,15 @@ async def delete_assistant(
 ) -> Response:
     # Threads cannot outlive their assistant here (a session belongs to its agent), so they
     # go with it whatever delete_threads says; runs in flight on them are cancelled first.
-    agent_id = resolve_assistant_id(runtime, assistant_id)
+    template = await _get(runtime, principal, assistant_id)  # NotFound: another owner's
     delete = partial(
         runtime.templates.delete,
-        agent_id,
+        template.agent_id,
         owner=principal.owner,
         force=True,
         system=principal.is_admin,
     )
-    await runtime.runs.delete_agent(agent_id, delete)
+    await runtime.runs.delete_agent(template.owner, template.agent_id, delete)
     return Response(status_code=204)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,11 +18,20 @@ from api.compat.run_streams import EventTranslator
 from runtime import Runtime
 from runtime.errors import InvalidInput
 from runtime.keys import Principal
-from runtime.runs import Run, RunRequest
+from runtime.runs import Run, RunHandle, RunRequest
 from runtime.sessions import Session
+from runtime.sessions.idempotency import check_key, keyed_session_id, request_hash
 from runtime.turns import TurnRequest, waits_for_value
 
-__all__ = ["RunCreate", "join_modes", "run_request", "stream_modes"]
+__all__ = [
+    "RunCreate",
+    "RunKey",
+    "join_modes",
+    "run_key",
+    "run_request",
+    "start_run",
+    "stream_modes",
+]
 
 # Every stream mode the SDK knows.
 STREAM_MODES = (
@@ -69,6 +79,25 @@ class RunCreate(BaseModel):
 
 
 # -- requests -> runs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """A keyed run request: its thread (for a stateless run, one named after the key), its
+    ``Idempotency-Key`` and the hash of its body."""
+
+    thread_id: str
+    key: str
+    request_hash: str
+
+
+def run_key(thread_id: str | None, body: RunCreate, key: str | None) -> RunKey | None:
+    """The request's :class:`RunKey` (None without a key), by the rules of turns' keys."""
+    if key is None:
+        return None
+    key = check_key(key)
+    asked = {"thread_id": thread_id, "run": body.model_dump(mode="json", exclude_none=True)}
+    return RunKey(thread_id or keyed_session_id(key), key, request_hash(asked))
 
 
 def _decisions(resume: Any) -> list[dict[str, Any]]:
@@ -190,14 +219,26 @@ def _run_kwargs(body: RunCreate, modes: tuple[str, ...]) -> dict[str, Any]:
     return kwargs
 
 
+def _new_thread(keyed: RunKey | None, resuming: bool, no_input: bool) -> str:
+    """The id of a stateless run's thread: named after its key, if any."""
+    if resuming:
+        raise InvalidInput("a resume needs a thread", field="command")
+    if no_input:
+        raise InvalidInput("a run on a new thread needs an input", field="input")
+    return keyed.thread_id if keyed else str(uuid.uuid4())
+
+
 async def run_request(
     runtime: Runtime,
     who: Principal,
     thread_id: str | None,
     body: RunCreate,
     modes: tuple[str, ...],
+    keyed: RunKey | None = None,
 ) -> RunRequest:
-    """Validate a run body and turn it into a :class:`RunRequest` (thread made if needed)."""
+    """Validate a run body and turn it into a :class:`RunRequest` (thread made if needed).
+
+    A keyed stateless run keeps its thread (named after the key), so a retry finds it."""
     _refuse_unsupported(body)
     agent_id = resolve_assistant_id(runtime, body.assistant_id)
     template = await runtime.templates.get(agent_id, owner=who.owner)  # NotFound: another's
@@ -207,13 +248,9 @@ async def run_request(
     if graph_input is not None:
         await runtime.check_input(template, graph_input)
     stateless = thread_id is None
-    temporary = stateless and body.on_completion != "keep"
+    temporary = stateless and body.on_completion != "keep" and keyed is None
     if thread_id is None:
-        if resuming:
-            raise InvalidInput("a resume needs a thread", field="command")
-        if graph_input is None and checkpoint_id is None:
-            raise InvalidInput("a run on a new thread needs an input", field="input")
-        thread_id = str(uuid.uuid4())
+        thread_id = _new_thread(keyed, resuming, graph_input is None and checkpoint_id is None)
     create = body.if_not_exists == "create" or stateless
     session = await runtime.sessions.for_agent(who.owner, thread_id, agent_id, create=create)
     if not resuming:
@@ -248,7 +285,32 @@ async def run_request(
         recorder=EventTranslator(modes, thread_id, session.thread_id)
         if body.stream_resumable
         else None,
+        idempotency_key=keyed.key if keyed else None,
+        request_hash=keyed.request_hash if keyed else None,
     )
+
+
+async def start_run(
+    runtime: Runtime,
+    who: Principal,
+    thread_id: str | None,
+    body: RunCreate,
+    modes: tuple[str, ...],
+    key: str | None,
+    *,
+    subscribe: bool = False,
+) -> tuple[RunHandle, RunRequest | None]:
+    """Create the run (and return its request); or, for a retry of a keyed request, find the
+    run its first attempt created (request None), before anything about the thread's state
+    is checked again."""
+    keyed = run_key(thread_id, body, key)
+    if keyed is not None:
+        kept = await runtime.runs.keyed(who.owner, keyed.thread_id, keyed.key, keyed.request_hash)
+        if kept is not None:
+            return RunHandle(kept, "", repeated=True), None
+    request = await run_request(runtime, who, thread_id, body, modes, keyed)
+    handle = await runtime.runs.create(request, subscribe=subscribe)
+    return handle, None if handle.repeated else request
 
 
 def join_modes(stream_mode: list[str] | None, run: Run) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ __all__ = [
     "EventTranslator",
     "cancel_on_disconnect",
     "ended_events",
+    "joined_values",
     "json_response",
     "live_events",
     "recorded_events",
@@ -227,6 +228,14 @@ async def ended_events(
         yield "error", result["__error__"]
     elif "values" in modes:
         yield "values", result
+
+
+async def joined_values(runtime: Runtime, run: Run) -> dict[str, Any]:
+    """What a run returns once it ends (in this process or any other): see
+    :func:`values_result`."""
+    return await values_result(
+        runtime, await runtime.runs.join(run.owner, run.session_id, run.run_id)
+    )
 
 
 async def values_result(runtime: Runtime, run: Run) -> dict[str, Any]:

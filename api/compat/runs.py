@@ -35,20 +35,21 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from api.compat.common import iso
-from api.compat.run_input import RunCreate, join_modes, run_request, stream_modes
+from api.compat.run_input import RunCreate, join_modes, start_run, stream_modes
 from api.compat.run_streams import (
     Cancel,
     EventTranslator,
     ended_events,
+    joined_values,
     json_response,
     live_events,
     recorded_events,
     replay_response,
     sse_response,
-    values_result,
     wait_outcome,
 )
 from api.deps import PrincipalDep, RuntimeDep
+from api.streaming import IDEMPOTENCY_HEADER
 from runtime import Runtime
 from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import InvalidInput
@@ -59,6 +60,16 @@ router = APIRouter(tags=["langgraph: runs"])
 
 ThreadId = Annotated[str, Path(min_length=1, max_length=128)]
 RunId = Annotated[str, Path(min_length=1, max_length=128)]
+# A retry with the same key and body gets the first attempt's run, never a second one.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        max_length=255,
+        description="Makes a retry safe: the same key and body return the first attempt's "
+        "run (its result, or its stream replayed); the same key with another body is a 422.",
+    ),
+]
 
 # LangGraph's run statuses that no run here ever ends in: a filter on one finds nothing
 # (LangGraph clients may still send it).
@@ -112,12 +123,38 @@ def _event_number(last_event_id: str | None) -> int | None:
 # -- routes -------------------------------------------------------------------------------------
 
 
+async def _rejoined(
+    runtime: Runtime,
+    run: Run,
+    modes: tuple[str, ...],
+    after: int | None,
+    cancel: Cancel | None = None,
+    headers: dict[str, str] | None = None,
+) -> EventSourceResponse:
+    """A run's stream joined: a resumable run's recorded events after ``after`` (-1: all),
+    then live; else its live events if it runs here, or its outcome once it ends."""
+    if run.kwargs.get("stream_resumable"):
+        return replay_response(recorded_events(runtime, run, after), cancel, headers)
+    live = runtime.runs.live_events(run.run_id)
+    if live is None:
+        return sse_response(ended_events(runtime, run, modes), cancel, headers)
+    session = await runtime.sessions.get(run.owner, run.session_id)
+    translator = EventTranslator(modes, run.session_id, session.thread_id)
+    return sse_response(live_events(run.run_id, live, translator), cancel, headers)
+
+
 async def _stream(
-    runtime: Runtime, who: Principal, thread_id: str | None, body: RunCreate
+    runtime: Runtime, who: Principal, thread_id: str | None, body: RunCreate, key: str | None
 ) -> EventSourceResponse:
     modes = stream_modes(body)
-    request = await run_request(runtime, who, thread_id, body, modes)
-    handle = await runtime.runs.create(request, subscribe=request.recorder is None)
+    subscribe = not body.stream_resumable
+    handle, request = await start_run(
+        runtime, who, thread_id, body, modes, key, subscribe=subscribe
+    )
+    if request is None:  # a retry: the first attempt's stream, replayed or joined
+        return await _rejoined(
+            runtime, handle.run, modes, -1, None, _locations(handle.run, False, "/stream")
+        )
     headers = _locations(handle.run, request.temporary, "/stream")
     cancel = _cancel(runtime, request, handle.run, body)
     if request.recorder is not None:  # stream_resumable: numbered events, replayable
@@ -128,66 +165,81 @@ async def _stream(
 
 
 async def _wait(
-    runtime: Runtime, who: Principal, thread_id: str | None, body: RunCreate
+    runtime: Runtime, who: Principal, thread_id: str | None, body: RunCreate, key: str | None
 ) -> StreamingResponse:
     stream_modes(body)  # validated, though the output is the final values
-    request = await run_request(runtime, who, thread_id, body, ("values",))
-    handle = await runtime.runs.create(request, subscribe=True)
+    handle, request = await start_run(
+        runtime, who, thread_id, body, ("values",), key, subscribe=True
+    )
+    if request is None:  # a retry: the first attempt's output, once it ends
+        outcome = asyncio.ensure_future(joined_values(runtime, handle.run))
+        return json_response(outcome, None, _locations(handle.run, False, "/join"))
     outcome = asyncio.ensure_future(wait_outcome(runtime, handle, request.session_id))
     headers = _locations(handle.run, request.temporary, "/join")
     return json_response(outcome, _cancel(runtime, request, handle.run, body), headers)
 
 
 async def _background(
-    runtime: Runtime, who: Principal, thread_id: str | None, body: RunCreate
+    runtime: Runtime, who: Principal, thread_id: str | None, body: RunCreate, key: str | None
 ) -> JSONResponse:
     # Live events for join-stream: the modes asked for, and the values always.
     modes = tuple(dict.fromkeys(("values", *stream_modes(body))))
-    request = await run_request(runtime, who, thread_id, body, modes)
-    handle = await runtime.runs.create(request)
+    handle, _ = await start_run(runtime, who, thread_id, body, modes, key)
     return JSONResponse(run_dict(handle.run), headers=_locations(handle.run, True, ""))
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Run on a thread, streaming (SSE)")
 async def stream_run(
-    thread_id: ThreadId, body: RunCreate, runtime: RuntimeDep, who: PrincipalDep
+    thread_id: ThreadId,
+    body: RunCreate,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    key: IdempotencyKey = None,
 ) -> EventSourceResponse:
-    return await _stream(runtime, who, thread_id, body)
+    return await _stream(runtime, who, thread_id, body, key)
 
 
 @router.post("/runs/stream", summary="Run on a new thread, streaming (SSE)")
 async def stream_stateless_run(
-    body: RunCreate, runtime: RuntimeDep, who: PrincipalDep
+    body: RunCreate, runtime: RuntimeDep, who: PrincipalDep, key: IdempotencyKey = None
 ) -> EventSourceResponse:
-    return await _stream(runtime, who, None, body)
+    return await _stream(runtime, who, None, body, key)
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Run on a thread and wait for its output")
 async def wait_run(
-    thread_id: ThreadId, body: RunCreate, runtime: RuntimeDep, who: PrincipalDep
+    thread_id: ThreadId,
+    body: RunCreate,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    return await _wait(runtime, who, thread_id, body)
+    return await _wait(runtime, who, thread_id, body, key)
 
 
 @router.post("/runs/wait", summary="Run on a new thread and wait for its output")
 async def wait_stateless_run(
-    body: RunCreate, runtime: RuntimeDep, who: PrincipalDep
+    body: RunCreate, runtime: RuntimeDep, who: PrincipalDep, key: IdempotencyKey = None
 ) -> StreamingResponse:
-    return await _wait(runtime, who, None, body)
+    return await _wait(runtime, who, None, body, key)
 
 
 @router.post("/threads/{thread_id}/runs", summary="Start a background run on a thread")
 async def create_run(
-    thread_id: ThreadId, body: RunCreate, runtime: RuntimeDep, who: PrincipalDep
+    thread_id: ThreadId,
+    body: RunCreate,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _background(runtime, who, thread_id, body)
+    return await _background(runtime, who, thread_id, body, key)
 
 
 @router.post("/runs", summary="Start a background run on a new thread")
 async def create_stateless_run(
-    body: RunCreate, runtime: RuntimeDep, who: PrincipalDep
+    body: RunCreate, runtime: RuntimeDep, who: PrincipalDep, key: IdempotencyKey = None
 ) -> JSONResponse:
-    return await _background(runtime, who, None, body)
+    return await _background(runtime, who, None, body, key)
 
 
 @router.get("/threads/{thread_id}/runs", summary="List a thread's runs, newest first")
@@ -217,12 +269,8 @@ async def get_run(
 async def join_run(
     thread_id: ThreadId, run_id: RunId, runtime: RuntimeDep, who: PrincipalDep
 ) -> StreamingResponse:
-    await runtime.runs.get(who.owner, thread_id, run_id)  # 404 before the body starts
-
-    async def outcome() -> dict[str, Any]:
-        return await values_result(runtime, await runtime.runs.join(who.owner, thread_id, run_id))
-
-    return json_response(asyncio.ensure_future(outcome()))
+    run = await runtime.runs.get(who.owner, thread_id, run_id)  # 404 before the body starts
+    return json_response(asyncio.ensure_future(joined_values(runtime, run)))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream (SSE)")
@@ -236,20 +284,12 @@ async def join_run_stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> EventSourceResponse:
     run = await runtime.runs.get(who.owner, thread_id, run_id)
-    session = await runtime.sessions.get(who.owner, thread_id)
     modes = join_modes(stream_mode, run)
     cancel = partial(runtime.runs.cancel_soon, who.owner, thread_id, run_id)
-    if run.kwargs.get("stream_resumable"):
-        # What the client missed after Last-Event-ID (-1: everything), then live; without
-        # one, from now on. The events are the run's own stream modes.
-        recorded = recorded_events(runtime, run, _event_number(last_event_id))
-        return replay_response(recorded, cancel if cancel_on_disconnect else None)
-    live = runtime.runs.live_events(run_id)
-    if live is None:
-        events = ended_events(runtime, run, modes)
-    else:
-        events = live_events(run_id, live, EventTranslator(modes, thread_id, session.thread_id))
-    return sse_response(events, cancel if cancel_on_disconnect else None)
+    # A resumable run: what the client missed after Last-Event-ID (-1: everything), then
+    # live; without one, from now on. The events are the run's own stream modes.
+    after = _event_number(last_event_id) if run.kwargs.get("stream_resumable") else None
+    return await _rejoined(runtime, run, modes, after, cancel if cancel_on_disconnect else None)
 
 
 @router.post(
@@ -268,8 +308,8 @@ async def cancel_run(
     await runtime.runs.cancel(who.owner, thread_id, run_id)
     if not wait:
         return Response(status_code=202)
-    run = await runtime.runs.join(who.owner, thread_id, run_id)
-    return JSONResponse(await values_result(runtime, run))
+    run = await runtime.runs.get(who.owner, thread_id, run_id)
+    return JSONResponse(await joined_values(runtime, run))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", summary="Delete an ended run", status_code=204)

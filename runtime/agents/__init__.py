@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.agents.cache import CompiledAgent, CompiledGraph, GraphCache
+from runtime.agents.cache import AgentKey, CompiledAgent, CompiledGraph, GraphCache, agent_key
 from runtime.agents.spec import (
     BUILTIN_GRAPH,
     CONFIGURABLE_FIELDS,
@@ -22,6 +22,7 @@ from runtime.agents.stats import AgentStats, agent_stats, prune_turn_log
 from runtime.agents.store import TemplateStore
 
 __all__ = [
+    "AgentKey",
     "AgentStats",
     "BUILTIN_GRAPH",
     "AgentTemplate",
@@ -37,6 +38,7 @@ __all__ = [
     "SYSTEM_OWNER",
     "TemplateSpec",
     "TemplateStore",
+    "agent_key",
     "agent_stats",
     "default_template_spec",
     "is_reserved_key",

@@ -1,4 +1,7 @@
-"""The compiled-graph cache: each ``(agent_id, version)`` compiled once, then shared.
+"""The compiled-graph cache: each agent version compiled once, then shared.
+
+An agent version is keyed by :data:`AgentKey` ``(owner, agent_id, version)``: agent ids are
+scoped by owner, so two owners' ``support`` agents are two entries, never one.
 
 :class:`GraphCache` builds each template version once (its graph compiled with the process's
 checkpointer, its chat model and its tools) and shares the :class:`CompiledAgent` among every
@@ -21,9 +24,16 @@ from langgraph.pregel import Pregel
 from runtime.agents.spec import AgentTemplate, template_from_row
 from runtime.tools import ToolSpec
 
-__all__ = ["CompiledAgent", "CompiledGraph", "GraphCache"]
+__all__ = ["AgentKey", "CompiledAgent", "CompiledGraph", "GraphCache", "agent_key"]
 
 CompiledGraph = Pregel[Any, Any, Any, Any]
+# (the agent's owner, agent_id, version): one agent version, whoever's it is.
+AgentKey = tuple[str, str, int]
+
+
+def agent_key(template: AgentTemplate) -> AgentKey:
+    """The key of a template version (in the cache, and in anything kept per version)."""
+    return (template.owner, template.agent_id, template.version)
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +68,7 @@ class CompiledAgent:
 
 
 class GraphCache:
-    """Compiled agents keyed by ``(agent_id, version)``, built once each (LRU-bounded).
+    """Compiled agents keyed by :data:`AgentKey`, built once each (LRU-bounded).
 
     ``compiles`` counts builds, so tests and metrics can show each version compiled exactly
     once. Old versions fall out as the LRU bound is reached.
@@ -69,28 +79,28 @@ class GraphCache:
     ) -> None:
         self._build = build
         self._max_entries = max_entries
-        self._agents: OrderedDict[tuple[str, int], CompiledAgent] = OrderedDict()
+        self._agents: OrderedDict[AgentKey, CompiledAgent] = OrderedDict()
         # Builds in progress, each a task of its own: concurrent first uses of one version
         # wait for the same build, and a caller that is cancelled cancels only its own wait.
-        self._building: dict[tuple[str, int], asyncio.Task[CompiledAgent]] = {}
+        self._building: dict[AgentKey, asyncio.Task[CompiledAgent]] = {}
         self.compiles = 0
 
-    def lookup(self, agent_id: str, version: int) -> CompiledAgent | None:
+    def lookup(self, key: AgentKey) -> CompiledAgent | None:
         """The compiled agent for this version if it is cached, else None."""
-        agent = self._agents.get((agent_id, version))
+        agent = self._agents.get(key)
         if agent is not None:
-            self._agents.move_to_end((agent_id, version))
+            self._agents.move_to_end(key)
         return agent
 
     async def for_row(self, row: Mapping[str, Any]) -> CompiledAgent:
         """The compiled agent of an ``agents`` row (a lease's ``agent_row``)."""
-        agent = self.lookup(row["agent_id"], row["version"])
+        agent = self.lookup((row["owner"], row["agent_id"], row["version"]))
         return agent if agent is not None else await self.get(template_from_row(dict(row)))
 
     async def get(self, template: AgentTemplate) -> CompiledAgent:
         """The compiled agent for this template version, built on first use."""
-        key = (template.agent_id, template.version)
-        agent = self.lookup(*key)
+        key = agent_key(template)
+        agent = self.lookup(key)
         if agent is not None:
             return agent
         build = self._building.get(key)
@@ -99,7 +109,7 @@ class GraphCache:
             self._building[key] = build
         return await asyncio.shield(build)
 
-    async def _built(self, key: tuple[str, int], template: AgentTemplate) -> CompiledAgent:
+    async def _built(self, key: AgentKey, template: AgentTemplate) -> CompiledAgent:
         try:
             agent = await self._build(template)
         finally:

@@ -1,7 +1,9 @@
 """Every statement on ``agents`` (and ``turn_log``, for the stats), and the rules they share.
 
-Statements that take an owner filter use named parameters ``%(owner)s`` and ``%(system)s``
-(:func:`visibility_params` gives both); the rest take positional ones.
+Every statement takes named parameters; those with an owner filter read ``%(owner)s`` and
+``%(system)s`` (:func:`visibility_params` gives both). Agent ids are scoped by owner: an
+agent is the pair ``(owner, agent_id)``, as a session is ``(owner, session_id)``; a session
+names its agent's as ``(agent_owner, agent_id)``.
 
 The statements that read ``sessions`` (:data:`SESSION_COUNTS`, :data:`AGENT_STATS`) use its
 predicates (``LIVE``, ``LEASE_HELD`` from :mod:`runtime.sessions.sql`), never restated here.
@@ -22,6 +24,7 @@ __all__ = [
     "INSERT_AGENT",
     "LIST_AGENTS",
     "LIST_VERSIONS",
+    "OWNED_ELSEWHERE",
     "PRUNE_TURN_LOG",
     "SELECT_AGENT",
     "SELECT_AGENT_FOR_UPDATE",
@@ -62,38 +65,55 @@ SORT_COLUMNS: dict[str, str] = {
 # Every statement that writes a version of an agent keeps it in agent_versions too: it wraps
 # a statement returning the agents row (as ``a``) in this.
 _KEEPING_VERSION = (
-    "WITH a AS ({}), v AS (INSERT INTO agent_versions (agent_id, version, spec, created_at) "
-    "SELECT agent_id, version, spec, updated_at FROM a ON CONFLICT DO NOTHING) SELECT * FROM a"
+    "WITH a AS ({}), v AS (INSERT INTO agent_versions (owner, agent_id, version, spec, "
+    "created_at) SELECT owner, agent_id, version, spec, updated_at FROM a "
+    "ON CONFLICT DO NOTHING) SELECT * FROM a"
 )
-# (agent_id, owner, spec): the new row, or nothing when the id is taken.
+# A row of agents is named by (owner, agent_id): ids are scoped by owner, as session ids are.
+_THIS_AGENT = "owner = %(owner)s AND agent_id = %(agent)s"
+# (agent, owner, spec, system): the new row, or nothing when the owner has the id already or
+# a system agent has it (system ids are reserved for every owner: an id an owner names is
+# then never both its own and a system one).
 INSERT_AGENT = _KEEPING_VERSION.format(
-    "INSERT INTO agents (agent_id, owner, spec) VALUES (%s, %s, %s) "
-    "ON CONFLICT (agent_id) DO NOTHING RETURNING *"
+    "INSERT INTO agents (agent_id, owner, spec) SELECT %(agent)s, %(owner)s, %(spec)s "
+    "WHERE %(owner)s = %(system)s OR NOT EXISTS (SELECT 1 FROM agents "
+    "WHERE owner = %(system)s AND agent_id = %(agent)s) "
+    "ON CONFLICT (owner, agent_id) DO NOTHING RETURNING *"
 )
-SELECT_AGENT = "SELECT * FROM agents WHERE agent_id = %s"
+# (agent, visibility params): the agent an owner names by id, its own or a system one; with
+# owner NULL (administration), any owner's, the system one first.
+SELECT_AGENT = (
+    f"SELECT * FROM agents WHERE agent_id = %(agent)s AND {VISIBLE} "
+    "ORDER BY owner <> %(system)s, owner LIMIT 1"
+)
 SELECT_AGENT_FOR_UPDATE = SELECT_AGENT + " FOR UPDATE"
-# (spec, agent_id): a new version, numbered after every kept one (the current one may be
+# (agent, system): whether an owner other than the system has this id.
+OWNED_ELSEWHERE = "SELECT 1 FROM agents WHERE agent_id = %(agent)s AND owner <> %(system)s LIMIT 1"
+# (spec, owner, agent): a new version, numbered after every kept one (the current one may be
 # an older version made current again).
 UPDATE_AGENT_SPEC = _KEEPING_VERSION.format(
-    "UPDATE agents SET spec = %s, updated_at = now(), version = 1 + greatest(version, "
-    "(SELECT max(v.version) FROM agent_versions v WHERE v.agent_id = agents.agent_id)) "
-    "WHERE agent_id = %s RETURNING *"
+    "UPDATE agents SET spec = %(spec)s, updated_at = now(), version = 1 + greatest(version, "
+    "(SELECT max(v.version) FROM agent_versions v "
+    "WHERE v.owner = agents.owner AND v.agent_id = agents.agent_id)) "
+    f"WHERE {_THIS_AGENT} RETURNING *"
 )
-# (agent_id, version): make a kept version the current one.
+# (owner, agent, version): make a kept version the current one.
 SET_CURRENT_VERSION = (
     "UPDATE agents a SET spec = v.spec, version = v.version, updated_at = now() "
-    "FROM agent_versions v WHERE a.agent_id = %s AND v.agent_id = a.agent_id "
-    "AND v.version = %s RETURNING a.*"
+    "FROM agent_versions v WHERE a.owner = %(owner)s AND a.agent_id = %(agent)s "
+    "AND v.owner = a.owner AND v.agent_id = a.agent_id AND v.version = %(version)s "
+    "RETURNING a.*"
 )
-# (agent_id, metadata, limit, offset): the kept versions, newest first, as agents rows;
-# metadata (or NULL) must be contained in the version's metadata.
+# (owner, agent, meta, limit, offset): the kept versions, newest first, as agents rows;
+# meta (or NULL) must be contained in the version's metadata.
 LIST_VERSIONS = (
     "SELECT v.agent_id, a.owner, v.version, v.spec, a.created_at, v.created_at AS updated_at "
-    "FROM agent_versions v JOIN agents a USING (agent_id) WHERE v.agent_id = %s "
-    "AND (%s::jsonb IS NULL OR coalesce(v.spec->'metadata', '{}'::jsonb) @> %s::jsonb) "
-    "ORDER BY v.version DESC LIMIT %s OFFSET %s"
+    "FROM agent_versions v JOIN agents a USING (owner, agent_id) "
+    "WHERE v.owner = %(owner)s AND v.agent_id = %(agent)s "
+    "AND (%(meta)s::jsonb IS NULL OR coalesce(v.spec->'metadata', '{}'::jsonb) @> %(meta)s) "
+    "ORDER BY v.version DESC LIMIT %(limit)s OFFSET %(offset)s"
 )
-DELETE_AGENT = "DELETE FROM agents WHERE agent_id = %s"
+DELETE_AGENT = f"DELETE FROM agents WHERE {_THIS_AGENT}"
 # A keyset page by agent_id: visibility and name params, %(after)s and %(n)s.
 LIST_AGENTS = (
     f"SELECT * FROM agents WHERE {VISIBLE} AND {_NAME_MATCHES} "
@@ -101,8 +121,10 @@ LIST_AGENTS = (
     "ORDER BY agent_id LIMIT %(n)s"
 )
 
-# (agent_id): removes the agent's sessions, for a forced delete; their checkpoint threads.
-DELETE_AGENT_SESSIONS = "DELETE FROM sessions WHERE agent_id = %s RETURNING thread_id"
+# The sessions of agent (%(owner)s, %(agent)s): of any owner, for a system agent.
+_ITS_SESSIONS = "agent_owner = %(owner)s AND agent_id = %(agent)s"
+# (owner, agent): removes the agent's sessions, for a forced delete; their checkpoint threads.
+DELETE_AGENT_SESSIONS = f"DELETE FROM sessions WHERE {_ITS_SESSIONS} RETURNING thread_id"
 
 # (seconds): turn records older than the retention window.
 PRUNE_TURN_LOG = "DELETE FROM turn_log WHERE finished_at < now() - make_interval(secs => %s)"
@@ -156,37 +178,39 @@ def count_agents(where: str) -> str:
     return f"SELECT count(*) AS n FROM agents WHERE {where}"
 
 
-# An agent's sessions, for deleting it (``agent_id``): how many are ``live``, ``busy``.
+# An agent's sessions, for deleting it (owner, agent): how many are ``live``, ``busy``.
 SESSION_COUNTS = (
     f"SELECT count(*) FILTER (WHERE {LIVE}) AS live, "
     f"count(*) FILTER (WHERE {LEASE_HELD}) AS busy "
-    "FROM sessions WHERE agent_id = %s"
+    f"FROM sessions WHERE {_ITS_SESSIONS}"
 )
 
-# Per-agent figures (``%(agent)s``, ``%(owner)s``: None for every one).
+# Per-agent figures (``%(agent)s``: None for every one; ``%(owner)s``: the agents that owner
+# sees and its own sessions, None for every owner's). Agents are (owner, agent_id) pairs.
 AGENT_STATS = f"""
 WITH live AS (
-    SELECT agent_id, count(*) AS total, count(*) FILTER (WHERE status = 'active') AS active
+    SELECT agent_owner, agent_id, count(*) AS total,
+           count(*) FILTER (WHERE status = 'active') AS active
     FROM sessions
     WHERE {LIVE} AND (%(owner)s::text IS NULL OR owner = %(owner)s)
-    GROUP BY agent_id
+    GROUP BY agent_owner, agent_id
 ), turns AS (
-    SELECT agent_id, count(*) AS turns, sum(messages) AS messages,
+    SELECT agent_owner, agent_id, count(*) AS turns, sum(messages) AS messages,
            sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
            avg(latency_ms) AS mean,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
     FROM turn_log
     WHERE (%(owner)s::text IS NULL OR owner = %(owner)s)
-    GROUP BY agent_id
+    GROUP BY agent_owner, agent_id
 )
-SELECT a.agent_id,
+SELECT a.agent_id, a.owner,
        coalesce(l.total, 0) AS sessions_total, coalesce(l.active, 0) AS sessions_active,
        coalesce(t.turns, 0) AS turns, coalesce(t.messages, 0) AS messages,
        coalesce(t.tokens_in, 0) AS tokens_in, coalesce(t.tokens_out, 0) AS tokens_out,
        t.mean AS latency_ms_mean, t.p95 AS latency_ms_p95
 FROM agents a
-LEFT JOIN live l ON l.agent_id = a.agent_id
-LEFT JOIN turns t ON t.agent_id = a.agent_id
-WHERE (%(agent)s::text IS NULL OR a.agent_id = %(agent)s)
-ORDER BY a.agent_id
+LEFT JOIN live l ON l.agent_owner = a.owner AND l.agent_id = a.agent_id
+LEFT JOIN turns t ON t.agent_owner = a.owner AND t.agent_id = a.agent_id
+WHERE (%(agent)s::text IS NULL OR a.agent_id = %(agent)s) AND {VISIBLE}
+ORDER BY a.agent_id, a.owner
 """

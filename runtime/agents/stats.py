@@ -20,6 +20,7 @@ class AgentStats:
     """One agent's figures over the retention window."""
 
     agent_id: str
+    owner: str  # the agent's owner (``system`` for a system agent): ids are per owner
     sessions_total: int
     sessions_active: int
     turns: int
@@ -33,14 +34,17 @@ class AgentStats:
 async def agent_stats(
     pool: Pool, *, agent_id: str | None = None, owner: str | None = None
 ) -> list[AgentStats]:
-    """Figures for every agent (or one), counting every owner's sessions (or one owner's)."""
-    rows = await fetch_all(pool, sql.AGENT_STATS, {"agent": agent_id, "owner": owner})
+    """Figures for every agent (or those named ``agent_id``), counting every owner's sessions;
+    with ``owner``, the agents that owner sees and its own sessions only."""
+    params = {"agent": agent_id, **sql.visibility_params(owner)}
+    rows = await fetch_all(pool, sql.AGENT_STATS, params)
     out = []
     for r in rows:
         mean, p95 = r["latency_ms_mean"], r["latency_ms_p95"]
         out.append(
             AgentStats(
                 agent_id=r["agent_id"],
+                owner=r["owner"],
                 sessions_total=int(r["sessions_total"]),
                 sessions_active=int(r["sessions_active"]),
                 turns=int(r["turns"]),

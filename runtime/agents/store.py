@@ -58,6 +58,11 @@ def _editable(row: Row | None, agent_id: str, owner: str | None, system: bool) -
     return row
 
 
+def _named(row: Row, **more: Any) -> dict[str, Any]:
+    """The parameters naming a stored agent, ``(owner, agent_id)``, and ``more``."""
+    return {"owner": row["owner"], "agent": row["agent_id"], **more}
+
+
 def _spec_json(spec: TemplateSpec) -> Jsonb:
     return Jsonb(spec.model_dump(mode="json"))
 
@@ -76,8 +81,11 @@ def _merged_spec(current: dict[str, Any], changes: dict[str, Any]) -> TemplateSp
 class TemplateStore:
     """Agent templates in the ``agents`` table.
 
-    An owner sees its own templates and the system ones; it changes only its own (admins
-    may change system templates too). Another owner's template is ``NotFound``.
+    Agent ids are scoped by owner: ``(owner, agent_id)`` is unique, so two owners may each
+    have a ``support`` agent, and each names only its own. An owner sees its own templates
+    and the system ones, whose ids are reserved for every owner (an id an owner names is
+    never both); it changes only its own (admins may change system templates too). Another
+    owner's template does not exist for it: ``NotFound``, and its id is free to take.
     """
 
     def __init__(
@@ -99,30 +107,65 @@ class TemplateStore:
     async def create(
         self, spec: TemplateSpec, *, owner: str, agent_id: str | None = None
     ) -> AgentTemplate:
-        """Store a new template at version 1; an id already taken is a ``Conflict``."""
+        """Store a new template at version 1.
+
+        Raises:
+            Conflict: the owner has this id already, or it is a system agent's (or a graph's)
+                id; never because another owner has it.
+        """
         agent_id = new_id("agt") if agent_id is None else validate_id(agent_id, kind="agent_id")
-        if agent_id in self._reserved:
+        if agent_id in self._reserved and owner != SYSTEM_OWNER:
             raise Conflict(
                 f"agent id {agent_id!r} is reserved: it is the name of a graph of this server",
                 agent_id=agent_id,
             )
         self._validate(spec)
-        row = await fetch_one(self._pool, sql.INSERT_AGENT, (agent_id, owner, _spec_json(spec)))
+        row = await fetch_one(self._pool, sql.INSERT_AGENT, self._new(agent_id, owner, spec))
         if row is None:
+            taken = await self.get(agent_id, owner=owner)
+            if taken.owner != owner:
+                raise Conflict(
+                    f"agent id {agent_id!r} is reserved: a shared system agent has it",
+                    agent_id=agent_id,
+                )
             raise Conflict(f"agent {agent_id!r} already exists", agent_id=agent_id)
         return template_from_row(row)
 
+    @staticmethod
+    def _new(agent_id: str, owner: str, spec: TemplateSpec) -> dict[str, Any]:
+        return {"agent": agent_id, "owner": owner, "spec": _spec_json(spec), "system": SYSTEM_OWNER}
+
     async def ensure(self, spec: TemplateSpec, *, owner: str, agent_id: str) -> AgentTemplate:
-        """Create the template unless it exists; an existing one is left as it is."""
-        await execute(self._pool, sql.INSERT_AGENT, (agent_id, owner, _spec_json(spec)))
-        return await self.get(agent_id)
+        """Create the template unless it exists; an existing one is left as it is.
+
+        Raises:
+            Conflict: a system template's id that another owner has already taken.
+        """
+        await execute(self._pool, sql.INSERT_AGENT, self._new(agent_id, owner, spec))
+        if owner == SYSTEM_OWNER:
+            params = {"agent": agent_id, "system": SYSTEM_OWNER}
+            if await fetch_one(self._pool, sql.OWNED_ELSEWHERE, params) is not None:
+                raise Conflict(
+                    f"an owner has an agent with the id {agent_id!r} already", agent_id=agent_id
+                )
+        return await self.get(agent_id, owner=owner)
 
     async def get(self, agent_id: str, *, owner: str | None = None) -> AgentTemplate:
-        """The current version; with ``owner``, only that owner's or a system template."""
-        row = await fetch_one(self._pool, sql.SELECT_AGENT, (agent_id,))
-        if row is None or not visible_to(row["owner"], owner):
+        """The template ``owner`` names ``agent_id``: its own or a system one.
+
+        ``owner`` None (administration, tests): any owner's, the system one first.
+        """
+        params = {"agent": agent_id, **sql.visibility_params(owner)}
+        row = await fetch_one(self._pool, sql.SELECT_AGENT, params)
+        if row is None:
             raise _not_found(agent_id)
         return template_from_row(row)
+
+    async def _for_update(self, conn: Any, agent_id: str, owner: str | None, system: bool) -> Row:
+        """The row ``owner`` names ``agent_id``, locked, if it may change it."""
+        params = {"agent": agent_id, **sql.visibility_params(owner)}
+        row = await fetch_one(conn, sql.SELECT_AGENT_FOR_UPDATE, params)
+        return _editable(row, agent_id, owner, system)
 
     async def versions(
         self,
@@ -135,10 +178,13 @@ class TemplateStore:
     ) -> builtins.list[AgentTemplate]:
         """The template's kept versions, newest first (``metadata``: those whose metadata
         contains it)."""
-        await self.get(agent_id, owner=owner)  # NotFound: not visible
+        template = await self.get(agent_id, owner=owner)  # NotFound: not visible
         check_offset_page(limit, offset)
         meta = Jsonb(metadata) if metadata else None
-        rows = await fetch_all(self._pool, sql.LIST_VERSIONS, (agent_id, meta, meta, limit, offset))
+        params = {"owner": template.owner, "agent": agent_id, "meta": meta}
+        rows = await fetch_all(
+            self._pool, sql.LIST_VERSIONS, {**params, "limit": limit, "offset": offset}
+        )
         return [template_from_row(r) for r in rows]
 
     async def set_version(
@@ -151,9 +197,8 @@ class TemplateStore:
             NotFound: no such template or version.
         """
         async with self._pool.connection() as conn, conn.transaction():
-            row = await fetch_one(conn, sql.SELECT_AGENT_FOR_UPDATE, (agent_id,))
-            _editable(row, agent_id, owner, system)
-            updated = await fetch_one(conn, sql.SET_CURRENT_VERSION, (agent_id, version))
+            row = await self._for_update(conn, agent_id, owner, system)
+            updated = await fetch_one(conn, sql.SET_CURRENT_VERSION, _named(row, version=version))
         if updated is None:
             raise NotFound(
                 f"agent {agent_id!r} has no version {version}", agent_id=agent_id, version=version
@@ -230,20 +275,19 @@ class TemplateStore:
         them and their checkpoints too (still refused, ``SessionBusy``, while one runs a turn).
         """
         async with self._pool.connection() as conn, conn.transaction():
-            row = await fetch_one(conn, sql.SELECT_AGENT_FOR_UPDATE, (agent_id,))
-            _editable(row, agent_id, owner, system)
-            stats = await fetch_one(conn, sql.SESSION_COUNTS, (agent_id,))
+            row = await self._for_update(conn, agent_id, owner, system)
+            stats = await fetch_one(conn, sql.SESSION_COUNTS, _named(row))
             assert stats is not None
             if not force:
-                await _no_live_sessions(conn, agent_id, "delete it (or pass force=true)")
+                await _no_live_sessions(conn, row, "delete it (or pass force=true)")
             if stats["busy"]:
                 raise SessionBusy(
                     f"agent {agent_id!r} has sessions running a turn; retry when they end",
                     agent_id=agent_id,
                 )
-            rows = await fetch_all(conn, sql.DELETE_AGENT_SESSIONS, (agent_id,))
+            rows = await fetch_all(conn, sql.DELETE_AGENT_SESSIONS, _named(row))
             await delete_threads(conn, [r["thread_id"] for r in rows])
-            await execute(conn, sql.DELETE_AGENT, (agent_id,))
+            await execute(conn, sql.DELETE_AGENT, _named(row))
 
     async def update(
         self,
@@ -258,23 +302,24 @@ class TemplateStore:
         ``system`` lets the caller (an admin) change a system template.
         """
         async with self._pool.connection() as conn, conn.transaction():
-            row = await fetch_one(conn, sql.SELECT_AGENT_FOR_UPDATE, (agent_id,))
-            row = _editable(row, agent_id, owner, system)
+            row = await self._for_update(conn, agent_id, owner, system)
             spec = _merged_spec(row["spec"], changes)
             self._validate(spec)
             current = TemplateSpec.model_validate(row["spec"])
             if spec == current:
                 return template_from_row(row)  # nothing changes: same version
             if spec.graph != current.graph:
-                await _no_live_sessions(conn, agent_id, "change its graph")
-            updated = await fetch_one(conn, sql.UPDATE_AGENT_SPEC, (_spec_json(spec), agent_id))
+                await _no_live_sessions(conn, row, "change its graph")
+            params = _named(row, spec=_spec_json(spec))
+            updated = await fetch_one(conn, sql.UPDATE_AGENT_SPEC, params)
         assert updated is not None
         return template_from_row(updated)
 
 
-async def _no_live_sessions(conn: Any, agent_id: str, doing: str) -> None:
+async def _no_live_sessions(conn: Any, row: Row, doing: str) -> None:
     """Refuse (``Conflict``) while the agent has live sessions: their state follows its graph."""
-    stats = await fetch_one(conn, sql.SESSION_COUNTS, (agent_id,))
+    agent_id = row["agent_id"]
+    stats = await fetch_one(conn, sql.SESSION_COUNTS, _named(row))
     if stats is not None and stats["live"]:
         raise Conflict(
             f"agent {agent_id!r} has {stats['live']} live session(s); delete them first to {doing}",

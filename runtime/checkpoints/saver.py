@@ -1,6 +1,6 @@
 """The checkpointer: LangGraph's ``AsyncPostgresSaver``, tuned for a pool and for sessions.
 
-Three changes, all measured (``bench/RESULTS.md``):
+Four changes, all measured (``bench/RESULTS.md``):
 
 - **One commit per checkpoint, or none of its own.** A checkpoint and its blobs are written
   in one transaction (the saver pipelines them as separate autocommit statements). Inside
@@ -8,10 +8,10 @@ Three changes, all measured (``bench/RESULTS.md``):
   replays them in the transaction that ends the turn (:func:`replay_writes`): the checkpoint
   becomes durable in the same commit that frees the lease and moves the session's committed
   checkpoint, and a turn that lost its lease writes nothing.
-- **Fenced writes.** Inside :func:`fenced_writes` (a turn with per-step durability, a state
-  update), each write's transaction first runs the caller's fence statement (the session's
-  lease still held by the writer's token, row locked until the commit): a writer that lost
-  its lease (paused past its liveness bound, and the session taken over) writes nothing.
+- **No thread hop for a write that is only recorded.** The saver serializes a checkpoint's
+  values and a step's writes in a worker thread (``asyncio.to_thread``) before sending them;
+  when they are only recorded (deferred) they are serialized in place: about a tenth of a
+  turn's CPU went to handing the work to the thread and back.
 - **No process-wide lock.** ``AsyncPostgresSaver`` runs every query under one
   ``asyncio.Lock`` (langgraph issue 7259), because a single connection cannot run two
   pipelines at once. Given a pool, each query here takes a connection of its own, so the
@@ -25,6 +25,12 @@ Three changes, all measured (``bench/RESULTS.md``):
   misses the cache. Callers opt in per call with :data:`EXPECTED_CHECKPOINT` in
   ``configurable``; without it (``langgraph dev``, history, Studio) every read goes to
   Postgres. The cache is bounded by the number of messages it holds.
+
+Fenced writes, for safety rather than speed: inside :func:`fenced_writes` (a turn with
+per-step durability, a state update), each write's transaction first runs the caller's fence
+statement (the session's lease still held by the writer's token, the row locked until the
+commit), so a writer that lost its lease (paused past its liveness bound while another
+replica took the session) writes nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import ormsgpack
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -51,8 +58,10 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde import jsonplus
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 __all__ = [
@@ -234,7 +243,11 @@ class SessionSaver(AsyncPostgresSaver):
         # run's configurable holds the agent's configuration (its system prompt…), which
         # belongs to the agent, not to every checkpoint: only the checkpoint's own keys stay.
         config = {**config, "configurable": _checkpoint_keys(config["configurable"])}
-        saved = await super().aput(config, checkpoint, metadata, new_versions)
+        sink = _deferred.get()
+        if sink is None:
+            saved = await super().aput(config, checkpoint, metadata, new_versions)
+        else:
+            saved = self._record_put(sink, config, checkpoint, metadata, new_versions)
         configurable = config["configurable"]
         thread_id = str(configurable["thread_id"])
         if configurable.get("checkpoint_ns", "") == "":
@@ -270,7 +283,53 @@ class SessionSaver(AsyncPostgresSaver):
     ) -> None:
         # Pending writes (an interrupted step's) belong to the tuple: read it back whole.
         self.forget(str(config["configurable"]["thread_id"]))
-        await super().aput_writes(config, writes, task_id, task_path)
+        sink = _deferred.get()
+        if sink is None:
+            await super().aput_writes(config, writes, task_id, task_path)
+            return
+        where = config["configurable"]
+        rows = self._dump_writes(
+            where["thread_id"], where["checkpoint_ns"], where["checkpoint_id"], task_id,
+            task_path, writes,
+        )  # fmt: skip
+        # Writes to the special channels replace earlier ones; others are only inserted.
+        special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        query = self.UPSERT_CHECKPOINT_WRITES_SQL if special else self.INSERT_CHECKPOINT_WRITES_SQL
+        sink.append(("executemany", query, rows))
+
+    def _record_put(
+        self,
+        sink: list[Write],
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Record the statements ``aput`` would send (the changed channels' blobs, then the
+        checkpoint row), serializing here; return the new checkpoint's config."""
+        where = config["configurable"]
+        thread_id, ns = where["thread_id"], where["checkpoint_ns"]
+        inline, blobs = _split_channel_values(checkpoint["channel_values"])
+        changed = {k: v for k, v in new_versions.items() if k in blobs}
+        if changed:
+            rows = self._dump_blobs(thread_id, ns, blobs, changed)
+            sink.append(("executemany", self.UPSERT_CHECKPOINT_BLOBS_SQL, rows))
+        row = (
+            thread_id,
+            ns,
+            checkpoint["id"],
+            where.get("checkpoint_id"),
+            Jsonb({**checkpoint, "channel_values": inline}),
+            Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+        )
+        sink.append(("execute", self.UPSERT_CHECKPOINTS_SQL, row))
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
 
     def forget(self, thread_id: str) -> None:
         """Drop the thread's cached checkpoint."""
@@ -292,6 +351,23 @@ class SessionSaver(AsyncPostgresSaver):
         while self._cached_messages > self.cache_messages and self._cache:
             _, (_, evicted) = self._cache.popitem(last=False)
             self._cached_messages -= evicted
+
+
+def _split_channel_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A checkpoint's channel values as the Postgres saver stores them: primitives inline in
+    the checkpoint row, anything else as a blob; a delta snapshot is a blob whose inline
+    value is ``True`` (the saver's marker for it)."""
+    inline: dict[str, Any] = {}
+    blobs: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, _DeltaSnapshot):
+            blobs[key] = value
+            inline[key] = True
+        elif value is None or isinstance(value, (str, int, float, bool)):
+            inline[key] = value
+        else:
+            blobs[key] = value
+    return inline, blobs
 
 
 def _fresh(found: CheckpointTuple) -> CheckpointTuple:

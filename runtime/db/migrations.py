@@ -221,6 +221,40 @@ MIGRATIONS: list[str] = [
     )
     """,
     """
+    -- Agent ids are scoped by owner, as session ids are: (owner, agent_id) is unique, and a
+    -- session (and each turn record) names its agent's owner: its own, or the system owner.
+    -- Runs of the LangGraph API keep the idempotency key they were created with.
+    DO $$ BEGIN
+        ALTER TABLE agent_versions ADD COLUMN owner text;
+        UPDATE agent_versions v SET owner = a.owner FROM agents a WHERE a.agent_id = v.agent_id;
+        ALTER TABLE agent_versions ALTER COLUMN owner SET NOT NULL;
+        ALTER TABLE agent_versions DROP CONSTRAINT agent_versions_agent_id_fkey;
+        ALTER TABLE agent_versions DROP CONSTRAINT agent_versions_pkey;
+        ALTER TABLE agents DROP CONSTRAINT agents_pkey;
+        ALTER TABLE agents ADD PRIMARY KEY (owner, agent_id);
+        DROP INDEX agents_owner_idx;
+        CREATE INDEX agents_id_idx ON agents (agent_id);
+        ALTER TABLE agent_versions ADD PRIMARY KEY (owner, agent_id, version);
+        ALTER TABLE agent_versions ADD FOREIGN KEY (owner, agent_id)
+            REFERENCES agents (owner, agent_id) ON DELETE CASCADE;
+        ALTER TABLE sessions ADD COLUMN agent_owner text;
+        UPDATE sessions s SET agent_owner = coalesce(
+            (SELECT a.owner FROM agents a WHERE a.agent_id = s.agent_id), s.owner);
+        ALTER TABLE sessions ALTER COLUMN agent_owner SET NOT NULL;
+        DROP INDEX sessions_agent_idx;
+        CREATE INDEX sessions_agent_idx ON sessions (agent_owner, agent_id);
+        ALTER TABLE turn_log ADD COLUMN agent_owner text;
+        UPDATE turn_log t SET agent_owner = coalesce(
+            (SELECT a.owner FROM agents a WHERE a.agent_id = t.agent_id), t.owner);
+        ALTER TABLE turn_log ALTER COLUMN agent_owner SET NOT NULL;
+        DROP INDEX turn_log_agent_idx;
+        CREATE INDEX turn_log_agent_idx ON turn_log (agent_owner, agent_id, finished_at);
+        ALTER TABLE runs ADD COLUMN idempotency_key text, ADD COLUMN request_hash text;
+        CREATE UNIQUE INDEX runs_key_idx ON runs (owner, session_id, idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+    END $$
+    """,
+    """
     -- Holder liveness (runtime.sessions.heartbeat): one row per server process, beaten every
     -- third of its `liveness`; a lease names its holder, and a holder whose beat is older
     -- than its liveness is dead, so its leases are free at once (sessions/sql.py LEASE_FREE).

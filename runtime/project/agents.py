@@ -18,7 +18,7 @@ from runtime.agents import (
     TemplateSpec,
     TemplateStore,
 )
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, Conflict
 from runtime.imports import import_object
 from runtime.models import make_chat_model
 from runtime.project.graphs import (
@@ -89,13 +89,15 @@ async def ensure_system_agents(
             model=model,
             tools=declared,
         )
-        template = await templates.ensure(spec, owner=SYSTEM_OWNER, agent_id=entry.name)
-        if template.owner != SYSTEM_OWNER or template.spec.graph != entry.name:
+        try:
+            template = await templates.ensure(spec, owner=SYSTEM_OWNER, agent_id=entry.name)
+        except Conflict:
+            template = None
+        if template is None or template.owner != SYSTEM_OWNER or template.spec.graph != entry.name:
             raise ConfigError(
                 f"graphs.{entry.name}",
                 f"an agent with the id {entry.name!r} already exists (not this graph's system "
                 "agent); rename the graph",
             )
-        await templates.update(
-            entry.name, {"tools": declared, "description": spec.description}, system=True
-        )
+        changes = {"tools": declared, "description": spec.description}
+        await templates.update(entry.name, changes, owner=SYSTEM_OWNER, system=True)

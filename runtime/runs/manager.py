@@ -48,6 +48,7 @@ from runtime.errors import (
 )
 from runtime.runs import sql
 from runtime.runs.events import RunEventLog
+from runtime.runs.keys import find_keyed_run, insert_run
 from runtime.runs.model import (
     MULTITASK_STRATEGIES,
     RUN_STATUSES,
@@ -108,21 +109,31 @@ class RunManager:
     async def create(self, request: RunRequest, *, subscribe: bool = False) -> RunHandle:
         """Create a run and start it, or queue it behind the thread's current run.
 
-        With ``subscribe``, the handle yields the run's events from its first one.
+        With ``subscribe``, the handle yields the run's events from its first one. A request
+        with an idempotency key that an earlier one created a run with gets that run instead
+        (``handle.repeated``; its events are not subscribed to): nothing runs twice.
 
         Raises:
             SessionBusy: ``reject`` while the thread runs something.
-            InvalidInput: an unsupported multitask strategy, or a bad turn request.
+            InvalidInput: an unsupported multitask strategy, a bad turn request, or an
+                idempotency key used before with another request.
             NotFound, Conflict...: whatever stops the turn from starting right away (an
                 unknown session, a message while approval is pending, ...).
         """
         self._check_accepting(request)
         strategy = request.multitask_strategy
         session = await self._sessions.get(request.owner, request.session_id)
+        kept = await self.keyed(
+            request.owner, request.session_id, request.idempotency_key, request.request_hash
+        )
+        if kept is not None:
+            return RunHandle(kept, session.thread_id, repeated=True)
         run_id = request.turn.run_id or str(uuid.uuid4())
         turn = replace(request.turn, run_id=run_id)
         await self._make_room(request)
-        run = await self._insert(request, run_id)
+        run, new = await insert_run(self._pool, request, run_id)
+        if not new:
+            return RunHandle(run, session.thread_id, repeated=True)
         live = LiveRun(run)
         queue = live.subscribe() if subscribe else None
         handle = RunHandle(run, session.thread_id, queue)
@@ -152,6 +163,13 @@ class RunManager:
             live.task = asyncio.create_task(self._pump(live, request, events))
         return handle
 
+    async def keyed(
+        self, owner: str, session_id: str, key: str | None, request_hash: str | None
+    ) -> Run | None:
+        """The run created on the thread with this idempotency key, if any (a 422 when the
+        key came with another request): see :mod:`runtime.runs.keys`."""
+        return await find_keyed_run(self._pool, owner, session_id, key, request_hash)
+
     def _check_accepting(self, request: RunRequest) -> None:
         """Refuse runs while closing, and multitask strategies this server cannot honour."""
         if self._closing:
@@ -167,6 +185,8 @@ class RunManager:
     async def _make_room(self, request: RunRequest) -> None:
         """``reject``: refuse while the thread runs something; ``rollback``: cancel that."""
         owner, session_id = request.owner, request.session_id
+        if await self.keyed(owner, session_id, request.idempotency_key, request.request_hash):
+            return  # the first attempt of this request was just created: never refuse or stop it
         if request.multitask_strategy == "reject" and await self._inflight(owner, session_id):
             raise SessionBusy(
                 f"thread {session_id!r} is already running a task; wait for it to "
@@ -339,10 +359,10 @@ class RunManager:
         rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
         await self._stopped([r["run_id"] for r in rows])
 
-    async def stop_agent(self, agent_id: str) -> None:
-        """Cancel the pending and running runs on every thread of an agent and wait for them
-        to end (before the agent is deleted)."""
-        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_AGENT, (agent_id,))
+    async def stop_agent(self, agent_owner: str, agent_id: str) -> None:
+        """Cancel the pending and running runs on every thread of an agent (its owner's id)
+        and wait for them to end (before the agent is deleted)."""
+        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_AGENT, (agent_owner, agent_id))
         await self._stopped([r["run_id"] for r in rows])
 
     async def delete_thread(self, owner: str, session_id: str) -> None:
@@ -353,10 +373,10 @@ class RunManager:
             partial(self.stop_thread, owner, session_id),
         )
 
-    async def delete_agent(self, agent_id: str, delete: Action) -> None:
+    async def delete_agent(self, agent_owner: str, agent_id: str, delete: Action) -> None:
         """Run ``delete`` (the agent's, with its threads), cancelling the runs on its threads
         first if it is refused because some are running."""
-        await _stopping(delete, partial(self.stop_agent, agent_id))
+        await _stopping(delete, partial(self.stop_agent, agent_owner, agent_id))
 
     async def _stopped(self, run_ids: Sequence[str]) -> None:
         """Cancel these runs here (other replicas poll for the request) and wait, up to the
@@ -466,20 +486,6 @@ class RunManager:
         rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
         for row in rows:
             self._cancel_local(row["run_id"])
-
-    async def _insert(self, request: RunRequest, run_id: str) -> Run:
-        params = (
-            run_id,
-            request.owner,
-            request.session_id,
-            request.assistant_id,
-            Jsonb(request.metadata),
-            request.multitask_strategy,
-            Jsonb(request.kwargs),
-        )
-        row = await fetch_one(self._pool, sql.INSERT_RUN, params)
-        assert row is not None
-        return Run.from_row(row)
 
     async def _set_status(
         self, run_id: str, status: RunStatus, error: dict[str, Any] | None = None

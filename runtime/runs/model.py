@@ -77,6 +77,8 @@ class RunRequest:
 
     ``temporary``: delete the session when the run ends (LangGraph's stateless runs).
     ``recorder``: record the run's stream for replay (resumable streams), as it translates it.
+    ``idempotency_key``, ``request_hash``: the run a retry with this key and request finds
+    instead of running again (:mod:`runtime.runs.keys`).
     """
 
     owner: str
@@ -88,6 +90,8 @@ class RunRequest:
     kwargs: dict[str, Any] = field(default_factory=dict)
     temporary: bool = False
     recorder: EventRecorder | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 @dataclass
@@ -97,6 +101,8 @@ class RunHandle:
     run: Run
     thread_key: str  # the session's checkpointer thread id (internal, never shown)
     _queue: asyncio.Queue[TurnEvent] | None = None
+    # The run an earlier request with the same idempotency key created: nothing new started.
+    repeated: bool = False
 
     async def events(self) -> AsyncIterator[TurnEvent]:
         """The turn's events, ending with ``done`` or ``error``."""

@@ -11,6 +11,7 @@ __all__ = [
     "DELETE_ENDED_RUN",
     "DELETE_RUN",
     "ENDED",
+    "FREE_LAPSED_KEY",
     "INFLIGHT",
     "INSERT_RUN_EVENT",
     "LAST_RUN_EVENT",
@@ -22,6 +23,7 @@ __all__ = [
     "REQUEST_CANCEL",
     "REQUEST_CANCEL_AGENT",
     "REQUEST_CANCEL_INFLIGHT",
+    "SELECT_KEYED_RUN",
     "SELECT_RUN",
     "SET_STATUS",
     "STILL_ACTIVE",
@@ -36,12 +38,20 @@ ENDED = f"status NOT IN ({_ACTIVE_LIST})"
 # a process that died mid-run leaves its row behind.
 _RECENT = "created_at > now() - make_interval(secs => %(wait)s)"
 
-# (run_id, owner, session_id, assistant_id, metadata, multitask_strategy, kwargs)
+# (run, owner, sid, assistant, metadata, strategy, kwargs, key, hash): key and hash may be
+# NULL (a run created without an idempotency key).
 INSERT_RUN = (
     "INSERT INTO runs (run_id, owner, session_id, assistant_id, status, "
-    "metadata, multitask_strategy, kwargs) "
-    "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING *"
+    "metadata, multitask_strategy, kwargs, idempotency_key, request_hash) "
+    "VALUES (%(run)s, %(owner)s, %(sid)s, %(assistant)s, 'pending', %(metadata)s, "
+    "%(strategy)s, %(kwargs)s, %(key)s, %(hash)s) RETURNING *"
 )
+# The run a thread's idempotency key names, kept %(keep)s seconds after its creation.
+_KEYED = "owner = %(owner)s AND session_id = %(sid)s AND idempotency_key = %(key)s"
+_KEY_KEPT = "created_at > now() - make_interval(secs => %(keep)s)"
+SELECT_KEYED_RUN = f"SELECT * FROM runs WHERE {_KEYED} AND {_KEY_KEPT}"
+# A key past its keeping time names no run any more: free it for a new one.
+FREE_LAPSED_KEY = f"UPDATE runs SET idempotency_key = NULL WHERE {_KEYED} AND NOT {_KEY_KEPT}"
 # (owner, session_id, run_id)
 SELECT_RUN = "SELECT * FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s"
 # (owner, session_id, status, status, limit, offset): newest first; status None for all.
@@ -64,10 +74,12 @@ REQUEST_CANCEL_INFLIGHT = (
     "UPDATE runs SET cancel_requested = true, updated_at = now() "
     f"WHERE owner = %s AND session_id = %s AND {ACTIVE} RETURNING run_id"
 )
-# (agent_id): the run ids of the runs that had not ended on the agent's threads.
+# (agent_owner, agent_id): the run ids of the runs that had not ended on the threads of the
+# agent (agent ids are per owner: the threads that name this owner's agent, never another's).
 REQUEST_CANCEL_AGENT = (
     "UPDATE runs SET cancel_requested = true, updated_at = now() "
-    f"WHERE assistant_id = %s AND {ACTIVE} RETURNING run_id"
+    "WHERE (owner, session_id) IN (SELECT owner, session_id FROM sessions "
+    f"WHERE agent_owner = %s AND agent_id = %s) AND {ACTIVE} RETURNING run_id"
 )
 # %(ids)s, %(wait)s: those of the runs that are still active (a dead process's rows age out).
 STILL_ACTIVE = f"SELECT run_id FROM runs WHERE run_id = ANY(%(ids)s) AND {ACTIVE} AND {_RECENT}"

@@ -6,11 +6,18 @@ timeout) sends it again with the same key. The first attempt's result is stored 
 turn's release (:meth:`~runtime.sessions.lease.SessionLeases.release`): a turn that was
 acknowledged has its key, and a key always names a committed turn. Keys are kept
 :data:`KEY_RETENTION_SECONDS` (24 h) and are deleted with their session.
+
+The rules every keyed request follows, whatever it creates (a turn here, a LangGraph API run
+in :mod:`runtime.runs.keys`): :func:`check_key` (what a key is), :func:`request_hash` (what
+"the same request" means), :func:`check_same_request` (the same key with another request is
+``InvalidInput``, a 422), :func:`keyed_session_id` (a new session named after its key).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +33,11 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "KeyedResult",
     "check_key",
+    "check_same_request",
     "find_keyed",
     "keyed_session_id",
     "record_keyed",
+    "request_hash",
 ]
 
 # How long a key answers for its turn (documented in the README: 24 h).
@@ -60,6 +69,36 @@ def check_key(key: str) -> str:
     return key
 
 
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def request_hash(asked: Mapping[str, Any]) -> str:
+    """The hash of what a keyed request asks for (its fields as the caller sent them): two
+    requests are the same when their hashes are."""
+    text = json.dumps(asked, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_same_request(kept_hash: str, given_hash: str | None, **details: Any) -> None:
+    """Refuse a key used before with another request.
+
+    Raises:
+        InvalidInput: the hashes differ (``details`` name where: session, thread).
+    """
+    if kept_hash != given_hash:
+        raise InvalidInput(
+            "this idempotency key was already used with a different request; "
+            "use a new key for a new request",
+            field="idempotency_key",
+            **details,
+        )
+
+
 def keyed_session_id(key: str) -> str:
     """The id of the session a keyed request without one starts: the same for every retry
     (a retry must find its first attempt's session, not start another)."""
@@ -81,13 +120,7 @@ async def find_keyed(
     )
     if row is None:
         return None
-    if row["request_hash"] != request_hash:
-        raise InvalidInput(
-            "this idempotency key was already used with a different request; "
-            "use a new key for a new request",
-            field="idempotency_key",
-            session_id=session_id,
-        )
+    check_same_request(row["request_hash"], request_hash, session_id=session_id)
     result: dict[str, Any] = row["result"]
     return result
 

@@ -38,6 +38,8 @@ class Session:
     session_id: str
     thread_id: str
     agent_id: str
+    # Whose agent it is: the session's owner, or the system owner (agent ids are per owner).
+    agent_owner: str
     name: str | None
     description: str | None
     metadata: dict[str, Any]
@@ -99,6 +101,8 @@ class Lease:
     thread_id: str
     agent_id: str
     agent_version: int
+    # The agent's owner (the session's, or the system owner): with agent_id, its identity.
+    agent_owner: str
     token: str
     agent_row: dict[str, Any] = field(repr=False)
     committed_checkpoint_id: str | None = None
@@ -106,6 +110,11 @@ class Lease:
     # The session's metadata as the turn began (tools see it as ``session_metadata``).
     session_metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     lost: bool = False
+
+    @property
+    def agent_key(self) -> tuple[str, str, int]:
+        """The agent version it runs, as ``runtime.agents.AgentKey`` (owner, id, version)."""
+        return (self.agent_owner, self.agent_id, self.agent_version)
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,16 @@ LEASE_HELD = f"(lease_token IS NOT NULL AND lease_expires_at >= now() AND {HOLDE
 # LEASE_HELD.
 LEASE_FREE = f"(lease_token IS NULL OR lease_expires_at < now() OR NOT {HOLDER_ALIVE})"
 
+
+# The session's agent, ``a``: agent ids are scoped by owner, so a session names its agent as
+# (agent_owner, agent_id), agent_owner being the session's owner or the system owner.
+def _its_agent(sessions: str) -> str:
+    return f"a.owner = {sessions}.agent_owner AND a.agent_id = {sessions}.agent_id"
+
+
 # What every statement that returns a :class:`~runtime.sessions.model.Session` selects.
 # The graph a session's agent runs (every stored spec names it: migration 15).
-AGENT_GRAPH = "(SELECT a.spec->>'graph' FROM agents a WHERE a.agent_id = sessions.agent_id)"
+AGENT_GRAPH = f"(SELECT a.spec->>'graph' FROM agents a WHERE {_its_agent('sessions')})"
 SESSION_COLUMNS = f"*, {LEASE_HELD} AS busy, {AGENT_GRAPH} AS graph"
 
 # Each :data:`~runtime.sessions.model.SessionState` as a condition.
@@ -101,10 +108,11 @@ SORT_KEYS: dict[SessionSortKey, str] = {
 
 # -- the registry ---------------------------------------------------------------------------
 
+# (owner, session_id, thread_id, agent_owner, agent_id, name, description, metadata, ttl, ttl)
 INSERT_SESSION = (
-    "INSERT INTO sessions (owner, session_id, thread_id, agent_id, name, "
+    "INSERT INTO sessions (owner, session_id, thread_id, agent_owner, agent_id, name, "
     "description, metadata, ttl_seconds, expires_at) VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
     f"ON CONFLICT (owner, session_id) DO NOTHING RETURNING {SESSION_COLUMNS}"
 )
 # Live or not (``expired`` says which).
@@ -141,8 +149,9 @@ _SEARCH_WHERE = (
     f"AND (%(graph)s::text IS NULL OR {AGENT_GRAPH} = %(graph)s)"
 )
 # Only a session with no conversation yet, and no turn, moves to another agent.
+# (agent_owner, agent_id, owner, session_id)
 BIND_AGENT = (
-    "UPDATE sessions SET agent_id = %s WHERE owner = %s AND session_id = %s "
+    "UPDATE sessions SET agent_owner = %s, agent_id = %s WHERE owner = %s AND session_id = %s "
     f"AND {LIVE} AND committed_checkpoint_id IS NULL AND {LEASE_FREE} "
     f"RETURNING {SESSION_COLUMNS}"
 )
@@ -191,7 +200,7 @@ ACQUIRE = (
     "lease_expires_at = now() + make_interval(secs => %(timeout)s) "
     "FROM agents a, previous p "
     "WHERE s.owner = %(owner)s AND s.session_id = %(sid)s "
-    "AND a.agent_id = s.agent_id AND s.status = 'active' "
+    f"AND {_its_agent('s')} AND s.status = 'active' "
     f"AND {LIVE} AND s.awaiting_approval = %(resume)s AND {LEASE_FREE} "
     "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, "
     "s.metadata AS session_metadata, p.previous_token IS NOT NULL AS taken_over, "
@@ -209,7 +218,7 @@ EXPLAIN_REFUSAL = (
     f"SELECT s.status, {EXPIRED} AS expired, "
     "s.awaiting_approval, s.pending_approvals, "
     "a.agent_id IS NULL AS agent_missing "
-    "FROM sessions s LEFT JOIN agents a ON a.agent_id = s.agent_id "
+    f"FROM sessions s LEFT JOIN agents a ON {_its_agent('s')} "
     "WHERE s.owner = %s AND s.session_id = %s"
 )
 RENEW = (
@@ -233,10 +242,10 @@ RELEASE = (
     "expires_at = now() + make_interval(secs => ttl_seconds), "
     f"committed_checkpoint_id = ({LATEST_CHECKPOINT}) "
     "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
-    "RETURNING agent_id, owner), "
+    "RETURNING agent_owner, agent_id, owner), "
     "log AS (INSERT INTO turn_log "
-    "(agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
-    "SELECT agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
+    "(agent_owner, agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
+    "SELECT agent_owner, agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
     "WHERE %(turns)s > 0) "
     "SELECT count(*) AS n FROM s"
 )

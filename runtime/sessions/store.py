@@ -137,8 +137,9 @@ class SessionStore(SessionLeases):
         )
         if ttl_seconds is not None and ttl_seconds <= 0:
             raise InvalidInput("ttl_seconds must be positive", field="ttl_seconds")
-        new = (owner, session_id, agent_id, name, description, Jsonb(check_metadata(metadata)))
-        template = await self._templates.get(agent_id, owner=owner)
+        template = await self._templates.get(agent_id, owner=owner)  # its own, or a system one
+        agent = (template.owner, agent_id)
+        new = (owner, session_id, agent, name, description, Jsonb(check_metadata(metadata)))
         ttl = ttl_seconds or template.spec.session_ttl_seconds or self.default_ttl_seconds
         for _ in range(_CREATE_ATTEMPTS):
             row, created = await self._insert_or_read(*new, ttl)
@@ -162,15 +163,17 @@ class SessionStore(SessionLeases):
         self,
         owner: str,
         session_id: str,
-        agent_id: str,
+        agent: tuple[str, str],
         name: str | None,
         description: str | None,
         metadata: Jsonb,
         ttl: int,
     ) -> tuple[Row | None, bool]:
-        """``(new row, True)``, or ``(the existing row, expired or not, or None, False)``."""
+        """``(new row, True)``, or ``(the existing row, expired or not, or None, False)``.
+
+        ``agent`` is ``(agent_owner, agent_id)``."""
         thread_id = str(uuid.uuid4())
-        params = (owner, session_id, thread_id, agent_id, name, description, metadata, ttl, ttl)
+        params = (owner, session_id, thread_id, *agent, name, description, metadata, ttl, ttl)
         async with connect(self._pool) as conn:
             row = await fetch_one(conn, sql.INSERT_SESSION, params)
             if row is not None:
@@ -296,8 +299,9 @@ class SessionStore(SessionLeases):
             NotFound: no such session, or an agent the owner cannot see.
             Conflict: the session already has messages (or is running a turn).
         """
-        await self._templates.get(agent_id, owner=owner)
-        row = await fetch_one(self._pool, sql.BIND_AGENT, (agent_id, owner, session_id))
+        template = await self._templates.get(agent_id, owner=owner)
+        params = (template.owner, agent_id, owner, session_id)
+        row = await fetch_one(self._pool, sql.BIND_AGENT, params)
         if row is not None:
             return Session.from_row(row)
         session = await self.get(owner, session_id)

@@ -84,7 +84,7 @@ class ThreadStates:
 
     async def graph(self, session: Session) -> CompiledGraph:
         """The compiled graph of the session's agent (current version)."""
-        template = await self._templates.get(session.agent_id)
+        template = await self._templates.get(session.agent_id, owner=session.agent_owner)
         return (await self._graphs.get(template)).graph
 
     async def lineage(

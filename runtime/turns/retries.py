@@ -11,29 +11,18 @@ waits for it, up to the lease timeout, instead of answering 409 at once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any
 
 from runtime.agents import CompiledAgent
 from runtime.errors import SessionBusy
 from runtime.sessions import Lease, SessionStore
-from runtime.sessions.idempotency import KeyedResult, check_key
+from runtime.sessions.idempotency import KeyedResult, check_key, request_hash
 from runtime.turns.events import TurnEvent, TurnRequest, TurnResult
 
 __all__ = ["begin_once", "keyed", "keyed_result", "replayed"]
 
 Begin = Callable[[str, str, TurnRequest], Awaitable[tuple[Lease, CompiledAgent]]]
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    return str(value)
 
 
 def keyed(request: TurnRequest) -> TurnRequest:
@@ -58,8 +47,7 @@ def keyed(request: TurnRequest) -> TurnRequest:
         "roles": request.roles,
         "budgets": request.budgets,
     }
-    text = json.dumps(asked, sort_keys=True, separators=(",", ":"), default=_jsonable)
-    return replace(request, request_hash=hashlib.sha256(text.encode()).hexdigest())
+    return replace(request, request_hash=request_hash(asked))
 
 
 def keyed_result(request: TurnRequest, result: TurnResult) -> KeyedResult | None:

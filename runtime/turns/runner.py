@@ -24,7 +24,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from runtime.agents import Budgets, CompiledAgent, GraphCache, template_from_row
+from runtime.agents import AgentKey, Budgets, CompiledAgent, GraphCache, template_from_row
 from runtime.checkpoints import Write, deferring_writes
 from runtime.db import database_error
 from runtime.errors import (
@@ -110,7 +110,7 @@ class TurnRunner:
         self._tools = tools or ToolRegistry()
         self._options = guard_options or GuardOptions()
         self._durability: Durability = durability
-        self._policies: dict[tuple[str, int], tuple[Budgets, dict[str, ToolSpec]]] = {}
+        self._policies: dict[AgentKey, tuple[Budgets, dict[str, ToolSpec]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called after every turn with (agent_id, outcome, seconds); outcome is "ok" or the
         # error code. The HTTP layer feeds its metrics from here.
@@ -199,7 +199,7 @@ class TurnRunner:
         """
         lease = await self._lease(owner, session_id, request)
         try:
-            agent = self._graphs.lookup(lease.agent_id, lease.agent_version)
+            agent = self._graphs.lookup(lease.agent_key)
             if agent is None:
                 current = asyncio.current_task()
                 assert current is not None
@@ -263,7 +263,7 @@ class TurnRunner:
 
     def _policy(self, lease: Lease) -> tuple[Budgets, dict[str, ToolSpec]]:
         """The template version's budgets and tools (parsed once per version)."""
-        key = (lease.agent_id, lease.agent_version)
+        key = lease.agent_key
         policy = self._policies.get(key)
         if policy is None:
             spec = template_from_row(lease.agent_row).spec
