@@ -1,4 +1,5 @@
-"""Runs: turns started through the LangGraph Server API, recorded in Postgres.
+"""Runs: turns started through the LangGraph Server API (and ``/v1`` streamed turns, whose
+streams are recorded: :meth:`RunManager.start_turn`), recorded in Postgres.
 
 A run is one turn (:class:`~runtime.turns.runner.TurnRunner`) with an id and a row in ``runs``, so
 any replica can list, read, join, cancel or delete it. The turn itself is unchanged: it takes
@@ -35,8 +36,6 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from runtime.db import Pool, check_offset_page, execute, fetch_all, fetch_one
 from runtime.errors import (
     Conflict,
@@ -46,11 +45,13 @@ from runtime.errors import (
     SessiongraphError,
     error_dict,
 )
-from runtime.runs import sql
-from runtime.runs.events import RunEventLog
+from runtime.runs import rows, sql
+from runtime.runs.events import Recorded, RunEventLog
 from runtime.runs.model import (
     MULTITASK_STRATEGIES,
+    NATIVE_KWARGS,
     RUN_STATUSES,
+    EventRecorder,
     LiveRun,
     Run,
     RunHandle,
@@ -122,21 +123,23 @@ class RunManager:
         run_id = request.turn.run_id or str(uuid.uuid4())
         turn = replace(request.turn, run_id=run_id)
         await self._make_room(request)
-        run = await self._insert(request, run_id)
+        run = await rows.insert_run(self._pool, request, run_id)
         live = LiveRun(run)
         queue = live.subscribe() if subscribe else None
         handle = RunHandle(run, session.thread_id, queue)
-        queued = strategy != "reject" and await self._queued_before(run)
+        queued = strategy != "reject" and await rows.queued_before(
+            self._pool, run, self.enqueue_wait_seconds
+        )
         if not queued:
             try:
                 events, task = await self._turns.start(request.owner, request.session_id, turn)
             except SessionBusy:
                 if strategy == "reject":
-                    await self._delete_row(run_id)
+                    await rows.delete_row(self._pool, run_id)
                     raise
                 queued = True
             except BaseException:
-                await self._delete_row(run_id)
+                await rows.delete_row(self._pool, run_id)
                 raise
         self._live[run_id] = live
         if request.recorder is not None:
@@ -147,10 +150,42 @@ class RunManager:
             live.task = asyncio.create_task(self._wait_then_run(live, request, turn))
         else:
             live.turn = task
-            live.run = await self._set_status(run_id, "running") or run
+            live.run = await rows.set_status(self._pool, run_id, "running") or run
             handle.run = live.run
             live.task = asyncio.create_task(self._pump(live, request, events))
         return handle
+
+    async def start_turn(
+        self, owner: str, session_id: str, turn: TurnRequest, recorder: EventRecorder
+    ) -> Run:
+        """Start a native turn (``/v1``) as a run whose stream is recorded for replay.
+
+        The turn takes its lease as any turn does (the same refusals, bounded wait and
+        session creation, raised here); its row follows, so any replica can follow its
+        stream (:meth:`follow`) and cancel it. Returns the run, running.
+        """
+        if self._closing:
+            raise SessionBusy("the server is shutting down; retry on another replica")
+        run_id = str(uuid.uuid4())
+        turn = replace(turn, run_id=run_id)
+        events, task = await self._turns.start(owner, session_id, turn)
+        try:
+            session = await self._sessions.get(owner, session_id)
+            request = RunRequest(
+                owner, session_id, session.agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
+            )
+            run = await rows.insert_run(self._pool, request, run_id, "running")
+        except BaseException:
+            task.cancel()  # no row, nobody can follow it: roll the turn back
+            raise
+        live = LiveRun(run)
+        live.turn = task
+        self._live[run_id] = live
+        self.events.open(run_id)
+        self.events.append(run_id, recorder.first(run))
+        self._ensure_poller()
+        live.task = asyncio.create_task(self._pump(live, request, events))
+        return run
 
     def _check_accepting(self, request: RunRequest) -> None:
         """Refuse runs while closing, and multitask strategies this server cannot honour."""
@@ -167,7 +202,9 @@ class RunManager:
     async def _make_room(self, request: RunRequest) -> None:
         """``reject``: refuse while the thread runs something; ``rollback``: cancel that."""
         owner, session_id = request.owner, request.session_id
-        if request.multitask_strategy == "reject" and await self._inflight(owner, session_id):
+        if request.multitask_strategy == "reject" and await rows.inflight(
+            self._pool, owner, session_id, self.enqueue_wait_seconds
+        ):
             raise SessionBusy(
                 f"thread {session_id!r} is already running a task; wait for it to "
                 "finish or choose another multitask strategy",
@@ -186,7 +223,7 @@ class RunManager:
             while True:
                 if live.cancelled:
                     raise asyncio.CancelledError
-                if not await self._queued_before(run):
+                if not await rows.queued_before(self._pool, run, self.enqueue_wait_seconds):
                     try:
                         events, task = await self._turns.start(
                             request.owner, request.session_id, turn
@@ -220,7 +257,7 @@ class RunManager:
         live.turn = task
         if live.cancelled:
             task.cancel()
-        await self._set_status(run.run_id, "running")
+        await rows.set_status(self._pool, run.run_id, "running")
         await self._pump(live, request, events)
 
     async def _pump(
@@ -261,7 +298,7 @@ class RunManager:
         try:
             self._record(request, live, last)
             await self.events.flush(live.run.run_id)
-            live.run = await self._set_status(live.run.run_id, status, error) or live.run
+            live.run = await rows.set_status(self._pool, live.run.run_id, status, error) or live.run
             await self.events.close(live.run.run_id)
             if request.temporary:
                 with contextlib.suppress(SessiongraphError):
@@ -300,6 +337,18 @@ class RunManager:
         params = (owner, session_id, status, status, limit, offset)
         rows = await fetch_all(self._pool, sql.LIST_RUNS, params)
         return [Run.from_row(r) for r in rows]
+
+    def follow(self, run: Run, after: int | None) -> AsyncIterator[Recorded]:
+        """A recorded run's events numbered above ``after`` (None: from now on), then live
+        ones until it ends, from whichever replica runs it."""
+
+        async def done() -> bool:
+            try:
+                return (await self.get(run.owner, run.session_id, run.run_id)).done
+            except NotFound:
+                return True
+
+        return self.events.follow(run.run_id, after, done)
 
     def live_events(self, run_id: str) -> AsyncIterator[TurnEvent] | None:
         """Events of a run executing in this process from now on (None: not here)."""
@@ -443,50 +492,8 @@ class RunManager:
             for row in rows:
                 self._cancel_local(row["run_id"])
 
-    async def _inflight(self, owner: str, session_id: str) -> bool:
-        """Whether a run is pending or running on the thread, or a turn holds its lease."""
-        params = {"o": owner, "s": session_id, "wait": self.enqueue_wait_seconds}
-        row = await fetch_one(self._pool, sql.INFLIGHT, params)
-        return bool(row and row["busy"])
-
-    async def _queued_before(self, run: Run) -> bool:
-        """Whether an older run of the thread is still pending (the queue is FIFO)."""
-        params = {
-            "o": run.owner,
-            "s": run.session_id,
-            "run_id": run.run_id,
-            "created_at": run.created_at,
-            "wait": self.enqueue_wait_seconds,
-        }
-        row = await fetch_one(self._pool, sql.QUEUED_BEFORE, params)
-        return bool(row and row["queued"])
-
     async def _cancel_inflight(self, owner: str, session_id: str) -> None:
         """Request a cancel of every pending or running run of the thread."""
         rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
         for row in rows:
             self._cancel_local(row["run_id"])
-
-    async def _insert(self, request: RunRequest, run_id: str) -> Run:
-        params = (
-            run_id,
-            request.owner,
-            request.session_id,
-            request.assistant_id,
-            Jsonb(request.metadata),
-            request.multitask_strategy,
-            Jsonb(request.kwargs),
-        )
-        row = await fetch_one(self._pool, sql.INSERT_RUN, params)
-        assert row is not None
-        return Run.from_row(row)
-
-    async def _set_status(
-        self, run_id: str, status: RunStatus, error: dict[str, Any] | None = None
-    ) -> Run | None:
-        params = (status, Jsonb(error) if error is not None else None, run_id)
-        row = await fetch_one(self._pool, sql.SET_STATUS, params)
-        return Run.from_row(row) if row is not None else None
-
-    async def _delete_row(self, run_id: str) -> None:
-        await execute(self._pool, sql.DELETE_RUN, (run_id,))

@@ -36,11 +36,11 @@ ENDED = f"status NOT IN ({_ACTIVE_LIST})"
 # a process that died mid-run leaves its row behind.
 _RECENT = "created_at > now() - make_interval(secs => %(wait)s)"
 
-# (run_id, owner, session_id, assistant_id, metadata, multitask_strategy, kwargs)
+# (run_id, owner, session_id, assistant_id, status, metadata, multitask_strategy, kwargs)
 INSERT_RUN = (
     "INSERT INTO runs (run_id, owner, session_id, assistant_id, status, "
     "metadata, multitask_strategy, kwargs) "
-    "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s) RETURNING *"
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *"
 )
 # (owner, session_id, run_id)
 SELECT_RUN = "SELECT * FROM runs WHERE owner = %s AND session_id = %s AND run_id = %s"
