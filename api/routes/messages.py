@@ -82,7 +82,8 @@ async def send_message(
 
 @router.post(
     "/{session_id}/resume",
-    summary="Approve, reject or edit the tool calls a paused turn waits for, and finish it",
+    summary="Approve, reject or edit the tool calls a paused turn waits for, or give its "
+    "interrupt a value, and finish it; an empty body continues from a static breakpoint",
     response_model=TurnPublic,
     responses={
         **SSE_RESPONSES,
@@ -98,7 +99,7 @@ async def resume(
     who: PrincipalDep,
     on_disconnect: OnDisconnectQuery = "continue",
 ) -> Any:
-    turn = turn_request(who, body, decisions=body.decision_dicts(), resume_value=body.value)
+    turn = turn_request(who, body, **body.turn_fields())
     return await respond(runtime, request, who.owner, session_id, turn, on_disconnect)
 
 

@@ -7,7 +7,7 @@ The template's shape is in :mod:`runtime.agents.spec`, its statements in
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -83,7 +83,7 @@ class TemplateStore:
     def __init__(
         self,
         pool: Pool,
-        validate: Callable[[TemplateSpec], None],
+        validate: Callable[[TemplateSpec], Awaitable[None]],
         reserved_ids: Collection[str] = (),
     ) -> None:
         """
@@ -106,7 +106,7 @@ class TemplateStore:
                 f"agent id {agent_id!r} is reserved: it is the name of a graph of this server",
                 agent_id=agent_id,
             )
-        self._validate(spec)
+        await self._validate(spec)
         row = await fetch_one(self._pool, sql.INSERT_AGENT, (agent_id, owner, _spec_json(spec)))
         if row is None:
             raise Conflict(f"agent {agent_id!r} already exists", agent_id=agent_id)
@@ -261,7 +261,7 @@ class TemplateStore:
             row = await fetch_one(conn, sql.SELECT_AGENT_FOR_UPDATE, (agent_id,))
             row = _editable(row, agent_id, owner, system)
             spec = _merged_spec(row["spec"], changes)
-            self._validate(spec)
+            await self._validate(spec)
             current = TemplateSpec.model_validate(row["spec"])
             if spec == current:
                 return template_from_row(row)  # nothing changes: same version
