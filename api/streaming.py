@@ -59,6 +59,14 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "approval_required, interrupt, usage, done, error; each `data` is JSON, each event "
         "has an `id`; `Content-Location` names the stream to rejoin with `Last-Event-ID`).",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "headers": {
+            "Content-Location": {
+                "description": "SSE only: the turn's stream, "
+                "`/v1/sessions/{session_id}/turns/{turn_id}/stream`, to rejoin with "
+                "`Last-Event-ID`.",
+                "schema": {"type": "string"},
+            }
+        },
     }
 }
 
