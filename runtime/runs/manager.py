@@ -45,7 +45,7 @@ from runtime.errors import (
     SessiongraphError,
     error_dict,
 )
-from runtime.runs import rows, sql
+from runtime.runs import sql
 from runtime.runs.events import Recorded, RunEventLog
 from runtime.runs.model import (
     MULTITASK_STRATEGIES,
@@ -58,6 +58,7 @@ from runtime.runs.model import (
     RunRequest,
     RunStatus,
 )
+from runtime.runs.rows import delete_row, inflight, insert_run, queued_before, set_status
 from runtime.sessions import SessionStore
 from runtime.turns import TurnEvent, TurnRequest, TurnRunner
 
@@ -123,11 +124,11 @@ class RunManager:
         run_id = request.turn.run_id or str(uuid.uuid4())
         turn = replace(request.turn, run_id=run_id)
         await self._make_room(request)
-        run = await rows.insert_run(self._pool, request, run_id)
+        run = await insert_run(self._pool, request, run_id)
         live = LiveRun(run)
         queue = live.subscribe() if subscribe else None
         handle = RunHandle(run, session.thread_id, queue)
-        queued = strategy != "reject" and await rows.queued_before(
+        queued = strategy != "reject" and await queued_before(
             self._pool, run, self.enqueue_wait_seconds
         )
         if not queued:
@@ -135,11 +136,11 @@ class RunManager:
                 events, task = await self._turns.start(request.owner, request.session_id, turn)
             except SessionBusy:
                 if strategy == "reject":
-                    await rows.delete_row(self._pool, run_id)
+                    await delete_row(self._pool, run_id)
                     raise
                 queued = True
             except BaseException:
-                await rows.delete_row(self._pool, run_id)
+                await delete_row(self._pool, run_id)
                 raise
         self._live[run_id] = live
         if request.recorder is not None:
@@ -150,7 +151,7 @@ class RunManager:
             live.task = asyncio.create_task(self._wait_then_run(live, request, turn))
         else:
             live.turn = task
-            live.run = await rows.set_status(self._pool, run_id, "running") or run
+            live.run = await set_status(self._pool, run_id, "running") or run
             handle.run = live.run
             live.task = asyncio.create_task(self._pump(live, request, events))
         return handle
@@ -174,7 +175,7 @@ class RunManager:
             request = RunRequest(
                 owner, session_id, session.agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
             )
-            run = await rows.insert_run(self._pool, request, run_id, "running")
+            run = await insert_run(self._pool, request, run_id, "running")
         except BaseException:
             task.cancel()  # no row, nobody can follow it: roll the turn back
             raise
@@ -202,7 +203,7 @@ class RunManager:
     async def _make_room(self, request: RunRequest) -> None:
         """``reject``: refuse while the thread runs something; ``rollback``: cancel that."""
         owner, session_id = request.owner, request.session_id
-        if request.multitask_strategy == "reject" and await rows.inflight(
+        if request.multitask_strategy == "reject" and await inflight(
             self._pool, owner, session_id, self.enqueue_wait_seconds
         ):
             raise SessionBusy(
@@ -223,7 +224,7 @@ class RunManager:
             while True:
                 if live.cancelled:
                     raise asyncio.CancelledError
-                if not await rows.queued_before(self._pool, run, self.enqueue_wait_seconds):
+                if not await queued_before(self._pool, run, self.enqueue_wait_seconds):
                     try:
                         events, task = await self._turns.start(
                             request.owner, request.session_id, turn
@@ -257,7 +258,7 @@ class RunManager:
         live.turn = task
         if live.cancelled:
             task.cancel()
-        await rows.set_status(self._pool, run.run_id, "running")
+        await set_status(self._pool, run.run_id, "running")
         await self._pump(live, request, events)
 
     async def _pump(
@@ -298,7 +299,7 @@ class RunManager:
         try:
             self._record(request, live, last)
             await self.events.flush(live.run.run_id)
-            live.run = await rows.set_status(self._pool, live.run.run_id, status, error) or live.run
+            live.run = await set_status(self._pool, live.run.run_id, status, error) or live.run
             await self.events.close(live.run.run_id)
             if request.temporary:
                 with contextlib.suppress(SessiongraphError):
