@@ -27,7 +27,7 @@ from runtime.agents import (
     TemplateSpec,
 )
 from runtime.ids import ID_PATTERN
-from runtime.sessions import MAX_METADATA_BYTES, Session
+from runtime.sessions import MAX_METADATA_BYTES, Session, SessionState
 from runtime.tools import ToolSpec
 from runtime.turns import (
     BLOCK_TYPES,
@@ -101,6 +101,8 @@ _EDITABLE = (
     "max_context_tokens",
     "summary_model",
     "session_ttl_seconds",
+    "interrupt_before",
+    "interrupt_after",
     "configurable",
     "context",
 )
@@ -225,6 +227,12 @@ class SessionPublic(BaseModel):
     messages: int
     tokens_in: int
     tokens_out: int
+    state: SessionState = Field(
+        description="`running` while a turn runs; `awaiting_approval` while paused for a "
+        "resume (see awaiting_approval); `interrupted` when its last turn stopped at a static "
+        "breakpoint (the agent's or the run's interrupt_before / interrupt_after): resume it "
+        "with an empty body to continue; else `idle`."
+    )
     awaiting_approval: bool = Field(
         description="Paused: on tool calls that need a decision (pending_approvals), or on the "
         "graph's own interrupt (interrupts). Resume it before new messages."
@@ -254,6 +262,7 @@ class SessionPublic(BaseModel):
             messages=session.messages,
             tokens_in=session.tokens_in,
             tokens_out=session.tokens_out,
+            state=session.state,
             awaiting_approval=session.awaiting_approval,
             pending_approvals=[PendingApproval.model_validate(p) for p in approvals],
             interrupts=interrupts,
@@ -379,7 +388,8 @@ class AgentChat(_ContentOrInput):
 
 class ResumeRequest(TurnOptions):
     """What a paused turn waits for: decisions on its pending tool calls (one per call), or
-    the ``value`` for a graph's own ``interrupt()``."""
+    the ``value`` for a graph's own ``interrupt()``; neither continues a session stopped at a
+    static breakpoint (state ``interrupted``)."""
 
     decisions: list[Decision] | None = Field(default=None, min_length=1, max_length=64)
     value: Any = Field(
@@ -388,15 +398,18 @@ class ResumeRequest(TurnOptions):
 
     @model_validator(mode="after")
     def _one_of(self) -> ResumeRequest:
-        if (self.decisions is None) == (self.value is None):
-            raise ValueError("give either decisions or value")
+        if self.decisions is not None and self.value is not None:
+            raise ValueError("give decisions or value, not both")
         return self
 
-    def decision_dicts(self) -> list[dict[str, Any]] | None:
-        """The decisions as the runtime takes them (None: a value resume)."""
-        if self.decisions is None:
-            return None
-        return [d.model_dump(exclude_none=True) for d in self.decisions]
+    def turn_fields(self) -> dict[str, Any]:
+        """The resume as the runtime's TurnRequest fields: decisions, a value, or (neither)
+        continue from a static breakpoint."""
+        if self.decisions is not None:
+            return {"decisions": [d.model_dump(exclude_none=True) for d in self.decisions]}
+        if self.value is not None:
+            return {"resume_value": self.value}
+        return {"proceed": True}
 
 
 class ToolCall(BaseModel):

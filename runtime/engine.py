@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -116,9 +117,8 @@ class Runtime:
         # LangGraph's key-value store: for the LangGraph API's /store endpoints and graphs.
         self.store = AsyncPostgresStore(pool)
         self.templates = TemplateStore(pool, self.validate_template, self.project.names())
-        self.graphs = GraphCache(
-            AgentCompiler(settings, tools, self.project, checkpointer, self.store)
-        )
+        self.compiler = AgentCompiler(settings, tools, self.project, checkpointer, self.store)
+        self.graphs = GraphCache(self.compiler)
         self.sessions = SessionStore(
             pool,
             self.templates,
@@ -212,8 +212,9 @@ class Runtime:
 
     # -- templates ----------------------------------------------------------------------------
 
-    def validate_template(self, spec: TemplateSpec) -> None:
-        """Check a template against this server: graph, tool names, model.
+    async def validate_template(self, spec: TemplateSpec) -> None:
+        """Check a template against this server: graph, tool names, model, and (when it
+        has static breakpoints) the nodes they name, by building its graph once.
 
         Raises:
             InvalidInput: something in it cannot be built here.
@@ -230,6 +231,14 @@ class Runtime:
         except ModelUnavailable as exc:
             # A template naming a model this server cannot build is bad input, not an outage.
             raise InvalidInput(exc.message, field="model") from exc
+        if spec.interrupt_before or spec.interrupt_after:
+            now = datetime.now(UTC)
+            # Not cached (a version that may never be stored): check_breakpoints runs in it.
+            await self.compiler(
+                AgentTemplate(
+                    agent_id="-", owner="-", version=0, spec=spec, created_at=now, updated_at=now
+                )
+            )
 
     def graph_agent_id(self, graph: str) -> str | None:
         """The system agent of a graph (LangGraph's assistant named by its graph id), if any."""

@@ -162,8 +162,8 @@ class Settings(BaseSettings):
         default=600.0,
         gt=0,
         description=(
-            "How long a resumable run's stream (`stream_resumable`) is kept for replay after "
-            "the run ends."
+            "How long a resumable run's stream (`stream_resumable`), or a streamed `/v1` "
+            "turn's, is kept for replay after it ends."
         ),
     )
     state_cache_messages: int = Field(

@@ -106,7 +106,7 @@ async def _agents_apply(path: Path, owner: str) -> int:
         # Tools, graph kind and model are checked for every agent before any is written.
         for agent_id, spec in agents:
             try:
-                rt.validate_template(spec)
+                await rt.validate_template(spec)
             except SessiongraphError as exc:
                 raise Failure(f"agent {agent_id!r}: {exc.message}") from exc
         for agent_id, spec in agents:

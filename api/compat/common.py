@@ -17,7 +17,7 @@ from langgraph.types import Interrupt, StateSnapshot
 
 from runtime import Runtime
 from runtime.agents import SYSTEM_OWNER, AgentTemplate
-from runtime.sessions import Session, SessionState
+from runtime.sessions import Session, SessionState, StateFilter
 
 __all__ = [
     "NEVER_STATUS",
@@ -129,20 +129,26 @@ def state_dict(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
     }
 
 
-# LangGraph's thread statuses and the session states they name.
-THREAD_STATUSES: dict[str, SessionState] = {
+# LangGraph's thread statuses and the session states (search filters) they name:
+# ``interrupted`` is paused for a resume or stopped at a static breakpoint.
+THREAD_STATUSES: dict[str, StateFilter] = {
     "idle": "idle",
     "busy": "running",
-    "interrupted": "awaiting_approval",
+    "interrupted": "paused",
 }
 # LangGraph's status that no session is in (errors are never recorded): matches nothing.
 NEVER_STATUS = "error"
-_STATUS_OF_STATE = {state: status for status, state in THREAD_STATUSES.items()}
+_STATUS_OF_STATE: dict[SessionState, str] = {
+    "idle": "idle",
+    "running": "busy",
+    "awaiting_approval": "interrupted",
+    "interrupted": "interrupted",
+}
 
 
 def thread_status(session: Session) -> str:
-    """``busy`` while a turn holds the lease, ``interrupted`` while awaiting approval, or
-    ``idle``."""
+    """``busy`` while a turn holds the lease, ``interrupted`` while awaiting approval (a
+    resume) or stopped at a static breakpoint, or ``idle``."""
     return _STATUS_OF_STATE[session.state]
 
 

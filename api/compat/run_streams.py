@@ -9,14 +9,14 @@ cancel the run (:func:`cancel_on_disconnect`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.compat.common import checkpoint_dict, interrupt_dict, jsonable
-from api.streaming import compact_json, sse_event
+from api.streaming import Cancel, cancel_on_disconnect, compact_json, recorded_sse, sse_event
 from runtime import Runtime
 from runtime.errors import NotFound
 from runtime.runs import Run, RunHandle
@@ -37,10 +37,6 @@ __all__ = [
     "values_result",
     "wait_outcome",
 ]
-
-T = TypeVar("T")
-Cancel = Callable[[], None]
-"""What to call when a client leaves a run's body before its end (cancel the run)."""
 
 _KEEPALIVE_SECONDS = 5.0
 
@@ -141,22 +137,6 @@ class EventTranslator:
         return out
 
 
-async def cancel_on_disconnect(
-    chunks: AsyncIterable[T], cancel: Cancel | None, tail: Iterable[T] = ()
-) -> AsyncIterator[T]:
-    """``chunks``, then ``tail``; a client that leaves before ``tail`` calls ``cancel``."""
-    finished = False
-    try:
-        async for chunk in chunks:
-            yield chunk
-        finished = True
-        for chunk in tail:
-            yield chunk
-    finally:
-        if not finished and cancel is not None:
-            cancel()
-
-
 def sse_response(
     events: AsyncIterable[tuple[str, Any]],
     cancel: Cancel | None = None,
@@ -182,28 +162,12 @@ def replay_response(
 ) -> EventSourceResponse:
     """An SSE response of a resumable run's recorded events, each with its number as its
     ``id`` (what a client sends back as ``Last-Event-ID``), ending with ``end``."""
-
-    async def body() -> AsyncIterator[ServerSentEvent]:
-        async for seq, name, data in recorded:
-            yield ServerSentEvent(compact_json(data), event=name, id=str(seq))
-
-    return EventSourceResponse(
-        cancel_on_disconnect(body(), cancel, tail=(sse_event("end", None),)),
-        ping=15,
-        headers={"Cache-Control": "no-cache", **(headers or {})},
-    )
+    return recorded_sse(recorded, cancel, tail=(sse_event("end", None),), headers=headers)
 
 
 def recorded_events(runtime: Runtime, run: Run, after: int | None) -> AsyncIterator[Recorded]:
     """A resumable run's events numbered above ``after`` (None: from now on), then live."""
-
-    async def done() -> bool:
-        try:
-            return (await runtime.runs.get(run.owner, run.session_id, run.run_id)).done
-        except NotFound:
-            return True
-
-    return runtime.runs.events.follow(run.run_id, after, done)
+    return runtime.runs.follow(run, after)
 
 
 async def live_events(

@@ -49,10 +49,9 @@ from api.compat.run_streams import (
     wait_outcome,
 )
 from api.deps import PrincipalDep, RuntimeDep
-from api.streaming import IDEMPOTENCY_HEADER
+from api.streaming import IDEMPOTENCY_HEADER, first_event_after
 from runtime import Runtime
 from runtime.db import MAX_OFFSET_LIMIT
-from runtime.errors import InvalidInput
 from runtime.keys import Principal
 from runtime.runs import Run, RunRequest
 
@@ -106,18 +105,6 @@ def _cancel(runtime: Runtime, request: RunRequest, run: Run, body: RunCreate) ->
     if body.on_disconnect != "cancel":
         return None
     return partial(runtime.runs.cancel_soon, request.owner, request.session_id, run.run_id)
-
-
-def _event_number(last_event_id: str | None) -> int | None:
-    """``Last-Event-ID`` as the number of the last event the client has (-1: none)."""
-    if last_event_id is None:
-        return None
-    try:
-        return int(last_event_id)
-    except ValueError:
-        raise InvalidInput(
-            "Last-Event-ID must be an event id this server sent, or -1", field="Last-Event-ID"
-        ) from None
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -288,7 +275,7 @@ async def join_run_stream(
     cancel = partial(runtime.runs.cancel_soon, who.owner, thread_id, run_id)
     # A resumable run: what the client missed after Last-Event-ID (-1: everything), then
     # live; without one, from now on. The events are the run's own stream modes.
-    after = _event_number(last_event_id) if run.kwargs.get("stream_resumable") else None
+    after = first_event_after(last_event_id) if run.kwargs.get("stream_resumable") else None
     return await _rejoined(runtime, run, modes, after, cancel if cancel_on_disconnect else None)
 
 

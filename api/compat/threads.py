@@ -30,7 +30,7 @@ from runtime.agents import DEFAULT_AGENT_ID
 from runtime.db import MAX_OFFSET_LIMIT
 from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.keys import Principal
-from runtime.sessions import Session, SessionSortKey, SessionState
+from runtime.sessions import Session, SessionSortKey, StateFilter
 from runtime.threads import DEFAULT_HISTORY
 
 router = APIRouter(tags=["langgraph: threads"])
@@ -190,7 +190,7 @@ def _sort_key(sort_by: str) -> SessionSortKey:
     return THREAD_SORT_KEYS[sort_by]
 
 
-def _state(status: str | None) -> SessionState | None:
+def _state(status: str | None) -> StateFilter | None:
     """The session state a thread status filter names (None: no filter, or ``error``)."""
     if status is not None and status not in THREAD_STATUSES and status != NEVER_STATUS:
         raise InvalidInput(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
 
 from api.auth import turn_request
 from api.compat.common import state_dict
@@ -20,8 +21,24 @@ from api.schemas import (
     ResumeRequest,
     TurnPublic,
 )
-from api.streaming import SSE_RESPONSES, respond
+from api.streaming import (
+    SSE_RESPONSES,
+    OnDisconnect,
+    first_event_after,
+    recorded_sse,
+    respond,
+)
 from runtime.db import DEFAULT_LIMIT, MAX_LIMIT
+
+# What a streamed turn does when its client leaves: go on (rejoin it later), or be cancelled
+# and rolled back whole.
+OnDisconnectQuery = Annotated[
+    OnDisconnect,
+    Query(
+        description="SSE only: `continue` (the default) or `cancel` the turn (rolled back) "
+        "when the client disconnects"
+    ),
+]
 
 router = APIRouter(
     prefix="/v1/sessions",
@@ -51,6 +68,7 @@ async def send_message(
     runtime: RuntimeDep,
     who: PrincipalDep,
     run: Annotated[bool, Query(description="false: append without a turn (201)")] = True,
+    on_disconnect: OnDisconnectQuery = "continue",
 ) -> Any:
     if not run:
         if body.agent_id:
@@ -59,12 +77,13 @@ async def send_message(
         return JSONResponse(change.to_dict(), status_code=201)
     body.check_turn()
     turn = turn_request(who, body, content=body.content, input=body.input, agent_id=body.agent_id)
-    return await respond(runtime, request, who.owner, session_id, turn)
+    return await respond(runtime, request, who.owner, session_id, turn, on_disconnect)
 
 
 @router.post(
     "/{session_id}/resume",
-    summary="Approve, reject or edit the tool calls a paused turn waits for, and finish it",
+    summary="Approve, reject or edit the tool calls a paused turn waits for, or give its "
+    "interrupt a value, and finish it; an empty body continues from a static breakpoint",
     response_model=TurnPublic,
     responses={
         **SSE_RESPONSES,
@@ -78,9 +97,36 @@ async def resume(
     request: Request,
     runtime: RuntimeDep,
     who: PrincipalDep,
+    on_disconnect: OnDisconnectQuery = "continue",
 ) -> Any:
-    turn = turn_request(who, body, decisions=body.decision_dicts(), resume_value=body.value)
-    return await respond(runtime, request, who.owner, session_id, turn)
+    turn = turn_request(who, body, **body.turn_fields())
+    return await respond(runtime, request, who.owner, session_id, turn, on_disconnect)
+
+
+TurnId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get(
+    "/{session_id}/turns/{turn_id}/stream",
+    summary="Rejoin a streamed turn (SSE): the events after Last-Event-ID, then the rest live",
+    responses={
+        200: {
+            "description": "The turn's events as sent (each with its `id`), from the one after "
+            "`Last-Event-ID` (absent or `-1`: from the first), live until `done` or `error`.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def join_turn_stream(
+    session_id: SessionId,
+    turn_id: TurnId,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> EventSourceResponse:
+    run = await runtime.runs.get(who.owner, session_id, turn_id)
+    after = first_event_after(last_event_id) or 0
+    return recorded_sse(runtime.runs.follow(run, after))
 
 
 @router.get(

@@ -91,7 +91,7 @@ async def _serve(websocket: WebSocket, session_id: str, agent_id: str | None) ->
                     await _send(websocket, "pong", {})
                     continue
                 if isinstance(body, ResumeRequest):
-                    fields = {"decisions": body.decision_dicts(), "resume_value": body.value}
+                    fields = body.turn_fields()
                 else:
                     fields = {"content": body.content, "input": body.input}
                 turn = turn_request(principal, body, idempotency_key=key, **fields)

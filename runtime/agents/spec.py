@@ -169,6 +169,16 @@ class TemplateSpec(BaseModel):
         default_factory=dict,
         description="Free-form labels (the LangGraph API shows them as assistant metadata).",
     )
+    interrupt_before: Literal["*"] | list[str] = Field(
+        default_factory=list,
+        description="Static breakpoints: stop every turn before these nodes of the graph (`*`: "
+        "every node), as a graph compiled with them does, unless a run names its own. The "
+        "session is then `interrupted`; the next turn with no input continues it.",
+    )
+    interrupt_after: Literal["*"] | list[str] = Field(
+        default_factory=list,
+        description="Static breakpoints: stop every turn after these nodes (`*`: every node).",
+    )
     configurable: dict[str, Any] = Field(
         default_factory=dict,
         description="Graph-specific settings, read by the graph from config['configurable'] "

@@ -7,7 +7,7 @@ The template's shape is in :mod:`runtime.agents.spec`, its statements in
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -91,7 +91,7 @@ class TemplateStore:
     def __init__(
         self,
         pool: Pool,
-        validate: Callable[[TemplateSpec], None],
+        validate: Callable[[TemplateSpec], Awaitable[None]],
         reserved_ids: Collection[str] = (),
     ) -> None:
         """
@@ -119,7 +119,7 @@ class TemplateStore:
                 f"agent id {agent_id!r} is reserved: it is the name of a graph of this server",
                 agent_id=agent_id,
             )
-        self._validate(spec)
+        await self._validate(spec)
         row = await fetch_one(self._pool, sql.INSERT_AGENT, self._new(agent_id, owner, spec))
         if row is None:
             taken = await self.get(agent_id, owner=owner)
@@ -304,7 +304,7 @@ class TemplateStore:
         async with self._pool.connection() as conn, conn.transaction():
             row = await self._for_update(conn, agent_id, owner, system)
             spec = _merged_spec(row["spec"], changes)
-            self._validate(spec)
+            await self._validate(spec)
             current = TemplateSpec.model_validate(row["spec"])
             if spec == current:
                 return template_from_row(row)  # nothing changes: same version

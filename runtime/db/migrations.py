@@ -271,6 +271,11 @@ MIGRATIONS: list[str] = [
     END
     $$
     """,
+    """
+    -- The last turn stopped at a static breakpoint (interrupt_before / interrupt_after): the
+    -- session is interrupted until a turn continues (or replaces) it.
+    ALTER TABLE sessions ADD COLUMN at_breakpoint boolean NOT NULL DEFAULT false
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

@@ -25,6 +25,7 @@ from runtime.project.graphs import (
     BUILTIN_BUILDER,
     BUILTIN_GRAPH,
     GraphRegistry,
+    check_breakpoints,
     compile_graph,
     input_keys,
 )
@@ -67,7 +68,11 @@ class AgentCompiler:
                 "configurable": {**configurable, "agent_id": template.agent_id}
             }
             graph = await self._graphs.instance(spec.graph, config)
-        compiled = compile_graph(graph, self._checkpointer, self._store, template.agent_id)
+        breakpoints = (spec.interrupt_before, spec.interrupt_after)
+        check_breakpoints(graph, breakpoints)
+        compiled = compile_graph(
+            graph, self._checkpointer, self._store, template.agent_id, breakpoints
+        )
         return CompiledAgent(
             template, compiled, model, tuple(tools), input_keys(compiled), configurable
         )

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 
 from runtime.agents import BUILTIN_GRAPH, DEFAULT_AGENT_ID
-from runtime.errors import ConfigError, NotFound
+from runtime.errors import ConfigError, InvalidInput, NotFound
 from runtime.ids import ID_PATTERN
 from runtime.imports import import_object
 
@@ -36,10 +36,15 @@ __all__ = [
     "BUILTIN_GRAPH",
     "BUILTIN_REFERENCES",
     "GraphRegistry",
+    "Breakpoints",
     "UserGraph",
+    "check_breakpoints",
     "compile_graph",
     "input_keys",
 ]
+
+# An agent's static breakpoints: the nodes to interrupt before, and after ("*": every node).
+Breakpoints = tuple[str | Sequence[str], str | Sequence[str]]
 
 # The name of the built-in ReAct graph, and the builder it is made with (a template's spec,
 # model and tools in; an uncompiled StateGraph out).
@@ -104,15 +109,54 @@ def _takes_config(factory: Callable[..., Any]) -> bool:
 
 
 def compile_graph(
-    graph: Any, checkpointer: BaseCheckpointSaver[Any], store: BaseStore | None, name: str
+    graph: Any,
+    checkpointer: BaseCheckpointSaver[Any],
+    store: BaseStore | None,
+    name: str,
+    breakpoints: Breakpoints = ((), ()),
 ) -> Pregel[Any, Any, Any, Any]:
-    """``graph`` compiled with the runtime's persistence; a compiled graph is copied."""
+    """``graph`` compiled with the runtime's persistence and the agent's static
+    ``breakpoints`` (interrupt before, interrupt after: those a graph's own compile gave are
+    kept when the agent names none); a compiled graph is copied."""
+    before, after = breakpoints
     if isinstance(graph, StateGraph):
-        return graph.compile(checkpointer=checkpointer, store=store, name=name)
-    copied: Pregel[Any, Any, Any, Any] = graph.copy(
-        update={"checkpointer": checkpointer, "store": store, "name": name}
-    )
+        return graph.compile(
+            checkpointer=checkpointer,
+            store=store,
+            name=name,
+            interrupt_before=_nodes(before),
+            interrupt_after=_nodes(after),
+        )
+    update: dict[str, Any] = {"checkpointer": checkpointer, "store": store, "name": name}
+    if before:
+        update["interrupt_before_nodes"] = before
+    if after:
+        update["interrupt_after_nodes"] = after
+    copied: Pregel[Any, Any, Any, Any] = graph.copy(update=update)
     return copied
+
+
+def _nodes(names: str | Sequence[str]) -> Any:
+    """Breakpoint nodes as ``compile`` takes them: ``"*"``, a list, or None for none."""
+    return names if names == "*" else (list(names) or None)
+
+
+def check_breakpoints(graph: Any, breakpoints: Breakpoints) -> None:
+    """Refuse static breakpoints naming nodes the graph (a ``StateGraph`` or a compiled
+    graph) does not have.
+
+    Raises:
+        InvalidInput: naming the unknown nodes and the graph's own.
+    """
+    nodes = set(graph.nodes) - {START}
+    for field, names in zip(("interrupt_before", "interrupt_after"), breakpoints, strict=True):
+        unknown = [] if names == "*" else sorted(set(names) - nodes)
+        if unknown:
+            raise InvalidInput(
+                f"{field} names nodes the graph does not have: {unknown}",
+                field=field,
+                nodes=sorted(nodes),
+            )
 
 
 def input_keys(graph: Pregel[Any, Any, Any, Any]) -> frozenset[str] | None:

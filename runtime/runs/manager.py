@@ -1,4 +1,5 @@
-"""Runs: turns started through the LangGraph Server API, recorded in Postgres.
+"""Runs: turns started through the LangGraph Server API (and ``/v1`` streamed turns, whose
+streams are recorded: :meth:`RunManager.start_turn`), recorded in Postgres.
 
 A run is one turn (:class:`~runtime.turns.runner.TurnRunner`) with an id and a row in ``runs``, so
 any replica can list, read, join, cancel or delete it. The turn itself is unchanged: it takes
@@ -21,7 +22,8 @@ the session's lease, runs the guarded graph, and commits or rolls back its check
   A process that dies mid-run leaves its row ``running``/``pending``; the turn itself is
   rolled back by the next turn on the session, as for any crashed turn.
 
-The types are in :mod:`runtime.runs.model`, the statements in :mod:`runtime.runs.sql`.
+The types are in :mod:`runtime.runs.model`, the rows in :mod:`runtime.runs.rows` (idempotency
+keys: :mod:`runtime.runs.keys`), their statements in :mod:`runtime.runs.sql`.
 """
 
 from __future__ import annotations
@@ -35,28 +37,34 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
-from runtime.db import Pool, check_offset_page, execute, fetch_all, fetch_one
-from runtime.errors import (
-    Conflict,
-    InvalidInput,
-    NotFound,
-    SessionBusy,
-    SessiongraphError,
-    error_dict,
-)
+from runtime.db import Pool
+from runtime.errors import InvalidInput, SessionBusy, SessiongraphError, error_dict
 from runtime.runs import sql
-from runtime.runs.events import RunEventLog
-from runtime.runs.keys import find_keyed_run, insert_run
+from runtime.runs.events import Recorded, RunEventLog
+from runtime.runs.keys import find_keyed_run
 from runtime.runs.model import (
     MULTITASK_STRATEGIES,
-    RUN_STATUSES,
+    NATIVE_KWARGS,
+    EventRecorder,
     LiveRun,
     Run,
     RunHandle,
     RunRequest,
     RunStatus,
+)
+from runtime.runs.rows import (
+    delete_ended,
+    delete_row,
+    has_ended,
+    ids_of,
+    inflight,
+    insert_run,
+    list_runs,
+    queued_before,
+    request_cancel,
+    select_run,
+    set_status,
+    wait_ended,
 )
 from runtime.sessions import SessionStore
 from runtime.turns import TurnEvent, TurnRequest, TurnRunner
@@ -120,8 +128,8 @@ class RunManager:
             NotFound, Conflict...: whatever stops the turn from starting right away (an
                 unknown session, a message while approval is pending, ...).
         """
-        self._check_accepting(request)
         strategy = request.multitask_strategy
+        self._check_accepting(strategy)
         session = await self._sessions.get(request.owner, request.session_id)
         kept = await self.keyed(
             request.owner, request.session_id, request.idempotency_key, request.request_hash
@@ -137,28 +145,26 @@ class RunManager:
         live = LiveRun(run)
         queue = live.subscribe() if subscribe else None
         handle = RunHandle(run, session.thread_id, queue)
-        queued = strategy != "reject" and await self._queued_before(run)
+        queued = strategy != "reject" and await queued_before(
+            self._pool, run, self.enqueue_wait_seconds
+        )
         if not queued:
             try:
                 events, task = await self._turns.start(request.owner, request.session_id, turn)
             except SessionBusy:
                 if strategy == "reject":
-                    await self._delete_row(run_id)
+                    await delete_row(self._pool, run_id)
                     raise
                 queued = True
             except BaseException:
-                await self._delete_row(run_id)
+                await delete_row(self._pool, run_id)
                 raise
-        self._live[run_id] = live
-        if request.recorder is not None:
-            self.events.open(run_id)
-            self.events.append(run_id, request.recorder.first(run))
-        self._ensure_poller()
+        self._track(live, request)
         if queued:
             live.task = asyncio.create_task(self._wait_then_run(live, request, turn))
         else:
             live.turn = task
-            live.run = await self._set_status(run_id, "running") or run
+            live.run = await set_status(self._pool, run_id, "running") or run
             handle.run = live.run
             live.task = asyncio.create_task(self._pump(live, request, events))
         return handle
@@ -170,31 +176,70 @@ class RunManager:
         key came with another request): see :mod:`runtime.runs.keys`."""
         return await find_keyed_run(self._pool, owner, session_id, key, request_hash)
 
-    def _check_accepting(self, request: RunRequest) -> None:
+    async def start_turn(
+        self, owner: str, session_id: str, turn: TurnRequest, recorder: EventRecorder
+    ) -> Run:
+        """Start a native turn (``/v1``) as a run whose stream is recorded for replay.
+
+        The turn takes its lease as any turn does (the same refusals, bounded wait and
+        session creation, raised here); its row follows, so any replica can follow its
+        stream (:meth:`follow`) and cancel it. Returns the run, running.
+        """
+        self._check_accepting()
+        run_id = str(uuid.uuid4())
+        turn = replace(turn, run_id=run_id)
+        events, task = await self._turns.start(owner, session_id, turn)
+        try:
+            session = await self._sessions.get(owner, session_id)
+            request = RunRequest(
+                owner, session_id, session.agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
+            )
+            run, _ = await insert_run(self._pool, request, run_id, "running")
+        except BaseException:
+            task.cancel()  # no row, nobody can follow it: roll the turn back
+            raise
+        live = LiveRun(run)
+        live.turn = task
+        self._track(live, request)
+        live.task = asyncio.create_task(self._pump(live, request, events))
+        return run
+
+    def _check_accepting(self, strategy: str | None = None) -> None:
         """Refuse runs while closing, and multitask strategies this server cannot honour."""
         if self._closing:
             raise SessionBusy("the server is shutting down; retry on another replica")
-        strategy = request.multitask_strategy
-        if strategy not in MULTITASK_STRATEGIES:
+        if strategy is not None and strategy not in MULTITASK_STRATEGIES:
             raise InvalidInput(
                 f"multitask_strategy {strategy!r} is not supported",
                 field="multitask_strategy",
                 supported=list(MULTITASK_STRATEGIES),
             )
 
+    def _track(self, live: LiveRun, request: RunRequest) -> None:
+        """Follow a new run here: live, its recorded stream opened with its first events, and
+        cancels requested from other replicas polled for."""
+        run_id = live.run.run_id
+        self._live[run_id] = live
+        if request.recorder is not None:
+            self.events.open(run_id)
+            self.events.append(run_id, request.recorder.first(live.run))
+        self._ensure_poller()
+
     async def _make_room(self, request: RunRequest) -> None:
         """``reject``: refuse while the thread runs something; ``rollback``: cancel that."""
         owner, session_id = request.owner, request.session_id
         if await self.keyed(owner, session_id, request.idempotency_key, request.request_hash):
             return  # the first attempt of this request was just created: never refuse or stop it
-        if request.multitask_strategy == "reject" and await self._inflight(owner, session_id):
+        if request.multitask_strategy == "reject" and await inflight(
+            self._pool, owner, session_id, self.enqueue_wait_seconds
+        ):
             raise SessionBusy(
                 f"thread {session_id!r} is already running a task; wait for it to "
                 "finish or choose another multitask strategy",
                 session_id=session_id,
             )
         if request.multitask_strategy in ("rollback", "interrupt"):
-            await self._cancel_inflight(owner, session_id)
+            await self._cancel_requested(sql.REQUEST_CANCEL_INFLIGHT, owner, session_id)
 
     async def _wait_then_run(self, live: LiveRun, request: RunRequest, turn: TurnRequest) -> None:
         """A queued run: wait for its turn on the thread, then run it."""
@@ -206,7 +251,7 @@ class RunManager:
             while True:
                 if live.cancelled:
                     raise asyncio.CancelledError
-                if not await self._queued_before(run):
+                if not await queued_before(self._pool, run, self.enqueue_wait_seconds):
                     try:
                         events, task = await self._turns.start(
                             request.owner, request.session_id, turn
@@ -240,7 +285,7 @@ class RunManager:
         live.turn = task
         if live.cancelled:
             task.cancel()
-        await self._set_status(run.run_id, "running")
+        await set_status(self._pool, run.run_id, "running")
         await self._pump(live, request, events)
 
     async def _pump(
@@ -281,7 +326,7 @@ class RunManager:
         try:
             self._record(request, live, last)
             await self.events.flush(live.run.run_id)
-            live.run = await self._set_status(live.run.run_id, status, error) or live.run
+            live.run = await set_status(self._pool, live.run.run_id, status, error) or live.run
             await self.events.close(live.run.run_id)
             if request.temporary:
                 with contextlib.suppress(SessiongraphError):
@@ -297,10 +342,7 @@ class RunManager:
 
     async def get(self, owner: str, session_id: str, run_id: str) -> Run:
         """The run, or ``NotFound``."""
-        row = await fetch_one(self._pool, sql.SELECT_RUN, (owner, session_id, run_id))
-        if row is None:
-            raise NotFound(f"run {run_id!r} not found", run_id=run_id, thread_id=session_id)
-        return Run.from_row(row)
+        return await select_run(self._pool, owner, session_id, run_id)
 
     async def list(
         self,
@@ -311,15 +353,13 @@ class RunManager:
         offset: int = 0,
         status: str | None = None,
     ) -> Sequence[Run]:
-        """The thread's runs, newest first."""
-        if status is not None and status not in RUN_STATUSES:
-            raise InvalidInput(
-                f"unknown run status {status!r}", field="status", allowed=list(RUN_STATUSES)
-            )
-        check_offset_page(limit, offset)
-        params = (owner, session_id, status, status, limit, offset)
-        rows = await fetch_all(self._pool, sql.LIST_RUNS, params)
-        return [Run.from_row(r) for r in rows]
+        """The thread's runs, newest first (``InvalidInput``: an unknown status)."""
+        return await list_runs(self._pool, owner, session_id, limit, offset, status)
+
+    def follow(self, run: Run, after: int | None) -> AsyncIterator[Recorded]:
+        """A recorded run's events numbered above ``after`` (None: from now on), then live
+        ones until it ends, from whichever replica runs it."""
+        return self.events.follow(run.run_id, after, partial(has_ended, self._pool, run))
 
     def live_events(self, run_id: str) -> AsyncIterator[TurnEvent] | None:
         """Events of a run executing in this process from now on (None: not here)."""
@@ -347,23 +387,21 @@ class RunManager:
         Raises:
             NotFound: no such run.
         """
-        row = await fetch_one(self._pool, sql.REQUEST_CANCEL, (owner, session_id, run_id))
-        if row is None:
+        run = await request_cancel(self._pool, owner, session_id, run_id)
+        if run is None:
             return await self.get(owner, session_id, run_id)
         self._cancel_local(run_id)
-        return Run.from_row(row)
+        return run
 
     async def stop_thread(self, owner: str, session_id: str) -> None:
         """Cancel the thread's pending and running runs and wait for them to end (before the
         thread is deleted)."""
-        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
-        await self._stopped([r["run_id"] for r in rows])
+        await self._stopped(sql.REQUEST_CANCEL_INFLIGHT, owner, session_id)
 
     async def stop_agent(self, agent_owner: str, agent_id: str) -> None:
         """Cancel the pending and running runs on every thread of an agent (its owner's id)
         and wait for them to end (before the agent is deleted)."""
-        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_AGENT, (agent_owner, agent_id))
-        await self._stopped([r["run_id"] for r in rows])
+        await self._stopped(sql.REQUEST_CANCEL_AGENT, agent_owner, agent_id)
 
     async def delete_thread(self, owner: str, session_id: str) -> None:
         """Delete a thread, cancelling its runs first if it is running some (LangGraph's
@@ -378,19 +416,12 @@ class RunManager:
         first if it is refused because some are running."""
         await _stopping(delete, partial(self.stop_agent, agent_owner, agent_id))
 
-    async def _stopped(self, run_ids: Sequence[str]) -> None:
-        """Cancel these runs here (other replicas poll for the request) and wait, up to the
-        enqueue wait, until none is active."""
-        for run_id in run_ids:
-            self._cancel_local(run_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.enqueue_wait_seconds
-        while run_ids and loop.time() < deadline:
-            params = {"ids": list(run_ids), "wait": self.enqueue_wait_seconds}
-            rows = await fetch_all(self._pool, sql.STILL_ACTIVE, params)
-            run_ids = tuple(r["run_id"] for r in rows)
-            if run_ids:
-                await asyncio.sleep(min(self.poll_seconds, 0.1))
+    async def _stopped(self, request_cancels: str, *params: Any) -> None:
+        """Cancel the runs ``request_cancels`` names (:meth:`_cancel_requested`) and wait, up
+        to the enqueue wait, until none is active."""
+        run_ids = await self._cancel_requested(request_cancels, *params)
+        poll = min(self.poll_seconds, 0.1)
+        await wait_ended(self._pool, run_ids, self.enqueue_wait_seconds, poll)
 
     def cancel_soon(self, owner: str, session_id: str, run_id: str) -> None:
         """:meth:`cancel` in a task of its own, for callers being cancelled themselves (a
@@ -407,11 +438,7 @@ class RunManager:
             NotFound: no such run.
             Conflict: the run is still pending or running (cancel it first).
         """
-        if not await execute(self._pool, sql.DELETE_ENDED_RUN, (owner, session_id, run_id)):
-            run = await self.get(owner, session_id, run_id)
-            raise Conflict(
-                f"run {run_id!r} is {run.status}; cancel it before deleting it", run_id=run_id
-            )
+        await delete_ended(self._pool, owner, session_id, run_id)
 
     async def close(self, timeout: float) -> None:
         """Stop taking runs; end queued ones; wait up to ``timeout`` for running ones."""
@@ -456,43 +483,17 @@ class RunManager:
             if not ids:
                 continue
             try:
-                rows = await fetch_all(self._pool, sql.CANCELS_REQUESTED, (ids,))
+                requested = await ids_of(self._pool, sql.CANCELS_REQUESTED, ids)
             except Exception:
                 log.warning("could not poll for run cancels", exc_info=True)
                 continue
-            for row in rows:
-                self._cancel_local(row["run_id"])
+            for run_id in requested:
+                self._cancel_local(run_id)
 
-    async def _inflight(self, owner: str, session_id: str) -> bool:
-        """Whether a run is pending or running on the thread, or a turn holds its lease."""
-        params = {"o": owner, "s": session_id, "wait": self.enqueue_wait_seconds}
-        row = await fetch_one(self._pool, sql.INFLIGHT, params)
-        return bool(row and row["busy"])
-
-    async def _queued_before(self, run: Run) -> bool:
-        """Whether an older run of the thread is still pending (the queue is FIFO)."""
-        params = {
-            "o": run.owner,
-            "s": run.session_id,
-            "run_id": run.run_id,
-            "created_at": run.created_at,
-            "wait": self.enqueue_wait_seconds,
-        }
-        row = await fetch_one(self._pool, sql.QUEUED_BEFORE, params)
-        return bool(row and row["queued"])
-
-    async def _cancel_inflight(self, owner: str, session_id: str) -> None:
-        """Request a cancel of every pending or running run of the thread."""
-        rows = await fetch_all(self._pool, sql.REQUEST_CANCEL_INFLIGHT, (owner, session_id))
-        for row in rows:
-            self._cancel_local(row["run_id"])
-
-    async def _set_status(
-        self, run_id: str, status: RunStatus, error: dict[str, Any] | None = None
-    ) -> Run | None:
-        params = (status, Jsonb(error) if error is not None else None, run_id)
-        row = await fetch_one(self._pool, sql.SET_STATUS, params)
-        return Run.from_row(row) if row is not None else None
-
-    async def _delete_row(self, run_id: str) -> None:
-        await execute(self._pool, sql.DELETE_RUN, (run_id,))
+    async def _cancel_requested(self, request_cancels: str, *params: Any) -> Sequence[str]:
+        """Request a cancel of the runs a statement names (``sql.REQUEST_CANCEL_...``: other
+        replicas poll for it), cancel those running here; their ids."""
+        run_ids = await ids_of(self._pool, request_cancels, *params)
+        for run_id in run_ids:
+            self._cancel_local(run_id)
+        return run_ids

@@ -18,6 +18,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "EventRecorder",
     "MULTITASK_STRATEGIES",
+    "NATIVE_KWARGS",
     "RUN_STATUSES",
     "MultitaskStrategy",
     "Run",
@@ -31,6 +32,8 @@ RunStatus = Literal["pending", "running", "success", "error", "interrupted"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "success", "error", "interrupted")
 # A run with one of these statuses has not ended (runtime.runs.sql spells them as ACTIVE).
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("pending", "running")
+# The ``kwargs`` of a native (``/v1``) streamed turn's run: its stream is recorded.
+NATIVE_KWARGS: dict[str, Any] = {"api": "v1", "stream_resumable": True}
 MultitaskStrategy = Literal["reject", "enqueue", "rollback", "interrupt"]
 MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("reject", "enqueue", "rollback", "interrupt")
 

@@ -38,12 +38,12 @@ ENDED = f"status NOT IN ({_ACTIVE_LIST})"
 # a process that died mid-run leaves its row behind.
 _RECENT = "created_at > now() - make_interval(secs => %(wait)s)"
 
-# (run, owner, sid, assistant, metadata, strategy, kwargs, key, hash): key and hash may be
-# NULL (a run created without an idempotency key).
+# (run, owner, sid, assistant, status, metadata, strategy, kwargs, key, hash): key and hash
+# may be NULL (a run created without an idempotency key).
 INSERT_RUN = (
     "INSERT INTO runs (run_id, owner, session_id, assistant_id, status, "
     "metadata, multitask_strategy, kwargs, idempotency_key, request_hash) "
-    "VALUES (%(run)s, %(owner)s, %(sid)s, %(assistant)s, 'pending', %(metadata)s, "
+    "VALUES (%(run)s, %(owner)s, %(sid)s, %(assistant)s, %(status)s, %(metadata)s, "
     "%(strategy)s, %(kwargs)s, %(key)s, %(hash)s) RETURNING *"
 )
 # The run a thread's idempotency key names, kept %(keep)s seconds after its creation.

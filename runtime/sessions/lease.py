@@ -168,6 +168,7 @@ class SessionLeases:
             agent_row=row,
             committed_checkpoint_id=committed,
             pending_approvals=row["pending_approvals"],
+            at_breakpoint=row["at_breakpoint"],
             session_metadata=row["session_metadata"] or {},
         )
 
@@ -229,10 +230,12 @@ class SessionLeases:
         pending_approvals: list[dict[str, Any]] | None = None,
         writes: Sequence[Write] = (),
         keyed: KeyedResult | None = None,
+        breakpoint: bool | None = None,
     ) -> None:
         """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
 
-        ``pending_approvals`` marks a turn paused for a human decision. ``writes`` are the
+        ``pending_approvals`` marks a turn paused for a human decision; ``breakpoint``
+        whether it stopped at a static breakpoint (None: as the session was). ``writes`` are the
         turn's checkpoint writes, deferred by the saver (:func:`deferring_writes`): they
         commit in the same transaction, or not at all when the lease was lost. So does
         ``keyed``, the result kept under the turn's idempotency key.
@@ -245,7 +248,7 @@ class SessionLeases:
         # (two round trips in all: reading the count, then COMMIT).
         async with connect(self._pool) as conn, conn.pipeline(), conn.transaction():
             await replay_writes(conn, writes)
-            cur = await self._release(conn, lease, c, pending_approvals)
+            cur = await self._release(conn, lease, c, pending_approvals, breakpoint)
             if keyed is not None:
                 await record_keyed(conn, lease.owner, lease.session_id, keyed)
             row = await cur.fetchone()
@@ -263,6 +266,7 @@ class SessionLeases:
         lease: Lease,
         c: TurnCounters,
         pending_approvals: list[dict[str, Any]] | None,
+        breakpoint: bool | None,
     ) -> Any:
         # Sent, not read: the caller reads the count after the pipeline syncs. Retention's
         # prune rides in the same round trip and the same transaction (one WAL flush).
@@ -271,6 +275,7 @@ class SessionLeases:
             {
                 "awaiting": bool(pending_approvals),
                 "pending": Jsonb(pending_approvals) if pending_approvals else None,
+                "breakpoint": breakpoint,
                 "latency": c.latency_ms,
                 "turns": c.turns,
                 "messages": c.messages,

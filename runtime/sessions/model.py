@@ -15,6 +15,7 @@ __all__ = [
     "Session",
     "SessionSortKey",
     "SessionState",
+    "StateFilter",
     "Status",
     "SweepResult",
     "TurnCounters",
@@ -24,9 +25,14 @@ __all__ = [
 MAX_METADATA_BYTES = 16 * 1024
 Status = Literal["active", "inactive"]
 # Where a session is in its turn cycle: ``running`` while a turn holds the lease,
-# ``awaiting_approval`` while paused on tool calls that need a human decision, else ``idle``.
-SessionState = Literal["idle", "running", "awaiting_approval"]
-# What a search sorts on (``state``: idle, then running, then awaiting approval).
+# ``awaiting_approval`` while paused for a resume (decisions on tool calls, or a value for the
+# graph's own ``interrupt()``), ``interrupted`` when its last turn stopped at a static
+# breakpoint (``interrupt_before`` / ``interrupt_after``: a turn with no input continues it),
+# else ``idle``.
+SessionState = Literal["idle", "running", "awaiting_approval", "interrupted"]
+# What a search filters on: a state, or ``paused`` (awaiting_approval or interrupted).
+StateFilter = SessionState | Literal["paused"]
+# What a search sorts on (``state``: idle, running, awaiting approval, interrupted).
 SessionSortKey = Literal["session_id", "created_at", "last_activity_at", "state"]
 
 
@@ -65,6 +71,8 @@ class Session:
     busy: bool = False
     # The graph its agent runs (``react``, or a langgraph.json name).
     graph: str | None = None
+    # The last turn stopped at a static breakpoint (see :data:`SessionState`).
+    at_breakpoint: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
@@ -72,12 +80,13 @@ class Session:
 
     @property
     def state(self) -> SessionState:
-        """``running``, ``awaiting_approval`` or ``idle`` (see :data:`SessionState`)."""
+        """``running``, ``awaiting_approval``, ``interrupted`` or ``idle`` (see
+        :data:`SessionState`)."""
         if self.busy:
             return "running"
         if self.awaiting_approval:
             return "awaiting_approval"
-        return "idle"
+        return "interrupted" if self.at_breakpoint else "idle"
 
 
 @dataclass
@@ -107,6 +116,7 @@ class Lease:
     agent_row: dict[str, Any] = field(repr=False)
     committed_checkpoint_id: str | None = None
     pending_approvals: list[dict[str, Any]] | None = None
+    at_breakpoint: bool = False  # the previous turn stopped at a static breakpoint
     # The session's metadata as the turn began (tools see it as ``session_metadata``).
     session_metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     lost: bool = False

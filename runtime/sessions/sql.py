@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from runtime.checkpoints import LATEST_CHECKPOINT
 
 if TYPE_CHECKING:
-    from runtime.sessions.model import SessionSortKey, SessionState
+    from runtime.sessions.model import SessionSortKey, StateFilter
 
 __all__ = [
     "ABORT",
@@ -92,18 +92,22 @@ def _its_agent(sessions: str) -> str:
 AGENT_GRAPH = f"(SELECT a.spec->>'graph' FROM agents a WHERE {_its_agent('sessions')})"
 SESSION_COLUMNS = f"*, {LEASE_HELD} AS busy, {AGENT_GRAPH} AS graph"
 
-# Each :data:`~runtime.sessions.model.SessionState` as a condition.
-STATES: dict[SessionState, str] = {
+# Each :data:`~runtime.sessions.model.StateFilter` as a condition.
+STATES: dict[StateFilter, str] = {
     "running": LEASE_HELD,
     "awaiting_approval": f"(awaiting_approval AND NOT {LEASE_HELD})",
-    "idle": f"(NOT awaiting_approval AND NOT {LEASE_HELD})",
+    "interrupted": f"(at_breakpoint AND NOT awaiting_approval AND NOT {LEASE_HELD})",
+    "idle": f"(NOT awaiting_approval AND NOT at_breakpoint AND NOT {LEASE_HELD})",
+    "paused": f"((awaiting_approval OR at_breakpoint) AND NOT {LEASE_HELD})",
 }
-# The keys a search sorts on, and their expressions (``state``: idle, running, awaiting).
+# The keys a search sorts on, and their expressions (``state``: idle, running, awaiting,
+# interrupted).
 SORT_KEYS: dict[SessionSortKey, str] = {
     "session_id": "session_id",
     "created_at": "created_at",
     "last_activity_at": "last_activity_at",
-    "state": f"(CASE WHEN {LEASE_HELD} THEN 1 WHEN awaiting_approval THEN 2 ELSE 0 END)",
+    "state": f"(CASE WHEN {LEASE_HELD} THEN 1 WHEN awaiting_approval THEN 2 "
+    "WHEN at_breakpoint THEN 3 ELSE 0 END)",
 }
 
 # -- the registry ---------------------------------------------------------------------------
@@ -159,7 +163,7 @@ BIND_AGENT = (
 UPDATABLE = frozenset({"name", "description", "metadata", "ttl_seconds"})
 CLEAR = (
     "UPDATE sessions SET committed_checkpoint_id = NULL, messages = 0, "
-    "awaiting_approval = false, pending_approvals = NULL "
+    "awaiting_approval = false, pending_approvals = NULL, at_breakpoint = false "
     f"WHERE owner = %s AND session_id = %s AND {LIVE} AND {LEASE_FREE} "
     f"RETURNING {SESSION_COLUMNS}"
 )
@@ -202,7 +206,7 @@ ACQUIRE = (
     "WHERE s.owner = %(owner)s AND s.session_id = %(sid)s "
     f"AND {_its_agent('s')} AND s.status = 'active' "
     f"AND {LIVE} AND s.awaiting_approval = %(resume)s AND {LEASE_FREE} "
-    "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, "
+    "RETURNING s.thread_id, s.committed_checkpoint_id, s.pending_approvals, s.at_breakpoint, "
     "s.metadata AS session_metadata, p.previous_token IS NOT NULL AS taken_over, "
     f"({LATEST_CHECKPOINT}) AS latest_checkpoint_id, "
     "a.agent_id, a.owner, a.version, a.spec, a.created_at, a.updated_at"
@@ -232,13 +236,14 @@ ABORT = (
 )
 # One statement: free the lease, bump the counters, slide the TTL, commit the checkpoint,
 # and (for a real turn) log it for the per-agent statistics. ``n`` is 0 when the lease
-# was lost.
+# was lost. ``breakpoint`` NULL keeps the session's (a state update between turns).
 RELEASE = (
     f"WITH s AS (UPDATE sessions s SET {_CLEAR_LEASE}, "
     "turns = turns + %(turns)s, messages = messages + %(messages)s, "
     "tokens_in = tokens_in + %(tin)s, tokens_out = tokens_out + %(tout)s, "
     "model_latency_ms = model_latency_ms + %(lat)s, last_activity_at = now(), "
     "awaiting_approval = %(awaiting)s, pending_approvals = %(pending)s, "
+    "at_breakpoint = coalesce(%(breakpoint)s, at_breakpoint), "
     "expires_at = now() + make_interval(secs => ttl_seconds), "
     f"committed_checkpoint_id = ({LATEST_CHECKPOINT}) "
     "WHERE owner = %(owner)s AND session_id = %(sid)s AND lease_token = %(token)s "
@@ -289,11 +294,11 @@ PURGE_TURN_KEYS = (
 # -- statements with a variable part ----------------------------------------------------------
 
 
-def _search_where(state: SessionState | None) -> str:
+def _search_where(state: StateFilter | None) -> str:
     return _SEARCH_WHERE if state is None else f"{_SEARCH_WHERE} AND {STATES[state]}"
 
 
-def search_sql(state: SessionState | None, sort_by: SessionSortKey, descending: bool) -> str:
+def search_sql(state: StateFilter | None, sort_by: SessionSortKey, descending: bool) -> str:
     """An offset page of an owner's live sessions (parameters: those of the filter, ``n``,
     ``offset``), sorted on one of :data:`SORT_KEYS`, ties broken by ``session_id``."""
     direction = "DESC" if descending else "ASC"
@@ -304,7 +309,7 @@ def search_sql(state: SessionState | None, sort_by: SessionSortKey, descending: 
     )
 
 
-def count_sql(state: SessionState | None) -> str:
+def count_sql(state: StateFilter | None) -> str:
     """How many of an owner's live sessions match the search filter."""
     return f"SELECT count(*) AS n FROM sessions WHERE {_search_where(state)}"
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # sessions never import agents at run time: agents import ses
 from runtime.sessions.model import (
     Session,
     SessionSortKey,
-    SessionState,
+    StateFilter,
     Status,
     SweepResult,
     check_metadata,
@@ -85,7 +85,7 @@ def _search_params(
 def _check_state(state: str | None) -> None:
     if state is not None and state not in sql.STATES:
         raise InvalidInput(
-            "state must be idle, running or awaiting_approval",
+            "state must be idle, running, awaiting_approval, interrupted or paused",
             field="state",
             allowed=sorted(sql.STATES),
         )
@@ -248,7 +248,7 @@ class SessionStore(SessionLeases):
         agent_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         ids: builtins.list[str] | None = None,
-        state: SessionState | None = None,
+        state: StateFilter | None = None,
         graph: str | None = None,
         limit: int = 10,
         offset: int = 0,
@@ -258,7 +258,7 @@ class SessionStore(SessionLeases):
         """One offset page of the owner's live sessions and whether more follow.
 
         Args:
-            state: only sessions in this :data:`~runtime.sessions.model.SessionState`.
+            state: only sessions in this :data:`~runtime.sessions.model.StateFilter`.
             graph: only sessions whose agent runs this graph.
             sort_by: one of :data:`~runtime.sessions.sql.SORT_KEYS` (``session_id``,
                 ``created_at``, ``last_activity_at``, ``state``); ties by ``session_id``.
@@ -283,7 +283,7 @@ class SessionStore(SessionLeases):
         owner: str,
         agent_id: str | None = None,
         metadata: dict[str, Any] | None = None,
-        state: SessionState | None = None,
+        state: StateFilter | None = None,
         graph: str | None = None,
     ) -> int:
         """How many of the owner's live sessions match (filters as in :meth:`search`)."""

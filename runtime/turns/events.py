@@ -119,7 +119,8 @@ class TurnResult:
     warnings: list[str] = field(default_factory=list)
     # "awaiting_approval": the turn paused on tool calls that need a human decision
     # (``pending_approvals``); resume it with decisions to finish it. "interrupted": the graph
-    # called ``interrupt()`` (``interrupts``); resume it with a value.
+    # called ``interrupt()`` (``interrupts``): resume it with a value; or, with no
+    # ``interrupts``, it stopped at a static breakpoint: resume it with nothing.
     status: Literal["completed", "awaiting_approval", "interrupted"] = "completed"
     pending_approvals: list[dict[str, Any]] = field(default_factory=list)
     interrupts: list[dict[str, Any]] = field(default_factory=list)
@@ -165,6 +166,8 @@ class TurnRequest:
     agent_id: str | None = None
     # When this turn's checkpoints are written; None: the runner's default.
     durability: Durability | None = None
+    # Continue a session stopped at a static breakpoint, with no input.
+    proceed: bool = False
     # Stop before / after these nodes ("*": every node), as LangGraph's run options.
     interrupt_before: str | tuple[str, ...] | None = None
     interrupt_after: str | tuple[str, ...] | None = None
@@ -180,10 +183,10 @@ class TurnRequest:
 
     @property
     def replay(self) -> bool:
-        """Continue from ``checkpoint_id`` without new input."""
+        """Continue from ``checkpoint_id`` (or, to ``proceed``, the latest) without input."""
         return (
             self.content is None
             and self.input is None
             and not self.resume
-            and self.checkpoint_id is not None
+            and (self.checkpoint_id is not None or self.proceed)
         )

@@ -40,6 +40,7 @@ def keyed(request: TurnRequest) -> TurnRequest:
         "resume_value": request.resume_value,
         "agent_id": request.agent_id,
         "checkpoint_id": request.checkpoint_id,
+        "proceed": request.proceed,
         "configurable": request.configurable,
         "context": request.context,
         "metadata": request.metadata,

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
 from runtime.agents import AgentKey, Budgets, CompiledAgent, GraphCache, template_from_row
@@ -32,6 +32,7 @@ from runtime.errors import (
     InvalidInput,
     LeaseLost,
     NotFound,
+    NothingToResume,
     SessionExpired,
     SessiongraphError,
     TurnFailed,
@@ -230,7 +231,7 @@ class TurnRunner:
                 session_id=session_id,
                 agent_id=lease.agent_id,
             )
-        if request.resume:
+        if request.resume or request.proceed:
             try:
                 self._check_resume(lease, request)
             except BaseException:
@@ -241,6 +242,13 @@ class TurnRunner:
     def _check_resume(self, lease: Lease, request: TurnRequest) -> None:
         """Refuse a resume that does not answer what the session waits for (before the
         graph runs, so a bad resume changes nothing)."""
+        if request.proceed:
+            if not lease.at_breakpoint:
+                raise NothingToResume(
+                    f"session {lease.session_id!r} is not stopped at a breakpoint",
+                    session_id=lease.session_id,
+                )
+            return
         if waits_for_value(lease.pending_approvals):
             if request.decisions is not None:
                 raise InvalidInput(
@@ -299,7 +307,7 @@ class TurnRunner:
             guard = self._guard(lease, request)
             config = turn_config(lease, request, guard, timer, agent)
             writes = await self._run_graph(lease, agent, graph_input, config, request, guard, run)
-            result = self._result(lease, run.added, given, started, timer, guard, run.pending)
+            result = self._result(lease, run, given, started, timer, guard)
             await self._sessions.release(
                 lease,
                 TurnCounters(
@@ -313,6 +321,7 @@ class TurnRunner:
                 pending_approvals=run.pending,
                 writes=writes,
                 keyed=keyed_result(request, result),
+                breakpoint=run.breakpoint,
             )
         except BaseException as exc:
             error = await self._failed(lease, exc, started, emit)
@@ -321,7 +330,7 @@ class TurnRunner:
             raise error from exc
         self._notify(lease, "ok", started)
         if emit:
-            if run.pending:
+            if result.status != "completed":
                 self._emit_pause(emit, result)
             emit(TurnEvent("usage", dict(result.usage)))
             emit(TurnEvent("done", result.to_dict()))
@@ -391,7 +400,7 @@ class TurnRunner:
         """The event of a paused turn: the approvals, or the graph's interrupts, it waits on."""
         if result.pending_approvals:
             emit(TurnEvent("approval_required", {"pending": result.pending_approvals}))
-        if result.interrupts:
+        if result.status == "interrupted":  # no interrupts: a static breakpoint
             emit(TurnEvent("interrupt", {"interrupts": result.interrupts}))
 
     def _notify(self, lease: Lease, outcome: str, started: float) -> None:
@@ -405,15 +414,15 @@ class TurnRunner:
     def _result(
         self,
         lease: Lease,
-        added: list[BaseMessage],
+        run: GraphStream,
         given: int,
         started: float,
         timer: ModelTimer,
         guard: TurnGuard,
-        pending: list[dict[str, Any]] | None,
     ) -> TurnResult:
         """The turn's result; usage and reply come from what the graph wrote, never from the
-        ``given`` messages the caller sent (which ``added`` starts with)."""
+        ``given`` messages the caller sent (which ``run.added`` starts with)."""
+        added = run.added
         usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
         reply = ""
         for message in added[given:]:
@@ -424,7 +433,7 @@ class TurnRunner:
                     usage["total_tokens"] += message.usage_metadata["total_tokens"]
                 if message.text:
                     reply = message.text
-        approvals, interrupts = split_pending(pending)
+        approvals, interrupts = split_pending(run.pending)
         return TurnResult(
             session_id=lease.session_id,
             reply=reply,
@@ -433,17 +442,17 @@ class TurnRunner:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             model_latency_ms=round(timer.total * 1000, 3),
             warnings=list(guard.warnings),
-            status=_status(approvals, interrupts),
+            status=_status(approvals, interrupts, run.breakpoint),
             pending_approvals=approvals,
             interrupts=interrupts,
         )
 
 
 def _status(
-    approvals: list[dict[str, Any]], interrupts: list[dict[str, Any]]
+    approvals: list[dict[str, Any]], interrupts: list[dict[str, Any]], breakpoint: bool
 ) -> Literal["completed", "awaiting_approval", "interrupted"]:
     """A turn's status from what it paused on (nothing: completed)."""
-    if interrupts:
+    if interrupts or breakpoint:
         return "interrupted"
     return "awaiting_approval" if approvals else "completed"
 

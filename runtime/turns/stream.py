@@ -288,6 +288,7 @@ class GraphStream:
         modes: the stream modes to ask ``graph.astream`` for.
         added: every message the turn added, in order (starting with the user's).
         pending: the tool calls the turn paused on for approval (None: it did not pause).
+        breakpoint: whether it stopped at a static breakpoint.
     """
 
     def __init__(
@@ -307,6 +308,7 @@ class GraphStream:
         self.added = added
         self.subgraphs = subgraphs
         self.pending: list[dict[str, Any]] | None = None
+        self.breakpoint = False  # it stopped at a static breakpoint
         self._streamed = False  # tokens went out since the last complete message
 
     def parts(self, graph: Any, graph_input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
@@ -346,7 +348,9 @@ class GraphStream:
 
     def _on_updates(self, chunk: dict[str, Any]) -> None:
         if _INTERRUPT in chunk:
+            # No interrupts: a static breakpoint (interrupt_before / interrupt_after).
             self.pending = pending_of(chunk[_INTERRUPT])
+            self.breakpoint = not chunk[_INTERRUPT]
             return
         for node, update in chunk.items():
             for message in _updated_messages(update):

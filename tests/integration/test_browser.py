@@ -1,8 +1,9 @@
 """A real browser (Debian's Chromium driven by Playwright) on a page of another origin, using
 the LangGraph API with plain ``fetch`` calls shaped as ``@langchain/langgraph-sdk``'s: create a
 thread, stream a resumable run and read ``Content-Location`` from JS, reload the page
-mid-run and rejoin the stream with ``Last-Event-ID``, regenerate the last answer. The server
-has no CORS setting: a dev server (auth off, loopback) allows any origin."""
+mid-run and rejoin the stream with ``Last-Event-ID``, regenerate the last answer; the same
+reload and rejoin for a ``/v1`` SSE turn. The server has no CORS setting: a dev server (auth
+off, loopback) allows any origin."""
 
 from __future__ import annotations
 
@@ -73,6 +74,35 @@ async function rejoin() {
   const {runPath, seen} = JSON.parse(sessionStorage.getItem("run"));
   const last = seen[seen.length - 1].id;
   const r = await fetch(`${api}${runPath}/stream`, {headers: {"Last-Event-ID": last}});
+  return {seen, rest: parse(await r.text())};
+}
+
+// A /v1 streamed turn: read the turn's stream from Content-Location, leave after `keep`
+// events; after the reload, rejoin it with Last-Event-ID (as EventSource would).
+async function v1StreamThenLeave(sessionId, agentId, text, keep) {
+  const r = await fetch(`${api}/v1/sessions/${sessionId}/messages`, {method: "POST",
+    headers: {...json, "Accept": "text/event-stream"},
+    body: JSON.stringify({content: text, agent_id: agentId})});
+  const turnPath = r.headers.get("Content-Location");
+  const reader = r.body.getReader();
+  const decoder = new TextDecoder();
+  let text_ = "", seen = [];
+  while (seen.length < keep) {
+    const {value, done} = await reader.read();
+    if (done) break;
+    text_ += decoder.decode(value, {stream: true});
+    const normal = text_.replace(/\\r\\n/g, "\\n");
+    seen = parse(normal.slice(0, normal.lastIndexOf("\\n\\n"))).slice(0, keep);
+  }
+  await reader.cancel();
+  sessionStorage.setItem("turn", JSON.stringify({turnPath, seen}));
+  return {turnPath, seen};
+}
+
+async function v1Rejoin() {
+  const {turnPath, seen} = JSON.parse(sessionStorage.getItem("turn"));
+  const last = seen[seen.length - 1].id;
+  const r = await fetch(`${api}${turnPath}`, {headers: {"Last-Event-ID": last}});
   return {seen, rest: parse(await r.text())};
 }
 
@@ -151,4 +181,39 @@ class TestBrowser:
                 f"(ids {ids[0]}..{ids[-1]}, none twice); regenerated "
                 f"{regenerated['before']['id'][-8:]} -> {regenerated['after']['id'][-8:]}: "
                 f"{regenerated['after']['content']!r}"
+            )
+
+    async def test_v1_turn_reload_and_rejoin(self, settings: Settings, browser: Any) -> None:
+        """A /v1 SSE turn from another origin: the page reads the turn's stream from
+        Content-Location, reloads mid-turn and rejoins it with Last-Event-ID: every event
+        once, in order, ending with done."""
+        async with (
+            running_server(create_app(settings, tools=make_registry())) as api_url,
+            running_server(page_app()) as page_url,
+            httpx.AsyncClient(base_url=api_url, timeout=30) as http,
+        ):
+            agent = await make_agent(
+                http,
+                name="paced",
+                tools=["calculator"],
+                model={"provider": "offline", "params": {"delay_seconds": 1}},
+            )
+            page = await browser.new_page()
+            await page.goto(f"{page_url}/?api={api_url}")
+            first = await page.evaluate(
+                "([a]) => v1StreamThenLeave('browser-1', a, 'what is 6 * 7?', 2)", [agent]
+            )
+            assert first["turnPath"].startswith("/v1/sessions/browser-1/turns/")
+            assert [e["event"] for e in first["seen"]] == ["turn", "tool_call"]
+            await page.reload()
+            joined = await page.evaluate("v1Rejoin()")
+            events = joined["seen"] + joined["rest"]
+            ids = [int(e["id"]) for e in events]
+            assert ids == list(range(1, len(ids) + 1)), ids  # every event once, in order
+            assert events[-1]["event"] == "done"
+            assert events[-1]["data"]["reply"] == "The result is 42."
+            print(
+                f"\nbrowser /v1: turn {first['turnPath']} read from Content-Location; "
+                f"{len(joined['seen'])} events before the reload, {len(joined['rest'])} after "
+                f"rejoining (ids {ids[0]}..{ids[-1]}, none twice)"
             )

@@ -132,6 +132,65 @@ class TestInterruptBeforeAfter:
         assert (await api.client.threads.get_state(thread_id))["next"] == ["agent"]
 
 
+class TestAgentBreakpoints:
+    """An agent's interrupt_before / interrupt_after apply to every run, as a graph compiled
+    with them does on LangGraph's server; a run's own replace them (per kind); a thread
+    stopped at one is ``interrupted`` and a run with input None continues it."""
+
+    async def test_every_run_stops_and_the_thread_is_interrupted(self, api: Api) -> None:
+        """The agent's breakpoint stops the run before the tool; the thread is interrupted
+        (get, search, count); a run with input None continues it to the end, idle."""
+        agent = await make_agent(
+            api.http, name="bp", tools=["calculator"], interrupt_before=["tools"]
+        )
+        thread_id = await api.thread(agent)
+        await api.client.runs.wait(thread_id, agent, input=user("what is 6 * 7?"))
+        assert (await api.client.threads.get_state(thread_id))["next"] == ["tools"]
+        assert (await api.client.threads.get(thread_id))["status"] == "interrupted"
+        found = await api.client.threads.search(status="interrupted", limit=100)
+        assert thread_id in [t["thread_id"] for t in found]
+        assert await api.client.threads.count(status="interrupted") >= 1
+        idle = await api.client.threads.search(status="idle", limit=100)
+        assert thread_id not in [t["thread_id"] for t in idle]
+
+        values = await api.client.runs.wait(thread_id, agent, input=None)
+        assert texts(values)[-1] == "The result is 42."
+        assert (await api.client.threads.get(thread_id))["status"] == "idle"
+
+    async def test_a_runs_own_breakpoints_replace_the_agents(self, api: Api) -> None:
+        """A run's interrupt_before replaces the agent's for that run; the next run, with no
+        options, stops at the agent's interrupt_after."""
+        agent = await make_agent(
+            api.http, name="bp2", tools=["calculator"], interrupt_after=["tools"]
+        )
+        thread_id = await api.thread(agent)
+        await api.client.runs.wait(
+            thread_id, agent, input=user("what is 6 * 7?"), interrupt_before=["tools"]
+        )
+        assert (await api.client.threads.get_state(thread_id))["next"] == ["tools"]
+        await api.client.runs.wait(thread_id, agent, input=None)
+        state = await api.client.threads.get_state(thread_id)
+        assert state["next"] == ["agent"]
+        assert state["values"]["messages"][-1]["content"] == "42"
+        assert (await api.client.threads.get(thread_id))["status"] == "interrupted"
+        values = await api.client.runs.wait(thread_id, agent, input=None)
+        assert texts(values)[-1] == "The result is 42."
+
+    async def test_unknown_nodes_are_refused(self, api: Api) -> None:
+        """Breakpoints naming nodes the agent's graph lacks: 422 naming them (create, update)."""
+        response = await api.http.post(
+            "/v1/agents", json={"name": "bad", "tools": ["calculator"], "interrupt_before": ["x"]}
+        )
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert "['x']" in body["message"] and body["details"]["field"] == "interrupt_before"
+        assert "tools" in body["details"]["nodes"]
+        agent = await make_agent(api.http, name="ok", tools=["calculator"], interrupt_after="*")
+        patch = await api.http.patch(f"/v1/agents/{agent}", json={"interrupt_after": ["nope"]})
+        assert patch.status_code == 422, patch.text
+        assert "['nope']" in patch.json()["message"]
+
+
 class TestEventsStreamMode:
     async def test_events_are_langchains_astream_events(self, api: Api) -> None:
         """stream_mode "events" streams LangChain's astream_events (v2) events, alongside

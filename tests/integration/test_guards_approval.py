@@ -247,7 +247,8 @@ class TestBadResumes:
         assert (await rt.chat(sid, "still here")).reply == "You said: still here"
 
     async def test_http_bad_resumes(self, api: Api) -> None:
-        """Over HTTP a bad resume is 422 and the session stays paused; an unpaused one is 409."""
+        """Over HTTP a bad resume is 422 and the session stays paused (an empty one, which
+        continues a breakpoint, 409); an unpaused one is 409."""
         sid = uid()
         paused = await api.client.post(
             f"/v1/sessions/{sid}/messages", json={"content": REFUND_7, "agent_id": api.agent}
@@ -257,7 +258,6 @@ class TestBadResumes:
         bodies: list[dict[str, Any]] = [
             {"decisions": [{"tool_call_id": "call_unknown", "action": "approve"}]},
             {"decisions": []},
-            {},
             {
                 "decisions": [
                     {"tool_call_id": call["tool_call_id"], "action": "approve"},
@@ -272,6 +272,10 @@ class TestBadResumes:
             session = (await api.client.get(f"/v1/sessions/{sid}")).json()
             assert session["awaiting_approval"] is True
             assert session["pending_approvals"] == [call]
+        # An empty body continues a static breakpoint: here the session waits for decisions.
+        empty = await api.client.post(f"/v1/sessions/{sid}/resume", json={})
+        assert empty.status_code == 409 and empty.json()["error"] == "awaiting_approval"
+        assert (await api.client.get(f"/v1/sessions/{sid}")).json()["pending_approvals"] == [call]
         assert REFUNDS == []
 
         done = await api.client.post(

@@ -11,7 +11,7 @@ import pytest
 from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, InvalidInput
 from runtime.project import (
     BUILTIN_GRAPH,
     GraphRegistry,
@@ -20,6 +20,7 @@ from runtime.project import (
     input_keys,
     read_project,
 )
+from runtime.project.graphs import check_breakpoints
 
 
 class _State(TypedDict, total=False):
@@ -162,3 +163,18 @@ class TestReservedKeys:
             ]
             == 2
         )
+
+
+class TestBreakpoints:
+    def test_unknown_nodes_are_refused_by_name(self) -> None:
+        """Breakpoints naming nodes the graph lacks: InvalidInput naming them and its nodes."""
+        with pytest.raises(InvalidInput) as raised:
+            check_breakpoints(_builder(), (["n", "x"], []))
+        assert "['x']" in raised.value.message
+        assert raised.value.details == {"field": "interrupt_before", "nodes": ["n"]}
+
+    def test_known_nodes_and_every_node_pass_on_built_and_compiled_graphs(self) -> None:
+        """Known names and "*" are accepted, before or after compiling."""
+        for graph in (_builder(), _builder().compile()):
+            check_breakpoints(graph, (["n"], "*"))
+            check_breakpoints(graph, ((), ()))
