@@ -67,7 +67,7 @@ EXPIRED = f"(NOT {LIVE})"
 # ``replicas``: :mod:`runtime.sessions.heartbeat`), is alive: it beat within its own bound
 # (``liveness``). A Postgres (re)start makes every beat stale at once, so until three bounds
 # after the postmaster started no holder is taken for dead (its heartbeat reconnects in
-# that time). A lease that names no holder (taken before migration 24) has only its expiry.
+# that time). A lease that names no holder (taken before migration 25) has only its expiry.
 HOLDER_ALIVE = (
     "(lease_holder IS NULL OR EXISTS (SELECT 1 FROM replicas r WHERE r.holder = lease_holder "
     "AND greatest(r.beat_at, pg_postmaster_start_time() + 2 * r.liveness) + r.liveness "
