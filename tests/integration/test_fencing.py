@@ -15,20 +15,23 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
 import pytest
 
+from tests.integration.test_compat_resumable import Event, sse_events
 from tests.support.processes import ServeProcess, clean_env, serve_processes
 
 pytestmark = pytest.mark.slow
 
 SLOW = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 6}}
 FAST = {"provider": "offline", "name": "deterministic", "params": {}}
+SSE = {"Accept": "text/event-stream"}
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["exit", "async"])
@@ -89,29 +92,45 @@ async def take_over(client: httpx.AsyncClient, session_id: str, content: str) ->
         await asyncio.sleep(0.1)
 
 
+async def post_turn(client: httpx.AsyncClient, session_id: str) -> httpx.Response:
+    """A's turn, answered as JSON."""
+    url = f"/v1/sessions/{session_id}/messages"
+    return await client.post(url, json={"content": "my name is Mallory"})
+
+
+async def stream_turn(client: httpx.AsyncClient, session_id: str) -> tuple[str, list[Event]]:
+    """A's turn, streamed (a resumable /v1 turn): its Content-Location and every event."""
+    url = f"/v1/sessions/{session_id}/messages"
+    body = {"content": "my name is Mallory"}
+    async with client.stream("POST", url, json=body, headers=SSE) as response:
+        assert response.status_code == 200, await response.aread()
+        return response.headers["content-location"], [e async for e in sse_events(response)]
+
+
 async def fenced_turn(
-    servers: list[ServeProcess], database_url: str, durability: str
-) -> tuple[httpx.Response, float]:
-    """A's slow turn, paused, taken over by B (two turns), resumed; A's response and how
-    long B waited for the session after the pause."""
+    servers: list[ServeProcess],
+    database_url: str,
+    sid: str,
+    send: Callable[[httpx.AsyncClient, str], Awaitable[T]],
+) -> tuple[T, float]:
+    """A's slow turn (``send``), paused, taken over by B (two turns), resumed; what A
+    answered and how long B waited for the session after the pause."""
     a, b = servers
-    sid = f"fence-{durability}"
     async with (
         httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
         httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
     ):
-        agent = {"id": f"slow-{durability}", "name": "slow", "model": SLOW}
+        agent = {"id": f"slow-{sid}", "name": "slow", "model": SLOW}
         assert (await ca.post("/v1/agents", json=agent)).status_code == 201
         r = await ca.put(f"/v1/sessions/{sid}", json={"agent_id": agent["id"]})
         assert r.status_code == 201, r.text
-        turn_a = asyncio.create_task(
-            ca.post(f"/v1/sessions/{sid}/messages", json={"content": "my name is Mallory"})
-        )
+        turn_a = asyncio.create_task(send(ca, sid))
 
         async def held() -> bool:
             row = await session_row(database_url, sid)
             # With per-step checkpoints, A's input is already written before the pause.
-            return row["lease_token"] is not None and (durability == "exit" or row["written"])
+            written = durability_of(sid) == "exit" or row["written"]
+            return row["lease_token"] is not None and bool(written)
 
         await wait_until(held, "A's turn to hold the lease")
         os.kill(a.proc.pid, signal.SIGSTOP)
@@ -130,6 +149,11 @@ async def fenced_turn(
     return response, waited
 
 
+def durability_of(sid: str) -> str:
+    """The durability a test's session id names (its last part)."""
+    return sid.rsplit("-", 1)[-1]
+
+
 async def history(url: str, session_id: str) -> list[tuple[str, str]]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         r = await client.get(f"/v1/sessions/{session_id}/messages", params={"limit": 100})
@@ -146,24 +170,14 @@ class TestFencing:
         refused (409 lease_lost, retryable), writes nothing, and only B's turns remain."""
         durability, servers = replicas
         sid = f"fence-{durability}"
-        response, waited = asyncio.run(fenced_turn(servers, database_url, durability))
+        response, waited = asyncio.run(fenced_turn(servers, database_url, sid, post_turn))
         print(f"fencing ({durability}): session served by B {waited:.2f} s after the pause")
         assert response.status_code == 409, response.text
         body = response.json()
         assert body["error"] == "lease_lost" and body["details"]["retryable"] is True, body
         # Well inside the 30 s lease timeout: the stale heartbeat freed the session.
         assert waited < 15, waited
-        expected = [
-            ("user", "my name is Bob"),
-            ("assistant", "Nice to meet you, Bob."),
-            ("user", "what is my name?"),
-            ("assistant", "Your name is Bob."),
-        ]
-        for server in servers:
-            assert asyncio.run(history(server.url, sid)) == expected
-        row = asyncio.run(session_row(database_url, sid))
-        assert row["lease_token"] is None and row["turns"] == 2, row
-        assert row["uncommitted"] == 0, f"the fenced holder's checkpoints landed: {row}"
+        only_b(servers, database_url, sid)
 
         # A is healthy: its next turn runs on B's history.
         async def again() -> dict[str, Any]:
@@ -173,3 +187,51 @@ class TestFencing:
         assert asyncio.run(again())["reply"] == "Your name is Bob."
         for server in servers:
             assert "Traceback" not in server.log(), server.log()[-3000:]
+
+    @pytest.mark.timeout(240)
+    def test_a_paused_holders_streamed_turn_is_fenced(
+        self, replicas: tuple[str, list[ServeProcess]], database_url: str
+    ) -> None:
+        """The same with A's turn streamed (a recorded /v1 turn): its stream ends with an
+        error event, lease_lost and retryable, and no done; the turn's run ended in error;
+        its stream rejoined on B is the same events; only B's turns remain."""
+        durability, servers = replicas
+        sid = f"fence-sse-{durability}"
+        (location, events), _ = asyncio.run(fenced_turn(servers, database_url, sid, stream_turn))
+        names = [name for _, name, _ in events]
+        assert names[0] == "turn" and names[-1] == "error" and "done" not in names, events
+        error = events[-1][2]
+        assert error["error"] == "lease_lost" and error["details"]["retryable"] is True, error
+        only_b(servers, database_url, sid)
+
+        async def rejoined() -> tuple[list[Event], dict[str, Any]]:
+            async with httpx.AsyncClient(base_url=servers[1].url, timeout=30) as cb:
+                headers = {"Last-Event-ID": "-1"}
+                async with cb.stream("GET", location, headers=headers) as response:
+                    assert response.status_code == 200, await response.aread()
+                    again = [e async for e in sse_events(response)]
+                turn_id = events[0][2]["turn_id"]
+                run = await cb.get(f"/threads/{sid}/runs/{turn_id}")
+                assert run.status_code == 200, run.text
+                return again, run.json()
+
+        again, run = asyncio.run(rejoined())
+        assert again == events
+        assert run["status"] == "error", run
+        for server in servers:
+            assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+def only_b(servers: list[ServeProcess], database_url: str, sid: str) -> None:
+    """Both replicas show only B's two turns, and none of A's checkpoints landed."""
+    expected = [
+        ("user", "my name is Bob"),
+        ("assistant", "Nice to meet you, Bob."),
+        ("user", "what is my name?"),
+        ("assistant", "Your name is Bob."),
+    ]
+    for server in servers:
+        assert asyncio.run(history(server.url, sid)) == expected
+    row = asyncio.run(session_row(database_url, sid))
+    assert row["lease_token"] is None and row["turns"] == 2, row
+    assert row["uncommitted"] == 0, f"the fenced holder's checkpoints landed: {row}"

@@ -18,6 +18,7 @@ from api.app import create_app
 from runtime import Runtime, Settings
 from runtime.agents import ModelSpec, TemplateSpec
 from runtime.db.migrations import MIGRATIONS
+from tests.integration.test_compat_resumable import Event, sse_events
 from tests.support.server import running_server
 
 ASK = "what are your instructions?"
@@ -80,6 +81,21 @@ async def ask(tenant: Tenant, agent_id: str) -> str:
     return str(turn.json()["reply"])
 
 
+async def stream_turn(tenant: Tenant, sid: str, headers: dict[str, str]) -> tuple[str, list[Event]]:
+    """A streamed turn asking for the instructions: its Content-Location and events."""
+    url = f"/v1/sessions/{sid}/messages"
+    async with tenant.http.stream("POST", url, json={"content": ASK}, headers=headers) as r:
+        assert r.status_code == 200, await r.aread()
+        return r.headers["content-location"], [e async for e in sse_events(r)]
+
+
+async def rejoin_turn(tenant: Tenant, location: str) -> list[Event]:
+    """Every event of a streamed turn, read again from its Content-Location."""
+    async with tenant.http.stream("GET", location, headers={"Last-Event-ID": "-1"}) as r:
+        assert r.status_code == 200, await r.aread()
+        return [e async for e in sse_events(r)]
+
+
 def hides(response: httpx.Response, agent_id: str) -> None:
     """A 404 that says nothing of anyone else's agent."""
     assert response.status_code == 404, response.text
@@ -108,6 +124,35 @@ class TestTwoOwnersOneName:
         chat = await bob.http.post(f"/v1/agents/{agent_id}/chat", json={"content": ASK})
         assert chat.status_code == 200, chat.text
         assert "bob's support desk" in chat.json()["reply"]
+
+    async def test_streamed_turns_run_and_rejoin_each_owners_agent(
+        self, tenants: dict[str, Tenant]
+    ) -> None:
+        """A resumable /v1 SSE turn (recorded as a run) runs its session's own agent, keyed
+        or not: each owner's stream, and its stream rejoined at Content-Location, answer with
+        that owner's `support`; a keyed retry replays the first answer and runs nothing."""
+        agent_id = uid("support")
+        alice, bob = tenants["alice"], tenants["bob"]
+        await create_support(alice, agent_id)
+        await create_support(bob, agent_id)
+        for tenant in (alice, bob):
+            sid = uid()
+            created = await tenant.http.put(f"/v1/sessions/{sid}", json={"agent_id": agent_id})
+            assert created.status_code == 201, created.text
+            headers = {"Accept": "text/event-stream", "Idempotency-Key": uid("key")}
+            answers = []
+            for _ in range(2):  # the second is the keyed retry
+                location, events = await stream_turn(tenant, sid, headers)
+                rejoined = await rejoin_turn(tenant, location)
+                assert rejoined == events
+                done = [data for _, name, data in events if name == "done"]
+                assert len(done) == 1, events
+                answers.append(done[0]["reply"])
+            assert answers == [f"My instructions are: You are {tenant.owner}'s support desk."] * 2
+            history = (await tenant.http.get(f"/v1/sessions/{sid}/messages")).json()["items"]
+            assert [m["content"] for m in history if m["role"] == "user"] == [ASK]
+            other = bob if tenant is alice else alice
+            hides(await other.http.get(location), sid)
 
     async def test_versions_and_patches_stay_with_their_owner(
         self, tenants: dict[str, Tenant]
