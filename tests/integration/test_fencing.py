@@ -128,9 +128,11 @@ async def fenced_turn(
 
         async def held() -> bool:
             row = await session_row(database_url, sid)
-            # With per-step checkpoints, A's input is already written before the pause.
-            written = durability_of(sid) == "exit" or row["written"]
-            return row["lease_token"] is not None and bool(written)
+            # With per-step checkpoints, A's input and first step are already written before
+            # the pause: A is in its model call, not inside a fenced write (whose row lock,
+            # held while A is stopped, would keep B waiting until A resumes).
+            written = durability_of(sid) == "exit" or row["written"] >= 2
+            return row["lease_token"] is not None and written
 
         await wait_until(held, "A's turn to hold the lease")
         os.kill(a.proc.pid, signal.SIGSTOP)
