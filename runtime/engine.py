@@ -185,6 +185,8 @@ class Runtime:
             )
             if migrate_schema:
                 await migrate(pool, schema=settings.database_schema)
+            # Bounded only now: a migration's index build on a big database may take long.
+            pool.bound(settings.database_timeout_seconds)
             rt = cls(settings, pool, checkpointer, tools, graphs)
             await rt.templates.ensure(
                 default_template_spec(settings.resolved_default_model()),

@@ -21,6 +21,9 @@ Three changes, all measured (``bench/RESULTS.md``):
   misses the cache. Callers opt in per call with :data:`EXPECTED_CHECKPOINT` in
   ``configurable``; without it (``langgraph dev``, history, Studio) every read goes to
   Postgres. The cache is bounded by the number of messages it holds.
+
+Reads (:meth:`SessionSaver.aget_tuple`, :meth:`SessionSaver.alist`) run once more on a fresh
+connection when theirs fails under them (:func:`runtime.reconnect.read_again`); writes never.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
+
+from runtime.reconnect import read_again
 
 __all__ = [
     "EXPECTED_CHECKPOINT",
@@ -185,7 +190,7 @@ class SessionSaver(AsyncPostgresSaver):
                 self.hits += 1
                 return _fresh(entry[0])
             self.misses += 1
-            found = await super().aget_tuple(config)
+            found = await self._load(config)
             if (
                 found is not None
                 and found.checkpoint["id"] == expected
@@ -193,7 +198,36 @@ class SessionSaver(AsyncPostgresSaver):
             ):
                 self._remember(thread_id, found)
             return found
-        return await super().aget_tuple(config)
+        return await self._load(config)
+
+    async def _load(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await read_again(lambda: AsyncPostgresSaver.aget_tuple(self, config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        # The rows are all fetched before the first is yielded: a failed connection shows
+        # there, and only there is the read run again.
+        async def first() -> tuple[CheckpointTuple | None, AsyncIterator[CheckpointTuple]]:
+            listing = AsyncPostgresSaver.alist(
+                self, config, filter=filter, before=before, limit=limit
+            )
+            try:
+                return await anext(listing), listing
+            except StopAsyncIteration:
+                return None, listing
+
+        found, rest = await read_again(first)
+        if found is None:
+            return
+        yield found
+        async for item in rest:
+            yield item
 
     async def aput(
         self,
