@@ -38,7 +38,7 @@ from bench.server import (
     sessiongraph_argv,
     wait_http,
 )
-from bench.soak import run_soak
+from bench.soak import run_soak, with_recorded_soak
 from bench.w7 import w7_in_flight
 from bench.workloads import (
     TOOL_PROMPT,
@@ -479,7 +479,7 @@ async def _run(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     out = args.out or (BENCH_DIR / ("out/RESULTS.md" if partial else "RESULTS.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.markdown(results))
+    out.write_text(with_recorded_soak(out, report.markdown(results)))
     _log(f"wrote {json_path} and {out}")
     print(report.markdown(results))
     return 0

@@ -10,6 +10,11 @@ retention, and drives it for ``--soak-seconds`` (default 600) with these actors 
 - **tool**: a new session, five calculator turns (model → tool → model), then deleted;
 - **stream**: a new session, two turns streamed as SSE, each read to its ``done`` event.
 
+Each kind runs at a steady rate (:data:`RATES`: 10 new sessions, 10 long-session turns, 5
+tool turns and 5 streamed turns a second, about 31 requests a second in all), so the live
+data (about 450 sessions within their TTL) and the storage it needs do not depend on how
+fast the noisy machine happens to be.
+
 Every ``--soak-sample`` seconds (default 10) it samples the RSS of each server process
 (the main one and its workers, from ``/proc``) and, with SQL, the database's size
 (``pg_database_size``), its live sessions and its checkpoint rows. The first
@@ -39,7 +44,15 @@ import psycopg
 
 from bench.server import ServerProcess, free_port, process_tree, sessiongraph_argv, wait_http
 
-__all__ = ["SOAK_ENV", "run_soak", "soak", "soak_markdown", "soak_targets"]
+__all__ = [
+    "RECORDED_HEADING",
+    "SOAK_ENV",
+    "run_soak",
+    "soak",
+    "soak_markdown",
+    "soak_targets",
+    "with_recorded_soak",
+]
 
 AGENT: dict[str, Any] = {
     "id": "bench-soak",
@@ -50,6 +63,9 @@ AGENT: dict[str, Any] = {
 }
 TOOL_PROMPT = 'use tool calculator with {"expression": "6*7"}'
 CLEAR_EVERY = 100
+# Turns a second per actor kind, held steady (:class:`Pace`) so that the live data, and so
+# the storage retention allows, does not follow the noisy machine's speed.
+RATES = {"new": 10.0, "long": 10.0, "tool": 5.0, "stream": 5.0}
 # What the soak's server runs with, beyond the harness's own environment: sweeps every 5 s,
 # per-turn statistics kept 2 minutes (they are pruned by the sweep), so that storage is
 # bounded by retention within the run.
@@ -57,6 +73,8 @@ SOAK_ENV = {
     "SESSIONGRAPH_SWEEP_INTERVAL_SECONDS": "5",
     "SESSIONGRAPH_STATS_RETENTION_DAYS": str(round(120 / 86400, 6)),
 }
+# The heading of the soak run recorded at the end of bench/RESULTS.md.
+RECORDED_HEADING = "## Soak (recorded run)"
 RSS_GROWTH_LIMIT = 0.10
 DB_GROWTH_LIMIT = 0.10
 
@@ -91,19 +109,37 @@ async def _call(
     return response
 
 
+class Pace:
+    """A steady rate: :meth:`wait` returns ``per_second`` times a second, never bursting to
+    catch up when the server was slow (the load stays what the soak says it is)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1 / per_second
+        self.next = time.monotonic()
+
+    async def wait(self) -> None:
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.next = max(self.next + self.interval, time.monotonic())
+
+
 def _sid(actor: str) -> str:
     return f"soak-{actor}-{uuid4().hex[:10]}"
 
 
 async def _new_sessions(http: httpx.AsyncClient, tally: Tally, until: float) -> None:
+    pace = Pace(RATES["new"] / 2)  # two of these actors
     while time.monotonic() < until:
+        await pace.wait()
         body = {"content": "hello, a new session", "agent_id": AGENT["id"]}
         await _call(http, tally, "new", "POST", f"/v1/sessions/{_sid('new')}/messages", body)
 
 
 async def _long_session(http: httpx.AsyncClient, tally: Tally, until: float) -> None:
-    sid, n = _sid("long"), 0
+    sid, n, pace = _sid("long"), 0, Pace(RATES["long"])
     while time.monotonic() < until:
+        await pace.wait()
         n += 1
         body = {"content": f"long session message {n}", "agent_id": AGENT["id"]}
         await _call(http, tally, "long", "POST", f"/v1/sessions/{sid}/messages", body)
@@ -112,9 +148,11 @@ async def _long_session(http: httpx.AsyncClient, tally: Tally, until: float) -> 
 
 
 async def _tool_sessions(http: httpx.AsyncClient, tally: Tally, until: float) -> None:
+    pace = Pace(RATES["tool"])
     while time.monotonic() < until:
         sid = _sid("tool")
         for _ in range(5):
+            await pace.wait()
             body = {"content": TOOL_PROMPT, "agent_id": AGENT["id"]}
             path = f"/v1/sessions/{sid}/messages"
             response = await _call(http, tally, "tool", "POST", path, body)
@@ -124,10 +162,11 @@ async def _tool_sessions(http: httpx.AsyncClient, tally: Tally, until: float) ->
 
 
 async def _streams(http: httpx.AsyncClient, tally: Tally, until: float) -> None:
-    headers = {"Accept": "text/event-stream"}
+    headers, pace = {"Accept": "text/event-stream"}, Pace(RATES["stream"])
     while time.monotonic() < until:
         sid = _sid("stream")
         for n in range(2):
+            await pace.wait()
             tally.requests["stream"] += 1
             body = {"content": f"stream {n}", "agent_id": AGENT["id"]}
             try:
@@ -360,3 +399,16 @@ async def run_soak(
         return result
     finally:
         server.stop()
+
+
+def with_recorded_soak(path: Path, report: str) -> str:
+    """``report`` followed by the recorded soak section of the report at ``path``, if any:
+    a full run rewrites ``RESULTS.md`` but does not run the soak, whose record stays."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return report
+    start = old.find(RECORDED_HEADING)
+    if start < 0 or RECORDED_HEADING in report:
+        return report
+    return report.rstrip("\n") + "\n\n" + old[start:]
