@@ -4,7 +4,7 @@
 - Not set, on a server that runs open (no API key exists, and a loopback bind or
   ``allow_open``): any origin, without credentials, as ``langgraph dev`` allows. Whether a key
   exists is read from the runtime at most every few seconds, so creating the first key turns
-  this off without a restart.
+  this off without a restart; while the database is unreachable the last answer stands.
 - Otherwise: no CORS headers (and a preflight gets the app's 405).
 
 Browser code may read the headers the LangGraph SDK needs: ``Content-Location`` (the run id
@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import may_run_open
 from runtime import Settings
+from runtime.db import database_error
 
 __all__ = ["EXPOSED_HEADERS", "BrowserCorsMiddleware"]
 
@@ -64,7 +65,13 @@ class BrowserCorsMiddleware:
             runtime = state.get("runtime")
             if runtime is None:
                 return False
-            self._open = not await runtime.keys.any_active()
+            try:
+                self._open = not await runtime.keys.any_active()
+            except Exception as exc:
+                if database_error(exc) is None:
+                    raise
+                # The database is down: the last answer stands (asked again in a few
+                # seconds), and the request goes on to answer 503 itself if it needs it.
             self._checked_at = now
         return self._open
 

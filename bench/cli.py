@@ -38,6 +38,7 @@ from bench.server import (
     sessiongraph_argv,
     wait_http,
 )
+from bench.soak import run_soak, with_recorded_soak
 from bench.w7 import w7_in_flight
 from bench.workloads import (
     TOOL_PROMPT,
@@ -55,6 +56,8 @@ __all__ = ["main"]
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKLOADS = ("W1", "W1G", "W2", "W3", "W4", "W5", "W6", "W7")
+# Run only when named in --only (the default run keeps its duration).
+OPTIONAL = ("SOAK",)
 # The project the server serves: the built-in graph plus the bench's own (W1G).
 PROJECT = Path(__file__).resolve().parent / "project" / "langgraph.json"
 
@@ -101,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--w6-turn-fraction", type=float, default=1.0, help="W6 sessions with a turn")
     p.add_argument("--w6-ttl", type=int, default=10, help="W6 session TTL in seconds (10)")
     p.add_argument("--w7-delay", type=float, default=2.0, help="W7 model delay in seconds (2)")
+    p.add_argument("--soak-seconds", type=float, default=600, help="SOAK duration (600)")
+    p.add_argument("--soak-warmup", type=float, default=120, help="SOAK warm-up seconds (120)")
+    p.add_argument("--soak-sample", type=float, default=10, help="SOAK sample period (10)")
     p.add_argument(
         "--sessiongraph-sdk",
         action="store_true",
@@ -349,7 +355,7 @@ def _ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
 
 async def _run(args: argparse.Namespace) -> int:
     only = {x.strip().upper() for x in args.only.split(",") if x.strip()} or set(WORKLOADS)
-    unknown = only - set(WORKLOADS)
+    unknown = only - set(WORKLOADS) - set(OPTIONAL)
     if unknown:
         raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
     notes: list[str] = []
@@ -380,6 +386,7 @@ async def _run(args: argparse.Namespace) -> int:
             "pool_max_size": args.pool_max or defaults["pool_max_size"].default,
             "scale": args.scale,
             "only": sorted(only) if args.only else [],
+            "server_env": {},
             "concurrency": args.concurrency,
             "client_procs": args.client_procs,
             "peers": peers,
@@ -402,8 +409,23 @@ async def _run(args: argparse.Namespace) -> int:
     _log(f"logs in {run_dir}; embedded Postgres in {data_dir}")
     with harness_postgres(data_dir) as database_url:
         results["postgres"] = postgres_version(database_url)
-        await _sessiongraph(args, only, database_url, data_dir, run_dir, results)
-        for name in peers:
+        if only & set(WORKLOADS):
+            await _sessiongraph(args, only, database_url, data_dir, run_dir, results)
+        if "SOAK" in only:
+            soak = {"seconds": args.soak_seconds, "warmup": args.soak_warmup}
+            env = _server_env(args, database_url, data_dir)
+            results["workloads"]["SOAK"] = await _guard(
+                "SOAK",
+                lambda: run_soak(
+                    env,
+                    database_url,
+                    run_dir,
+                    args.workers,
+                    {**soak, "sample_every": args.soak_sample},
+                    _log,
+                ),  # fmt: skip
+            )
+        for name in peers if only & {"W1", "W2"} else []:
             peer = PEERS[name]
             try:
                 running = await asyncio.to_thread(
@@ -457,7 +479,7 @@ async def _run(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     out = args.out or (BENCH_DIR / ("out/RESULTS.md" if partial else "RESULTS.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.markdown(results))
+    out.write_text(with_recorded_soak(out, report.markdown(results)))
     _log(f"wrote {json_path} and {out}")
     print(report.markdown(results))
     return 0

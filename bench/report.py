@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.soak import soak_markdown, soak_targets
+
 __all__ = ["commit", "machine", "markdown", "targets"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,6 +136,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     _cpu_targets(results, add)
     _w7_targets(w.get("W7"), add)
+    soak_targets(w.get("SOAK"), add)
     for peer, ratios in results.get("ratios", {}).items():
         for key, label in (("w1_p50", "W1 p50"), ("w2_turns_per_s", "W2 turns/s")):
             r = ratios.get(key)
@@ -351,6 +354,8 @@ def markdown(results: dict[str, Any]) -> str:
         if data is None:
             continue
         out.append(f"- **{name}**: {_detail(name, data)}")
+    if "SOAK" in w:
+        out += ["", "## Soak", ""] + soak_markdown(w["SOAK"])
     if results.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
     out.append("")

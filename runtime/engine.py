@@ -194,6 +194,8 @@ class Runtime:
             heartbeat = heartbeat_for(url, settings)
             await asyncio.to_thread(heartbeat.start)
             stack.push_async_callback(asyncio.to_thread, heartbeat.stop)
+            # Bounded only now: a migration's index build on a big database may take long.
+            pool.bound(settings.database_timeout_seconds)
             rt = cls(settings, pool, checkpointer, tools, graphs, holder=heartbeat.holder)
             await rt.templates.ensure(
                 default_template_spec(settings.resolved_default_model()),

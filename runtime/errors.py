@@ -198,6 +198,7 @@ class DatabaseUnavailable(SessiongraphError):
 
     def __init__(self, message: str = "the database is unavailable; retry shortly", **details: Any):
         details.setdefault("retry_after", DATABASE_RETRY_AFTER_SECONDS)
+        details.setdefault("retryable", True)
         super().__init__(message, **details)
 
 

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a request waits for a database connection before a 503.",
     )
+    database_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest a database connection may be held by one use (a statement, a "
+            "transaction) or take to open; past it the connection is cut and the request "
+            "answers 503 (a stalled network or server)."
+        ),
+    )
     data_dir: Path = Field(
         default=Path(".sessiongraph"),
         description="Folder for the embedded Postgres (used only without DATABASE_URL).",

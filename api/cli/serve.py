@@ -19,6 +19,14 @@ from runtime.db import embedded_postgres
 from runtime.project import load_project
 from runtime.tools import default_registry
 
+# How long uvicorn's supervisor waits for a worker to answer its health check before it kills
+# and replaces it. uvicorn's default (5 s) is shorter than a new worker takes to import the
+# stack on a busy 2-core machine: the bench's soak saw one of two workers killed and
+# restarted every 5.5 s for its whole run (each restart re-importing everything), so only
+# one worker ever served. The check is answered by a thread of the worker, not its event
+# loop, so a longer bound does not hide a busy worker; it still replaces a dead one at once.
+WORKER_HEALTHCHECK_SECONDS = 60
+
 __all__ = ["add_parsers"]
 
 log = logging.getLogger("sessiongraph")
@@ -88,6 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
             # Whole seconds, and never None (which waits forever); the lifespan then gives
             # the turns still running the grace again before it cancels them.
             timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
         if received:
             log.info("stopping on %s", signal.Signals(received[0]).name)

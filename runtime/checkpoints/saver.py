@@ -31,6 +31,9 @@ per-step durability, a state update), each write's transaction first runs the ca
 statement (the session's lease still held by the writer's token, the row locked until the
 commit), so a writer that lost its lease (paused past its liveness bound while another
 replica took the session) writes nothing.
+
+Reads (:meth:`SessionSaver.aget_tuple`, :meth:`SessionSaver.alist`) run once more on a fresh
+connection when theirs fails under them (:func:`runtime.reconnect.read_again`); writes never.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from runtime.reconnect import read_again
 
 __all__ = [
     "EXPECTED_CHECKPOINT",
@@ -222,7 +227,7 @@ class SessionSaver(AsyncPostgresSaver):
                 self.hits += 1
                 return _fresh(entry[0])
             self.misses += 1
-            found = await super().aget_tuple(config)
+            found = await self._load(config)
             if (
                 found is not None
                 and found.checkpoint["id"] == expected
@@ -230,7 +235,36 @@ class SessionSaver(AsyncPostgresSaver):
             ):
                 self._remember(thread_id, found)
             return found
-        return await super().aget_tuple(config)
+        return await self._load(config)
+
+    async def _load(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await read_again(lambda: AsyncPostgresSaver.aget_tuple(self, config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        # The rows are all fetched before the first is yielded: a failed connection shows
+        # there, and only there is the read run again.
+        async def first() -> tuple[CheckpointTuple | None, AsyncIterator[CheckpointTuple]]:
+            listing = AsyncPostgresSaver.alist(
+                self, config, filter=filter, before=before, limit=limit
+            )
+            try:
+                return await anext(listing), listing
+            except StopAsyncIteration:
+                return None, listing
+
+        found, rest = await read_again(first)
+        if found is None:
+            return
+        yield found
+        async for item in rest:
+            yield item
 
     async def aput(
         self,

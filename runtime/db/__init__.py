@@ -20,7 +20,15 @@ from runtime.db.pages import (
     timestamp,
 )
 from runtime.db.pool import embedded_postgres, open_pool
-from runtime.db.query import Db, Pool, Row, connect, execute, fetch_all, fetch_one
+from runtime.db.query import (
+    Db,
+    Pool,
+    Row,
+    connect,
+    execute,
+    fetch_all,
+    fetch_one,
+)
 from runtime.db.unavailable import database_error
 
 __all__ = [

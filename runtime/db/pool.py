@@ -1,15 +1,15 @@
 """Postgres: the embedded server and the process's connection pool.
 
 The pool lends autocommit, ``dict_row`` connections (what the checkpointer expects), with
-JSON parameters encoded by orjson, and pings a connection before lending it only when it
-sat idle long enough for the network to have dropped it.
+JSON parameters encoded by orjson; it is a :class:`~runtime.db.bounded.BoundedPool`, which
+lends no connection its server closed and bounds each use of one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
+import math
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -19,11 +19,12 @@ from typing import Any
 import orjson
 import psutil
 from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps
-from psycopg_pool import AsyncConnectionPool
 
-from runtime.db.query import Db, Pool, fetch_one
+from runtime.db.bounded import CHECK_IDLE_SECONDS, BoundedPool
+from runtime.db.query import Db, fetch_one
 from runtime.errors import ConfigError
 from runtime.settings import Settings
 
@@ -97,7 +98,7 @@ def _alive(pid: int) -> bool:
 
 
 @asynccontextmanager
-async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
+async def open_pool(url: str, settings: Settings) -> AsyncIterator[BoundedPool]:
     """Open the process's connection pool, configured as the checkpointer needs.
 
     Autocommit and ``dict_row`` are what ``AsyncPostgresSaver`` expects; ``prepare_threshold=0``
@@ -105,11 +106,15 @@ async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
     transaction may run on another server connection that never saw them (``None``: none
     prepared). Idle connections dropped by the network during long model calls are the most
     reported failure with this stack, so a connection that sat idle for more than
-    :data:`CHECK_IDLE_SECONDS` is pinged before it is lent; one returned moments ago is lent
-    as is (pinging every checkout cost a round trip per query, a third of a turn).
+    :data:`CHECK_IDLE_SECONDS` is pinged before it is lent, as is one whose socket says the
+    server closed it; one returned moments ago is lent as is (pinging every checkout cost a
+    round trip per query, a third of a turn). A new connection that gets no answer within
+    ``database_timeout_seconds`` fails (libpq's ``connect_timeout``, unless the URL sets
+    one); each use of a connection is bounded the same once the caller calls
+    :meth:`~runtime.db.bounded.BoundedPool.bound` (after migrations).
     """
     transaction_mode = settings.database_pooler == "transaction"
-    pool: Pool = AsyncConnectionPool(
+    pool = BoundedPool(
         url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
@@ -121,10 +126,9 @@ async def open_pool(url: str, settings: Settings) -> AsyncIterator[Pool]:
             "row_factory": dict_row,
             "prepare_threshold": None if transaction_mode else 0,
             **TCP_KEEPALIVES,
+            **_connect_timeout(url, settings.database_timeout_seconds),
         },
-        check=_check_if_idle,
         configure=_configurer(None if transaction_mode else settings.database_schema),
-        reset=_stamp_returned,
         open=False,
         name="sessiongraph",
     )
@@ -169,8 +173,13 @@ TCP_KEEPALIVES = {
     "keepalives_count": 3,
 }
 
-# A pooled connection idle for longer than this is pinged before it is lent.
-CHECK_IDLE_SECONDS = 5.0
+
+def _connect_timeout(url: str, seconds: float) -> dict[str, int]:
+    """libpq's ``connect_timeout`` (whole seconds, at least 2: libpq's floor) unless the URL
+    sets its own."""
+    if "connect_timeout" in conninfo_to_dict(url):
+        return {}
+    return {"connect_timeout": max(2, math.ceil(seconds))}
 
 
 def _json_dumps(value: Any) -> bytes | str:
@@ -193,13 +202,3 @@ def _configurer(schema: str | None) -> Callable[[AsyncConnection[Any]], Awaitabl
             await conn.execute(SET_SEARCH_PATH, (schema,))
 
     return configure
-
-
-async def _stamp_returned(conn: AsyncConnection[Any]) -> None:
-    conn._sessiongraph_returned_at = time.monotonic()  # type: ignore[attr-defined]
-
-
-async def _check_if_idle(conn: AsyncConnection[Any]) -> None:
-    returned = getattr(conn, "_sessiongraph_returned_at", None)
-    if returned is None or time.monotonic() - returned > CHECK_IDLE_SECONDS:
-        await AsyncConnectionPool.check_connection(conn)

@@ -12,11 +12,21 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["Db", "Params", "Pool", "Row", "connect", "execute", "fetch_all", "fetch_one"]
+from runtime.reconnect import read_again
+
+__all__ = [
+    "Db",
+    "Params",
+    "Pool",
+    "Row",
+    "connect",
+    "execute",
+    "fetch_all",
+    "fetch_one",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +65,20 @@ def _is_read(sql: str) -> bool:
 
 
 async def _fetch(db: Db, sql: str, params: Params, *, one: bool) -> list[Row]:
-    """Run ``sql``; a read on the pool whose connection turns out dead (Postgres restarted,
-    the network dropped it while it sat in the pool) runs once more on a fresh one: the pool
-    throws the dead one away."""
-    retry = not isinstance(db, AsyncConnection) and _is_read(sql)
-    while True:
+    """Run ``sql``; a read on the pool runs again if its connection fails
+    (:func:`~runtime.reconnect.read_again`)."""
+
+    async def run() -> list[Row]:
         async with connect(db) as conn:
-            try:
-                cur = await conn.execute(sql, params)
-                if one:
-                    row = await cur.fetchone()
-                    return [] if row is None else [row]
-                return await cur.fetchall()
-            except psycopg.OperationalError:
-                if not (retry and conn.broken):
-                    raise
-        retry = False
-        log.info("a pooled connection was dead; the read runs again on a fresh one")
+            cur = await conn.execute(sql, params)
+            if one:
+                row = await cur.fetchone()
+                return [] if row is None else [row]
+            return await cur.fetchall()
+
+    if not isinstance(db, AsyncConnection) and _is_read(sql):
+        return await read_again(run)
+    return await run()
 
 
 async def execute(db: Db, sql: str, params: Params = None) -> int:
