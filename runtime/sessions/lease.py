@@ -244,14 +244,13 @@ class SessionLeases:
             LeaseLost: the lease had lapsed and been taken by another turn.
         """
         c = counters or TurnCounters(turns=0)
-        # The transaction opens inside the pipeline: BEGIN travels with the statements
-        # (two round trips in all: reading the count, then COMMIT).
-        async with connect(self._pool) as conn, conn.pipeline(), conn.transaction():
-            await replay_writes(conn, writes)
-            cur = await self._release(conn, lease, c, pending_approvals, breakpoint)
-            if keyed is not None:
-                await record_keyed(conn, lease.owner, lease.session_id, keyed)
-            row = await cur.fetchone()
+        async with connect(self._pool) as conn, conn.transaction():
+            async with conn.pipeline():
+                await replay_writes(conn, writes)
+                cur = await self._release(conn, lease, c, pending_approvals, breakpoint)
+                if keyed is not None:
+                    await record_keyed(conn, lease.owner, lease.session_id, keyed)
+                row = await cur.fetchone()
             if not row or not row["n"]:
                 lease.lost = True
                 # Raised inside the transaction: the turn's checkpoint writes roll back.
