@@ -97,6 +97,8 @@ class SessionLeases:
         self.lease_wait_seconds = lease_wait_seconds
         # Checkpoints kept per thread after each turn (0: all).
         self.checkpoints_kept = checkpoints_kept
+        # Rollbacks waiting for the database to come back (abort_when_back).
+        self._aborting: set[asyncio.Task[None]] = set()
 
     async def acquire(self, owner: str, session_id: str, *, resume: bool = False) -> Lease:
         """Take the session's turn lease, waiting up to ``lease_wait_seconds`` if busy.
@@ -209,6 +211,27 @@ class SessionLeases:
         if touched == 0:
             lease.lost = True
         return not lease.lost
+
+    def abort_when_back(self, lease: Lease) -> None:
+        """Roll back a failed turn whose rollback the database could not take (an outage):
+        try again every half second, in the background, until it is done or the lease has
+        lapsed, so the session is free once Postgres is back, not only when the lease lapses."""
+        task = asyncio.create_task(self._abort_until_lapse(lease))
+        self._aborting.add(task)
+        task.add_done_callback(self._aborting.discard)
+
+    async def _abort_until_lapse(self, lease: Lease) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_timeout_seconds
+        while not lease.lost and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            try:
+                await self.abort(lease)
+                return
+            except Exception as exc:
+                if database_error(exc) is None:
+                    log.exception("could not roll back the turn on %s", lease.session_id)
+                    return
 
     async def abort(self, lease: Lease) -> None:
         """End a failed turn: roll its writes back to the last completed turn, free the lease.

@@ -387,8 +387,11 @@ class TurnRunner:
         if not lease.lost:
             try:
                 await asyncio.shield(self._sessions.abort(lease))
-            except Exception:  # the original error matters more
-                log.exception("could not roll back the turn on %s", lease.session_id)
+            except Exception as exc2:  # the original error matters more
+                if database_error(exc2) is not None:
+                    self._sessions.abort_when_back(lease)
+                else:
+                    log.exception("could not roll back the turn on %s", lease.session_id)
         error = _public_error(exc, lease)
         self._notify(lease, getattr(error, "code", "cancelled"), started)
         if emit:

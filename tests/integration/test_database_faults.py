@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -29,6 +30,7 @@ from tests.support.tcp_proxy import TcpProxy, database_proxy
 DATABASE_TIMEOUT = 2.0
 POOL_TIMEOUT = 2.0
 LEASE_TIMEOUT = 3.0
+LONG_LEASE = 30.0
 # The longest a request may take to answer while the database stalls: a use of a connection
 # is cut after DATABASE_TIMEOUT, waiting for a connection ends after POOL_TIMEOUT, and a turn
 # that took its lease then spends as long again rolling back; plus slack for a busy machine.
@@ -48,13 +50,26 @@ class Rig:
 
 @pytest.fixture
 async def rig(settings: Settings) -> AsyncIterator[Rig]:
+    async with proxied_app(settings, LEASE_TIMEOUT) as app_rig:
+        yield app_rig
+
+
+@pytest.fixture
+async def long_lease_rig(settings: Settings) -> AsyncIterator[Rig]:
+    """The rig with the default 30 s lease: a session freed sooner was freed by its rollback."""
+    async with proxied_app(settings, LONG_LEASE) as app_rig:
+        yield app_rig
+
+
+@asynccontextmanager
+async def proxied_app(settings: Settings, lease_timeout: float) -> AsyncIterator[Rig]:
     async with database_proxy(settings.database_url or "") as (proxy, url):
         proxied = settings.model_copy(
             update={
                 "database_url": url,
                 "database_timeout_seconds": DATABASE_TIMEOUT,
                 "pool_timeout_seconds": POOL_TIMEOUT,
-                "lease_timeout_seconds": LEASE_TIMEOUT,
+                "lease_timeout_seconds": lease_timeout,
                 "pool_min_size": 2,
                 "pool_max_size": 6,
             }
@@ -198,6 +213,35 @@ class TestCut:
             assert time.monotonic() < deadline, again.text
             await asyncio.sleep(0.2)
         assert again.status_code == 200, again.text
+        after = await messages(rig.http, session_id)
+        assert after[: len(before)] == before
+        assert [m["content"] for m in after if m["role"] == "user"] == ["one", "two"]
+
+    async def test_a_turn_cut_off_frees_its_session_once_postgres_is_back(
+        self, long_lease_rig: Rig
+    ) -> None:
+        """The cut turn could not roll back while Postgres was away; once it is back the
+        session takes turns again long before its 30 s lease would lapse. (Here the holder's
+        heartbeat, cut too, went stale, so the next turn may take over; after a Postgres
+        restart, whose guard keeps holders alive, the rollback retried in the background
+        frees it: ``SessionLeases.abort_when_back``.)"""
+        rig = long_lease_rig
+        agent_id = await slow_agent(rig.http)
+        session_id = uid("s")
+        url = f"/v1/sessions/{session_id}/messages"
+        first = await rig.http.post(url, json={"content": "one", "agent_id": agent_id})
+        assert first.status_code == 200, first.text
+        before = await messages(rig.http, session_id)
+        turn = asyncio.create_task(rig.http.post(url, json={"content": "two"}))
+        await asyncio.sleep(0.5)
+        rig.proxy.cut()
+        assert_unavailable(await turn, "the turn in flight")
+        rig.proxy.restore()
+        restored = time.monotonic()
+        while (again := await rig.http.post(url, json={"content": "two"})).status_code != 200:
+            assert again.status_code in (409, 503), again.text
+            assert time.monotonic() - restored < LONG_LEASE / 2, again.text
+            await asyncio.sleep(0.2)
         after = await messages(rig.http, session_id)
         assert after[: len(before)] == before
         assert [m["content"] for m in after if m["role"] == "user"] == ["one", "two"]
