@@ -92,6 +92,16 @@ async def slow_agent(http: httpx.AsyncClient) -> str:
     return agent_id
 
 
+async def one_slow_turn(http: httpx.AsyncClient) -> tuple[str, str, list[dict[str, Any]]]:
+    """A new session of a slow agent with one turn: its id, its messages URL, its history."""
+    agent_id = await slow_agent(http)
+    session_id = uid("s")
+    url = f"/v1/sessions/{session_id}/messages"
+    first = await http.post(url, json={"content": "one", "agent_id": agent_id})
+    assert first.status_code == 200, first.text
+    return session_id, url, await messages(http, session_id)
+
+
 async def conversation(http: httpx.AsyncClient) -> tuple[str, str, list[dict[str, Any]]]:
     """A session with one committed turn, its thread id and its history."""
     session_id = uid("s")
@@ -195,12 +205,7 @@ class TestCut:
 
     async def test_a_turn_cut_off_mid_way_is_rolled_back_whole(self, rig: Rig) -> None:
         """Cut during the model call: 503 retryable, no half-written session, turns go on."""
-        agent_id = await slow_agent(rig.http)
-        session_id = uid("s")
-        url = f"/v1/sessions/{session_id}/messages"
-        first = await rig.http.post(url, json={"content": "one", "agent_id": agent_id})
-        assert first.status_code == 200, first.text
-        before = await messages(rig.http, session_id)
+        session_id, url, before = await one_slow_turn(rig.http)
         turn = asyncio.create_task(rig.http.post(url, json={"content": "two"}))
         await asyncio.sleep(0.5)  # the turn holds its lease and waits on the model
         rig.proxy.cut()
@@ -226,12 +231,7 @@ class TestCut:
         restart, whose guard keeps holders alive, the rollback retried in the background
         frees it: ``SessionLeases.abort_when_back``.)"""
         rig = long_lease_rig
-        agent_id = await slow_agent(rig.http)
-        session_id = uid("s")
-        url = f"/v1/sessions/{session_id}/messages"
-        first = await rig.http.post(url, json={"content": "one", "agent_id": agent_id})
-        assert first.status_code == 200, first.text
-        before = await messages(rig.http, session_id)
+        session_id, url, before = await one_slow_turn(rig.http)
         turn = asyncio.create_task(rig.http.post(url, json={"content": "two"}))
         await asyncio.sleep(0.5)
         rig.proxy.cut()
@@ -264,12 +264,7 @@ class TestStall:
 
     async def test_a_turn_stalled_at_its_commit_is_rolled_back_whole(self, rig: Rig) -> None:
         """Stalled during the model call, the turn's commit never arrives: 503, rolled back."""
-        agent_id = await slow_agent(rig.http)
-        session_id = uid("s")
-        url = f"/v1/sessions/{session_id}/messages"
-        first = await rig.http.post(url, json={"content": "one", "agent_id": agent_id})
-        assert first.status_code == 200, first.text
-        before = await messages(rig.http, session_id)
+        session_id, url, before = await one_slow_turn(rig.http)
         turn = asyncio.create_task(timed(rig.http, "POST", url, {"content": "two"}))
         await asyncio.sleep(0.5)
         rig.proxy.stall()
