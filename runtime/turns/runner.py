@@ -357,14 +357,15 @@ class TurnRunner:
         deferring: AbstractContextManager[list[Write]] = (
             deferring_writes() if durability == "exit" else nullcontext([])
         )
-        # The agent's context and the run's over it, for graphs with a context_schema (None:
-        # theirs is unset).
+        # The agent's context and the run's over it, for graphs with a context_schema.
         context = {**agent.template.spec.context, **(request.context or {})} or None
         graph: Any = agent.graph
         with deferring as writes, self._sessions.fencing(lease):
             async with self._sessions.renewing(lease, current), hard_bounds(guard):
-                if durability == "exit" and isinstance(graph_input, Mapping):
-                    # The state with the input applied gets a checkpoint too (regenerate).
+                # The state with the input applied gets a checkpoint (regenerate), unless a
+                # breakpoint before a node would be passed by the graph continuing from it.
+                before = request.interrupt_before or graph.interrupt_before_nodes
+                if durability == "exit" and isinstance(graph_input, Mapping) and not before:
                     config = await apply_input(graph, graph_input, config)
                     graph_input = None
                 await run.consume(

@@ -121,6 +121,21 @@ class TestInterruptBeforeAfter:
         assert texts(values)[-1] == "The result is 42."
         assert (await api.client.threads.get_state(thread_id))["next"] == []
 
+    async def test_interrupt_before_the_first_node_stops_before_the_model(self, api: Api) -> None:
+        """interrupt_before ["agent"] stops with the input applied and the model not called
+        (the input gets a checkpoint of its own first, under one checkpoint per turn);
+        a run with no input then answers."""
+        thread_id = await api.thread()
+        await api.client.runs.wait(
+            thread_id, "react", input=user("what is 6 * 7?"), interrupt_before=["agent"]
+        )
+        state = await api.client.threads.get_state(thread_id)
+        assert state["next"] == ["agent"]
+        assert texts(state["values"]) == ["what is 6 * 7?"]
+        assert (await api.client.threads.get(thread_id))["status"] == "interrupted"
+        values = await api.client.runs.wait(thread_id, "react", input=None)
+        assert texts(values)[-1] == "The result is 42."
+
     async def test_interrupt_after_every_node(self, api: Api) -> None:
         """interrupt_after "*" stops after the first node; each empty run takes one more."""
         thread_id = await api.thread()
