@@ -108,9 +108,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         return _num(data.get(key)) if _ok(data) else None
 
     v = get("W1", "p50_ms")
-    add("W1", "p50", v, "ms", "≤ 5 ms", None if v is None else v <= 5)
+    add("W1", "p50", v, "ms", "≤ 4 ms", None if v is None else v <= 4)
     v = get("W1", "late_early_ratio")
-    add("W1", "p50(last 20) / p50(first 20)", v, "×", "≤ 1.3", None if v is None else v <= 1.3)
+    add("W1", "p50(last 20) / p50(first 20)", v, "×", "≤ 1.2", None if v is None else v <= 1.2)
     add("W1G", "p50, your own graph (bench/project)", get("W1G", "p50_ms"), "ms", "", None)
     v = get("W2", "turns_per_s")
     add("W2", "throughput", v, "turns/s", "≥ 400 turns/s", None if v is None else v >= 400)
