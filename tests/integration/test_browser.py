@@ -8,6 +8,7 @@ off, loopback) allows any origin."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -139,25 +140,33 @@ def page_app() -> FastAPI:
     return app
 
 
+@asynccontextmanager
+async def paced_page(settings: Settings, browser: Any) -> AsyncIterator[tuple[Any, str]]:
+    """The API and the page on two origins, the page loaded, and an agent whose model takes
+    a second per answer (so a reload lands mid-turn): the page and the agent's id."""
+    async with (
+        running_server(create_app(settings, tools=make_registry())) as api_url,
+        running_server(page_app()) as page_url,
+        httpx.AsyncClient(base_url=api_url, timeout=30) as http,
+    ):
+        agent = await make_agent(
+            http,
+            name="paced",
+            tools=["calculator"],
+            model={"provider": "offline", "params": {"delay_seconds": 1}},
+        )
+        page = await browser.new_page()
+        await page.goto(f"{page_url}/?api={api_url}")
+        yield page, agent
+
+
 class TestBrowser:
     async def test_chat_reload_rejoin_and_regenerate(
         self, settings: Settings, browser: Any
     ) -> None:
         """From another origin with no CORS setting: create, stream, read the run id from
         Content-Location, reload mid-run and rejoin with Last-Event-ID, regenerate."""
-        async with (
-            running_server(create_app(settings, tools=make_registry())) as api_url,
-            running_server(page_app()) as page_url,
-            httpx.AsyncClient(base_url=api_url, timeout=30) as http,
-        ):
-            agent = await make_agent(
-                http,
-                name="paced",
-                tools=["calculator"],
-                model={"provider": "offline", "params": {"delay_seconds": 1}},
-            )
-            page = await browser.new_page()
-            await page.goto(f"{page_url}/?api={api_url}")
+        async with paced_page(settings, browser) as (page, agent):
             thread_id = await page.evaluate("createThread()")
             first = await page.evaluate(
                 "([t, a]) => streamThenLeave(t, a, 'what is 6 * 7?', 2)", [thread_id, agent]
@@ -187,19 +196,7 @@ class TestBrowser:
         """A /v1 SSE turn from another origin: the page reads the turn's stream from
         Content-Location, reloads mid-turn and rejoins it with Last-Event-ID: every event
         once, in order, ending with done."""
-        async with (
-            running_server(create_app(settings, tools=make_registry())) as api_url,
-            running_server(page_app()) as page_url,
-            httpx.AsyncClient(base_url=api_url, timeout=30) as http,
-        ):
-            agent = await make_agent(
-                http,
-                name="paced",
-                tools=["calculator"],
-                model={"provider": "offline", "params": {"delay_seconds": 1}},
-            )
-            page = await browser.new_page()
-            await page.goto(f"{page_url}/?api={api_url}")
+        async with paced_page(settings, browser) as (page, agent):
             first = await page.evaluate(
                 "([a]) => v1StreamThenLeave('browser-1', a, 'what is 6 * 7?', 2)", [agent]
             )
