@@ -15,8 +15,7 @@ the session's lease, runs the guarded graph, and commits or rolls back its check
   delivered to subscribers in that process. Other replicas read the row: ``join`` polls it
   until the run ends, ``cancel`` sets ``cancel_requested``, which the owning process polls
   for (every ``poll_seconds``) and acts on.
-- **Cancel.** Cancelling a running run cancels its turn, which rolls the thread back to its
-  last committed checkpoint; the run ends ``interrupted``. A pending run just ends.
+- **Cancel.** A running run's turn is cancelled (rolled back whole); it ends ``interrupted``.
 - **Statuses.** ``pending`` (queued) → ``running`` → ``success`` (also when the turn paused
   for approval: the *thread* is then interrupted), ``error`` or ``interrupted`` (cancelled).
   A process that dies mid-run leaves its row ``running``/``pending``; the turn itself is
@@ -226,20 +225,22 @@ class RunManager:
         self._ensure_poller()
 
     async def _make_room(self, request: RunRequest) -> None:
-        """``reject``: refuse while the thread runs something; ``rollback``: cancel that."""
-        owner, session_id = request.owner, request.session_id
-        if await self.keyed(owner, session_id, request.idempotency_key, request.request_hash):
-            return  # the first attempt of this request was just created: never refuse or stop it
+        """``reject``: refuse while the thread runs something; ``rollback``: cancel that. Never
+        the first attempt of this request (same key), however they race: its row precedes its
+        lease, so it is looked for once the thread is seen busy; the cancel spares it."""
+        owner, session_id, key = request.owner, request.session_id, request.idempotency_key
         if request.multitask_strategy == "reject" and await inflight(
             self._pool, owner, session_id, self.enqueue_wait_seconds
         ):
+            if await self.keyed(owner, session_id, key, request.request_hash):
+                return  # the first attempt: insert_run finds it and nothing runs twice
             raise SessionBusy(
                 f"thread {session_id!r} is already running a task; wait for it to "
                 "finish or choose another multitask strategy",
                 session_id=session_id,
             )
         if request.multitask_strategy in ("rollback", "interrupt"):
-            await self._cancel_requested(sql.REQUEST_CANCEL_INFLIGHT, owner, session_id)
+            await self._cancel_requested(sql.REQUEST_CANCEL_OTHERS, owner, session_id, key)
 
     async def _wait_then_run(self, live: LiveRun, request: RunRequest, turn: TurnRequest) -> None:
         """A queued run: wait for its turn on the thread, then run it."""

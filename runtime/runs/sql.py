@@ -23,6 +23,7 @@ __all__ = [
     "REQUEST_CANCEL",
     "REQUEST_CANCEL_AGENT",
     "REQUEST_CANCEL_INFLIGHT",
+    "REQUEST_CANCEL_OTHERS",
     "SELECT_KEYED_RUN",
     "SELECT_RUN",
     "SET_STATUS",
@@ -73,6 +74,11 @@ REQUEST_CANCEL = (
 REQUEST_CANCEL_INFLIGHT = (
     "UPDATE runs SET cancel_requested = true, updated_at = now() "
     f"WHERE owner = %s AND session_id = %s AND {ACTIVE} RETURNING run_id"
+)
+# (owner, session_id, key): the same, sparing the run this idempotency key names (a retry of
+# a request must never stop its own first attempt; NULL: a request without a key spares none).
+REQUEST_CANCEL_OTHERS = REQUEST_CANCEL_INFLIGHT.replace(
+    " RETURNING", " AND (idempotency_key = %s) IS NOT TRUE RETURNING"
 )
 # (agent_owner, agent_id): the run ids of the runs that had not ended on the threads of the
 # agent (agent ids are per owner: the threads that name this owner's agent, never another's).

@@ -104,6 +104,33 @@ class TestThreadRuns:
         assert await user_turns(sdk, thread, "hello") == 1
         assert await run_count(sdk, thread) == 1
 
+    @pytest.mark.parametrize("strategy", ["reject", "rollback", "interrupt", "enqueue"])
+    async def test_racing_retries_never_refuse_or_stop_the_first(
+        self, http: httpx.AsyncClient, sdk: LangGraphClient, strategy: str
+    ) -> None:
+        """Three attempts of one keyed request sent at once, whatever the multitask strategy:
+        one run, never refused as busy and never cancelled by its own retry."""
+        assistant = await slow_assistant(http)
+        thread = (await sdk.threads.create())["thread_id"]
+        runs = await asyncio.gather(
+            *(
+                sdk.runs.create(
+                    thread,
+                    assistant,
+                    input=said("hello"),
+                    multitask_strategy=strategy,  # type: ignore[arg-type]
+                    headers=keyed(f"race-{strategy}"),
+                )
+                for _ in range(3)
+            )
+        )
+        assert len({run["run_id"] for run in runs}) == 1
+        await sdk.runs.join(thread, runs[0]["run_id"])
+        ended = await sdk.runs.get(thread, runs[0]["run_id"])
+        assert ended["status"] == "success"
+        assert await user_turns(sdk, thread, "hello") == 1
+        assert await run_count(sdk, thread) == 1
+
     async def test_same_key_with_another_body_is_422(
         self, http: httpx.AsyncClient, sdk: LangGraphClient
     ) -> None:
