@@ -17,6 +17,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 
+import orjson
 from fastapi import Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -77,8 +78,12 @@ def wants_stream(request: Request) -> bool:
 
 
 def compact_json(value: Any) -> str:
-    """``value`` as compact JSON text (non-ASCII kept, anything else as its ``str``)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """``value`` as compact JSON text (non-ASCII kept, anything else as its ``str``), by
+    orjson (the standard library's encoder for what orjson refuses, e.g. huge integers)."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def sse_event(name: str, data: Any) -> ServerSentEvent:

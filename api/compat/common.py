@@ -11,9 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi.encoders import jsonable_encoder
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
+from pydantic import BaseModel
 
 from runtime import Runtime
 from runtime.agents import SYSTEM_OWNER, AgentTemplate
@@ -26,6 +28,7 @@ __all__ = [
     "checkpoint_dict",
     "interrupt_dict",
     "iso",
+    "json_bytes",
     "jsonable",
     "load_thread",
     "resolve_assistant_id",
@@ -39,9 +42,32 @@ def resolve_assistant_id(runtime: Runtime, assistant_id: str) -> str:
     return runtime.graph_agent_id(assistant_id) or assistant_id
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON-ready data: messages and other models as their ``model_dump``."""
+def _encode(value: Any) -> Any:
+    # What orjson cannot encode itself: pydantic models (messages) as FastAPI encodes them,
+    # anything else (sets, bytes, Decimal, pydantic v1 models...) by FastAPI's own encoder.
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
     return jsonable_encoder(value)
+
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as JSON, encoded as :func:`jsonable` encodes it."""
+    try:
+        return orjson.dumps(value, default=_encode, option=_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
+        return orjson.dumps(jsonable_encoder(value), default=str, option=_OPTIONS)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready data: messages and other models as their ``model_dump``.
+
+    FastAPI's ``jsonable_encoder`` gives the same data, but walks it in Python (a run's whole
+    state, every step); this encodes it with orjson (:func:`json_bytes`) and reads it back.
+    """
+    return orjson.loads(json_bytes(value))
 
 
 def iso(value: datetime | None) -> str | None:

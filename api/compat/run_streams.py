@@ -12,10 +12,11 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
+import orjson
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.compat.common import checkpoint_dict, interrupt_dict, jsonable
+from api.compat.common import checkpoint_dict, interrupt_dict, json_bytes
 from api.streaming import Cancel, cancel_on_disconnect, compact_json, recorded_sse, sse_event
 from runtime import Runtime
 from runtime.errors import NotFound
@@ -83,9 +84,13 @@ class EventTranslator:
         self._messages: dict[str, Any] = {}  # "messages" mode: chunks accumulated by id
 
     def public(self, value: Any) -> Any:
-        """JSON-ready data with no internal objects or ids."""
-        data = jsonable(_strip(value))
-        return _rename(data, self.thread_key, self.thread_id) if self.thread_key else data
+        """JSON-ready data with no internal objects or ids (the checkpointer's thread id, a
+        UUID, is looked for in the encoded text before the data is walked to replace it)."""
+        raw = json_bytes(_strip(value))
+        data = orjson.loads(raw)
+        if self.thread_key and self.thread_key.encode() in raw:
+            return _rename(data, self.thread_key, self.thread_id)
+        return data
 
     def first(self, run: Run) -> list[tuple[str, Any]]:
         """What a run's stream starts with: its ``metadata``."""
@@ -248,11 +253,14 @@ def json_response(
 async def wait_outcome(runtime: Runtime, handle: RunHandle, thread_id: str) -> dict[str, Any]:
     """What a waited-for run returns: its last values, its error, or the thread's values."""
     translator = EventTranslator(("values",), thread_id, handle.thread_key)
-    last: dict[str, Any] | None = None
+    last: TurnEvent | None = None  # only the last values are encoded
     async for event in handle.events():
+        if event.type == "chunk" and event.data["mode"] == "values" and not event.data.get("ns"):
+            last = event
+            continue
         for name, data in translator.translate(event):
             if name == "error":
                 return {"__error__": data}
-            if name == "values":
-                last = data
-    return last if last is not None else await values_result(runtime, handle.run)
+    if last is None:
+        return await values_result(runtime, handle.run)
+    return dict(translator.translate(last))["values"]
