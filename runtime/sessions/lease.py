@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
 from runtime.checkpoints import (
@@ -267,20 +267,20 @@ class SessionLeases:
             LeaseLost: the lease had lapsed and been taken by another turn.
         """
         c = counters or TurnCounters(turns=0)
-        async with connect(self._pool) as conn, conn.transaction():
-            async with conn.pipeline():
+        try:
+            # One round trip: the statements share the pipeline's implicit transaction (the
+            # pool's connections are autocommit), which RELEASE aborts when the lease is lost.
+            async with connect(self._pool) as conn, conn.pipeline():
                 await replay_writes(conn, writes)
-                cur = await self._release(conn, lease, c, pending_approvals, breakpoint)
+                await self._release(conn, lease, c, pending_approvals, breakpoint)
                 if keyed is not None:
                     await record_keyed(conn, lease.owner, lease.session_id, keyed)
-                row = await cur.fetchone()
-            if not row or not row["n"]:
-                lease.lost = True
-                # Raised inside the transaction: the turn's checkpoint writes roll back.
-                raise LeaseLost(
-                    f"the lease on session {lease.session_id!r} lapsed before the turn ended",
-                    session_id=lease.session_id,
-                )
+        except errors.DivisionByZero:  # RELEASE found the lease no longer this turn's
+            lease.lost = True
+            raise LeaseLost(
+                f"the lease on session {lease.session_id!r} lapsed before the turn ended",
+                session_id=lease.session_id,
+            ) from None
 
     async def _release(
         self,
@@ -289,10 +289,10 @@ class SessionLeases:
         c: TurnCounters,
         pending_approvals: list[dict[str, Any]] | None,
         breakpoint: bool | None,
-    ) -> Any:
-        # Sent, not read: the caller reads the count after the pipeline syncs. Retention's
-        # prune rides in the same round trip and the same transaction (one WAL flush).
-        cur = await conn.execute(
+    ) -> None:
+        # Sent, not read: it fails the pipeline when the lease is lost. Retention's prune
+        # rides in the same round trip and the same transaction (one WAL flush).
+        await conn.execute(
             sql.RELEASE,
             {
                 "awaiting": bool(pending_approvals),
@@ -313,7 +313,6 @@ class SessionLeases:
             await prune_thread(
                 conn, lease.thread_id, kept=self.checkpoints_kept, lease_held=sql.LEASE_HELD
             )
-        return cur
 
     @asynccontextmanager
     async def renewing(self, lease: Lease, task: asyncio.Task[Any]) -> AsyncIterator[None]:

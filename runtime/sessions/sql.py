@@ -235,8 +235,9 @@ ABORT = (
     "RETURNING thread_id, committed_checkpoint_id"
 )
 # One statement: free the lease, bump the counters, slide the TTL, commit the checkpoint,
-# and (for a real turn) log it for the per-agent statistics. ``n`` is 0 when the lease
-# was lost. ``breakpoint`` NULL keeps the session's (a state update between turns).
+# and (for a real turn) log it for the per-agent statistics. It fails with
+# division_by_zero when the lease was lost. ``breakpoint`` NULL keeps the session's (a
+# state update between turns).
 RELEASE = (
     f"WITH s AS (UPDATE sessions s SET {_CLEAR_LEASE}, "
     "turns = turns + %(turns)s, messages = messages + %(messages)s, "
@@ -252,7 +253,9 @@ RELEASE = (
     "(agent_owner, agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
     "SELECT agent_owner, agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
     "WHERE %(turns)s > 0) "
-    "SELECT count(*) AS n FROM s"
+    # Fails (division_by_zero: RELEASE_LEASE_LOST) when the lease is no longer this turn's,
+    # so the implicit transaction it shares with the turn's writes rolls back whole.
+    "SELECT 1 / count(*) AS n FROM s"
 )
 
 # -- holder liveness (runtime.sessions.heartbeat) ---------------------------------------------
