@@ -5,6 +5,7 @@ then the live tail; ``-1`` replays from the start. Two servers on one database, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -96,3 +97,40 @@ class TestResumableStreams:
                 )
             ]
             assert [p.event for p in parts] == [e[1] for e in everything]
+
+    async def test_ended_streams_are_kept_for_the_retention_then_pruned(
+        self, settings: Settings
+    ) -> None:
+        """With a one-second retention, a run's recorded stream replays in full while kept;
+        once it is older than that, the next recording to end prunes it (a thousand streams
+        ending together prune once, not a thousand times); the newer one still replays."""
+        kept = settings.model_copy(update={"run_events_retention_seconds": 1.0})
+        async with (
+            running_server(create_app(kept, tools=make_registry())) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+
+            async def recorded_run(text: str) -> str:
+                body = {
+                    "assistant_id": "react",
+                    "input": user(text),
+                    "stream_mode": ["values"],
+                    "stream_resumable": True,
+                }
+                path = f"/threads/{thread_id}/runs/stream"
+                async with http.stream("POST", path, json=body) as response:
+                    assert response.status_code == 200
+                    events = [e async for e in sse_events(response)]
+                assert events[-1][1] == "end"
+                return str(response.headers["content-location"].rsplit("/", 1)[1])
+
+            def names(events: list[Event]) -> list[str]:
+                return [e[1] for e in events]
+
+            first = await recorded_run("one")
+            assert "values" in names(await join(http, thread_id, first, "-1"))
+            await asyncio.sleep(1.5)  # the first stream is now past its retention
+            second = await recorded_run("two")
+            assert names(await join(http, thread_id, first, "-1")) == ["end"]
+            assert "values" in names(await join(http, thread_id, second, "-1"))
