@@ -188,10 +188,10 @@ class RunManager:
         run_id = str(uuid.uuid4())
         turn = replace(turn, run_id=run_id)
         events, task = await self._turns.start(owner, session_id, turn)
-        try:
-            session = await self._sessions.get(owner, session_id)
+        try:  # a turn that names its agent holds a lease on a session of that agent
+            agent_id = turn.agent_id or (await self._sessions.get(owner, session_id)).agent_id
             request = RunRequest(
-                owner, session_id, session.agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
+                owner, session_id, agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
             )
             run, _ = await insert_run(self._pool, request, run_id, "running")
         except BaseException:
