@@ -5,7 +5,7 @@ replica (LangGraph's ``stream_resumable``).
   in whatever vocabulary the run's :class:`~runtime.runs.model.EventRecorder` speaks) with
   the next sequence number, 1, 2, ... Followers in the same process get it at once, from
   memory; a flusher writes the new events to ``run_events`` every ``flush_seconds`` (one
-  batch, one commit), so a
+  batch, one round trip, one commit), so a
   token-by-token stream costs a few inserts per second, not one per token. When the run ends,
   the last events are written before the run's end is recorded, the end marker after it.
 - **Following.** :meth:`RunEventLog.follow` yields the events after a given number: from
@@ -187,7 +187,8 @@ class RunEventLog:
             if rows:
                 params = [(run_id, seq, name, Jsonb(data)) for seq, name, data in rows]
                 try:
-                    async with self._pool.connection() as conn, conn.transaction():
+                    # One round trip, one implicit transaction (autocommit connections).
+                    async with self._pool.connection() as conn, conn.pipeline():
                         async with conn.cursor() as cur:
                             await cur.executemany(sql.INSERT_RUN_EVENT, params)
                 except Exception:
