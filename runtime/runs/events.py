@@ -21,7 +21,6 @@ replica (LangGraph's ``stream_resumable``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -48,7 +47,8 @@ class _Recording:
         self.events: list[Recorded] = []
         self.flushed = 0  # how many of ``events`` are in Postgres
         self.closing = False  # no more events: the flusher writes the rest and stops
-        self.close_requested = asyncio.Event()
+        # A future, not an Event: waiting on it with a timeout needs no task of its own.
+        self.close_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended = False  # the end marker is written
         self.changed = asyncio.Event()  # replaced (after being set) on every change
         self.flusher: asyncio.Task[None] | None = None
@@ -97,7 +97,8 @@ class RunEventLog:
         if recording is None:
             return
         recording.closing = True
-        recording.close_requested.set()
+        if not recording.close_requested.done():
+            recording.close_requested.set_result(None)
         recording.wake()
         if recording.flusher is not None:
             try:
@@ -180,8 +181,7 @@ class RunEventLog:
             if not recording.closing and recording.flushed == len(recording.events):
                 await recording.changed.wait()
             if not recording.closing:  # gather a batch, unless the run ends meanwhile
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(recording.close_requested.wait(), self.flush_seconds)
+                await asyncio.wait((recording.close_requested,), timeout=self.flush_seconds)
             closing = recording.closing
             rows = recording.events[recording.flushed :]
             if rows:
