@@ -42,7 +42,7 @@ from runtime.errors import (
 )
 from runtime.sessions import sql
 from runtime.sessions.idempotency import KeyedResult, find_keyed, record_keyed
-from runtime.sessions.model import Lease, TurnCounters
+from runtime.sessions.model import Lease, ReleaseStep, TurnCounters
 
 __all__ = ["SessionLeases"]
 
@@ -254,17 +254,20 @@ class SessionLeases:
         writes: Sequence[Write] = (),
         keyed: KeyedResult | None = None,
         breakpoint: bool | None = None,
+        step: ReleaseStep | None = None,
     ) -> None:
         """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
 
         ``pending_approvals`` marks a turn paused for a human decision; ``breakpoint``
         whether it stopped at a static breakpoint (None: as the session was). ``writes`` are the
         turn's checkpoint writes, deferred by the saver (:func:`deferring_writes`): they
-        commit in the same transaction, or not at all when the lease was lost. So does
-        ``keyed``, the result kept under the turn's idempotency key.
+        commit in the same transaction, or not at all when the lease was lost. So do
+        ``keyed``, the result kept under the turn's idempotency key, and ``step`` (its run's
+        record of it), which may also refuse the commit.
 
         Raises:
             LeaseLost: the lease had lapsed and been taken by another turn.
+            whatever ``step`` raises: nothing committed.
         """
         c = counters or TurnCounters(turns=0)
         async with connect(self._pool) as conn, conn.transaction():
@@ -273,6 +276,7 @@ class SessionLeases:
                 cur = await self._release(conn, lease, c, pending_approvals, breakpoint)
                 if keyed is not None:
                     await record_keyed(conn, lease.owner, lease.session_id, keyed)
+                stepped = await step.send(conn) if step is not None else None
                 row = await cur.fetchone()
             if not row or not row["n"]:
                 lease.lost = True
@@ -281,6 +285,8 @@ class SessionLeases:
                     f"the lease on session {lease.session_id!r} lapsed before the turn ended",
                     session_id=lease.session_id,
                 )
+            if step is not None and stepped is not None:
+                await step.check(stepped)  # raised inside the transaction too
 
     async def _release(
         self,
