@@ -276,6 +276,14 @@ MIGRATIONS: list[str] = [
     -- session is interrupted until a turn continues (or replaces) it.
     ALTER TABLE sessions ADD COLUMN at_breakpoint boolean NOT NULL DEFAULT false
     """,
+    """
+    -- A run names its holder, the replica that runs it or whose task waits to (a row of
+    -- replicas, as a session's lease names its own: runtime.runs.orphans), so a run whose
+    -- holder died is an orphan, ended by its next reader; and whether its turn committed
+    -- (set in the turn's release transaction), which says how an orphan ends.
+    ALTER TABLE runs ADD COLUMN lease_holder text,
+        ADD COLUMN turn_committed boolean NOT NULL DEFAULT false
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

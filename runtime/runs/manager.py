@@ -18,8 +18,11 @@ the session's lease, runs the guarded graph, and commits or rolls back its check
 - **Cancel.** A running run's turn is cancelled (rolled back whole); it ends ``interrupted``.
 - **Statuses.** ``pending`` (queued) → ``running`` → ``success`` (also when the turn paused
   for approval: the *thread* is then interrupted), ``error`` or ``interrupted`` (cancelled).
-  A process that dies mid-run leaves its row ``running``/``pending``; the turn itself is
-  rolled back by the next turn on the session, as for any crashed turn.
+- **A replica that dies.** A run names its holder, this process (its heartbeat); once that
+  is dead, its pending or running runs are orphans: no longer busy for any check, and ended
+  by their next reader (within about 2 s of a SIGKILL): ``error`` ``replica_lost``
+  (retryable; a keyed retry runs again) unless the turn had committed. A turn commits only
+  with its run (:mod:`runtime.runs.orphans`); the next turn on the session rolls it back.
 
 The types are in :mod:`runtime.runs.model`, the rows in :mod:`runtime.runs.rows` (idempotency
 keys: :mod:`runtime.runs.keys`), their statements in :mod:`runtime.runs.sql`.
@@ -52,6 +55,7 @@ from runtime.runs.model import (
     RunRequest,
     RunStatus,
 )
+from runtime.runs.orphans import RunEnd
 from runtime.runs.rows import (
     delete_ended,
     delete_row,
@@ -101,6 +105,8 @@ class RunManager:
     ) -> None:
         self._pool = pool
         self._sessions = sessions
+        # Runs name this process's heartbeat as their holder (None: no heartbeat).
+        self._holder = sessions.holder
         self._turns = turns
         self.enqueue_wait_seconds = enqueue_wait_seconds
         self.poll_seconds = poll_seconds
@@ -135,12 +141,13 @@ class RunManager:
         if kept is not None:
             return RunHandle(kept, session.thread_id, repeated=True)
         run_id = request.turn.run_id or str(uuid.uuid4())
-        turn = replace(request.turn, run_id=run_id)
+        end = RunEnd(run_id, final=request.recorder is None)
+        turn = replace(request.turn, run_id=run_id, run_end=end)
         await self._make_room(request)
-        run, new = await insert_run(self._pool, request, run_id)
+        run, new = await insert_run(self._pool, request, run_id, "pending", self._holder)
         if not new:
             return RunHandle(run, session.thread_id, repeated=True)
-        live = LiveRun(run)
+        live = LiveRun(run, end)
         queue = live.subscribe() if subscribe else None
         handle = RunHandle(run, session.thread_id, queue)
         queued = strategy != "reject" and await queued_before(
@@ -180,23 +187,28 @@ class RunManager:
         """Start a native turn (``/v1``) as a run whose stream is recorded for replay.
 
         The turn takes its lease as any turn does (the same refusals, bounded wait and
-        session creation, raised here); its row follows, so any replica can follow its
-        stream (:meth:`follow`) and cancel it. Returns the run, running.
+        session creation, raised here); its row follows, before the graph runs (the turn
+        commits with it), so any replica can follow its stream (:meth:`follow`) and cancel
+        it. Returns the run, running.
         """
         self._check_accepting()
         run_id = str(uuid.uuid4())
-        turn = replace(turn, run_id=run_id)
-        events, task = await self._turns.start(owner, session_id, turn)
-        try:
-            session = await self._sessions.get(owner, session_id)
+        end = RunEnd(run_id, final=False)
+        turn = replace(turn, run_id=run_id, run_end=end)
+        made: list[tuple[Run, RunRequest]] = []
+
+        async def insert(agent_id: str | None) -> None:
+            if agent_id is None:  # a kept result replayed: no lease, no graph
+                agent_id = (await self._sessions.get(owner, session_id)).agent_id
             request = RunRequest(
-                owner, session_id, session.agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
+                owner, session_id, agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
             )
-            run, _ = await insert_run(self._pool, request, run_id, "running")
-        except BaseException:
-            task.cancel()  # no row, nobody can follow it: roll the turn back
-            raise
-        live = LiveRun(run)
+            run, _ = await insert_run(self._pool, request, run_id, "running", self._holder)
+            made.append((run, request))
+
+        events, task = await self._turns.start(owner, session_id, turn, ready=insert)
+        [(run, request)] = made
+        live = LiveRun(run, end)
         live.turn = task
         self._track(live, request)
         live.task = asyncio.create_task(self._pump(live, request, events))
@@ -325,7 +337,11 @@ class RunManager:
         try:
             self._record(request, live, last)
             await self.events.flush(live.run.run_id)
-            live.run = await set_status(self._pool, live.run.run_id, status, error) or live.run
+            committed = live.end.run if live.end is not None else None
+            if committed is not None and committed.done:
+                live.run = committed  # it ended with its turn's commit
+            else:
+                live.run = await set_status(self._pool, live.run.run_id, status, error) or live.run
             await self.events.close(live.run.run_id)
             if request.temporary:
                 with contextlib.suppress(SessiongraphError):
@@ -417,7 +433,7 @@ class RunManager:
 
     async def _stopped(self, request_cancels: str, *params: Any) -> None:
         """Cancel the runs ``request_cancels`` names (``LocalRuns.cancel_requested``) and wait,
-        up to the enqueue wait, until none is active."""
+        up to the enqueue wait, until none is underway."""
         run_ids = await self._local.cancel_requested(request_cancels, *params)
         poll = min(self.poll_seconds, 0.1)
         await wait_ended(self._pool, run_ids, self.enqueue_wait_seconds, poll)
