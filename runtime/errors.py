@@ -15,7 +15,9 @@
     │   ├── AwaitingApproval     the session waits for a human decision on tool calls
     │   └── NothingToResume      a resume for a session that is not waiting
     ├── LeaseLost                the turn's lease lapsed or its holder was taken for dead, and
-    │                            another turn may have taken the session (retryable)
+    │   │                        another turn may have taken the session (retryable)
+    │   └── ReplicaLost          the replica running a run stopped before the run ended: the
+    │                            run ended in this error, its turn never committed (retryable)
     ├── RateLimited              a widget key or visitor IP is over its limit (Retry-After)
     ├── ModelUnavailable         the model could not be built or reached (retryable)
     │   ├── ModelRateLimited     the endpoint kept answering 429 (retryable, Retry-After)
@@ -56,6 +58,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
+    "ReplicaLost",
     "SessionBusy",
     "SessionExpired",
     "SessionInactive",
@@ -157,6 +160,14 @@ class LeaseLost(SessiongraphError):
     def __init__(self, message: str, **details: Any):
         details.setdefault("retryable", True)
         super().__init__(message, **details)
+
+
+class ReplicaLost(LeaseLost):
+    """The replica running a run (its holder: :mod:`runtime.runs.orphans`) stopped before the
+    run ended, so the run ended with this error; its turn never committed and never will.
+    Retryable: a keyed retry runs the request again, under the same key."""
+
+    code = "replica_lost"
 
 
 class RateLimited(SessiongraphError):

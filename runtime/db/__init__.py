@@ -29,6 +29,7 @@ from runtime.db.query import (
     fetch_all,
     fetch_one,
 )
+from runtime.db.refusals import refusal, refuse
 from runtime.db.unavailable import database_error
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "migrate",
     "open_pool",
     "position",
+    "refusal",
+    "refuse",
     "schema_is_current",
     "text",
     "timestamp",

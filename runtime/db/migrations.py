@@ -276,6 +276,24 @@ MIGRATIONS: list[str] = [
     -- session is interrupted until a turn continues (or replaces) it.
     ALTER TABLE sessions ADD COLUMN at_breakpoint boolean NOT NULL DEFAULT false
     """,
+    """
+    -- A run names its holder, the replica that runs it or whose task waits to (a row of
+    -- replicas, as a session's lease names its own: runtime.runs.orphans), so a run whose
+    -- holder died is an orphan, ended by its next reader; and whether its turn committed
+    -- (set in the turn's release transaction), which says how an orphan ends.
+    ALTER TABLE runs ADD COLUMN lease_holder text,
+        ADD COLUMN turn_committed boolean NOT NULL DEFAULT false
+    """,
+    """
+    -- A statement that must keep a turn from committing calls this (runtime.sessions.sql
+    -- REFUSE): the error aborts the release's implicit transaction, named by its reason.
+    CREATE FUNCTION sessiongraph_refuse(reason text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        RAISE EXCEPTION USING ERRCODE = 'SG001', MESSAGE = reason;
+    END
+    $$
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS) - 1

@@ -18,8 +18,11 @@ the session's lease, runs the guarded graph, and commits or rolls back its check
 - **Cancel.** A running run's turn is cancelled (rolled back whole); it ends ``interrupted``.
 - **Statuses.** ``pending`` (queued) → ``running`` → ``success`` (also when the turn paused
   for approval: the *thread* is then interrupted), ``error`` or ``interrupted`` (cancelled).
-  A process that dies mid-run leaves its row ``running``/``pending``; the turn itself is
-  rolled back by the next turn on the session, as for any crashed turn.
+- **A replica that dies.** A run names its holder, this process (its heartbeat); once that
+  is dead, its pending or running runs are orphans: no longer busy for any check, and ended
+  by their next reader (within about 2 s of a SIGKILL): ``error`` ``replica_lost``
+  (retryable; a keyed retry runs again) unless the turn had committed. A turn commits only
+  with its run (:mod:`runtime.runs.orphans`); the next turn on the session rolls it back.
 
 The types are in :mod:`runtime.runs.model`, the rows in :mod:`runtime.runs.rows` (idempotency
 keys: :mod:`runtime.runs.keys`), their statements in :mod:`runtime.runs.sql`.
@@ -41,6 +44,7 @@ from runtime.errors import InvalidInput, SessionBusy, SessiongraphError, error_d
 from runtime.runs import sql
 from runtime.runs.events import Recorded, RunEventLog
 from runtime.runs.keys import find_keyed_run
+from runtime.runs.local import LocalRuns
 from runtime.runs.model import (
     MULTITASK_STRATEGIES,
     NATIVE_KWARGS,
@@ -51,11 +55,11 @@ from runtime.runs.model import (
     RunRequest,
     RunStatus,
 )
+from runtime.runs.orphans import RunEnd
 from runtime.runs.rows import (
     delete_ended,
     delete_row,
     has_ended,
-    ids_of,
     inflight,
     insert_run,
     list_runs,
@@ -101,11 +105,12 @@ class RunManager:
     ) -> None:
         self._pool = pool
         self._sessions = sessions
+        # Runs name this process's heartbeat as their holder (None: no heartbeat).
+        self._holder = sessions.holder
         self._turns = turns
         self.enqueue_wait_seconds = enqueue_wait_seconds
         self.poll_seconds = poll_seconds
-        self._live: dict[str, LiveRun] = {}
-        self._poller: asyncio.Task[None] | None = None
+        self._local = LocalRuns(pool, poll_seconds)
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
         # Resumable runs' streams (stream_resumable), replayable from any replica.
@@ -136,12 +141,13 @@ class RunManager:
         if kept is not None:
             return RunHandle(kept, session.thread_id, repeated=True)
         run_id = request.turn.run_id or str(uuid.uuid4())
-        turn = replace(request.turn, run_id=run_id)
+        end = RunEnd(run_id, final=request.recorder is None)
+        turn = replace(request.turn, run_id=run_id, run_end=end)
         await self._make_room(request)
-        run, new = await insert_run(self._pool, request, run_id)
+        run, new = await insert_run(self._pool, request, run_id, "pending", self._holder)
         if not new:
             return RunHandle(run, session.thread_id, repeated=True)
-        live = LiveRun(run)
+        live = LiveRun(run, end)
         queue = live.subscribe() if subscribe else None
         handle = RunHandle(run, session.thread_id, queue)
         queued = strategy != "reject" and await queued_before(
@@ -181,23 +187,28 @@ class RunManager:
         """Start a native turn (``/v1``) as a run whose stream is recorded for replay.
 
         The turn takes its lease as any turn does (the same refusals, bounded wait and
-        session creation, raised here); its row follows, so any replica can follow its
-        stream (:meth:`follow`) and cancel it. Returns the run, running.
+        session creation, raised here); its row follows, before the graph runs (the turn
+        commits with it), so any replica can follow its stream (:meth:`follow`) and cancel
+        it. Returns the run, running.
         """
         self._check_accepting()
         run_id = str(uuid.uuid4())
-        turn = replace(turn, run_id=run_id)
-        events, task = await self._turns.start(owner, session_id, turn)
-        try:  # a turn that names its agent holds a lease on a session of that agent
-            agent_id = turn.agent_id or (await self._sessions.get(owner, session_id)).agent_id
+        end = RunEnd(run_id, final=False)
+        turn = replace(turn, run_id=run_id, run_end=end)
+        made: list[tuple[Run, RunRequest]] = []
+
+        async def insert(agent_id: str | None) -> None:
+            if agent_id is None:  # a kept result replayed: no lease, no graph
+                agent_id = (await self._sessions.get(owner, session_id)).agent_id
             request = RunRequest(
                 owner, session_id, agent_id, turn, kwargs=NATIVE_KWARGS, recorder=recorder
             )
-            run, _ = await insert_run(self._pool, request, run_id, "running")
-        except BaseException:
-            task.cancel()  # no row, nobody can follow it: roll the turn back
-            raise
-        live = LiveRun(run)
+            run, _ = await insert_run(self._pool, request, run_id, "running", self._holder)
+            made.append((run, request))
+
+        events, task = await self._turns.start(owner, session_id, turn, ready=insert)
+        [(run, request)] = made
+        live = LiveRun(run, end)
         live.turn = task
         self._track(live, request)
         live.task = asyncio.create_task(self._pump(live, request, events))
@@ -218,11 +229,10 @@ class RunManager:
         """Follow a new run here: live, its recorded stream opened with its first events, and
         cancels requested from other replicas polled for."""
         run_id = live.run.run_id
-        self._live[run_id] = live
+        self._local.add(live)
         if request.recorder is not None:
             self.events.open(run_id)
             self.events.append(run_id, request.recorder.first(live.run))
-        self._ensure_poller()
 
     async def _make_room(self, request: RunRequest) -> None:
         """``reject``: refuse while the thread runs something; ``rollback``: cancel that. Never
@@ -240,7 +250,7 @@ class RunManager:
                 session_id=session_id,
             )
         if request.multitask_strategy in ("rollback", "interrupt"):
-            await self._cancel_requested(sql.REQUEST_CANCEL_OTHERS, owner, session_id, key)
+            await self._local.cancel_requested(sql.REQUEST_CANCEL_OTHERS, owner, session_id, key)
 
     async def _wait_then_run(self, live: LiveRun, request: RunRequest, turn: TurnRequest) -> None:
         """A queued run: wait for its turn on the thread, then run it."""
@@ -327,7 +337,11 @@ class RunManager:
         try:
             self._record(request, live, last)
             await self.events.flush(live.run.run_id)
-            live.run = await set_status(self._pool, live.run.run_id, status, error) or live.run
+            committed = live.end.run if live.end is not None else None
+            if committed is not None and committed.done:
+                live.run = committed  # it ended with its turn's commit
+            else:
+                live.run = await set_status(self._pool, live.run.run_id, status, error) or live.run
             await self.events.close(live.run.run_id)
             if request.temporary:
                 with contextlib.suppress(SessiongraphError):
@@ -335,7 +349,7 @@ class RunManager:
         except Exception:
             log.exception("could not record the end of run %s", live.run.run_id)
         finally:
-            self._live.pop(live.run.run_id, None)
+            self._local.discard(live.run.run_id)
             live.publish(last)
             live.ended.set()
 
@@ -364,7 +378,7 @@ class RunManager:
 
     def live_events(self, run_id: str) -> AsyncIterator[TurnEvent] | None:
         """Events of a run executing in this process from now on (None: not here)."""
-        live = self._live.get(run_id)
+        live = self._local.get(run_id)
         if live is None:
             return None
         return RunHandle(live.run, "", live.subscribe()).events()
@@ -373,7 +387,7 @@ class RunManager:
         """Wait for the run to end (in this process or any other) and return it."""
         run = await self.get(owner, session_id, run_id)
         while not run.done:
-            live = self._live.get(run_id)
+            live = self._local.get(run_id)
             if live is not None:
                 await live.ended.wait()
             else:
@@ -391,7 +405,7 @@ class RunManager:
         run = await request_cancel(self._pool, owner, session_id, run_id)
         if run is None:
             return await self.get(owner, session_id, run_id)
-        self._cancel_local(run_id)
+        self._local.cancel(run_id)
         return run
 
     async def stop_thread(self, owner: str, session_id: str) -> None:
@@ -418,9 +432,9 @@ class RunManager:
         await _stopping(delete, partial(self.stop_agent, agent_owner, agent_id))
 
     async def _stopped(self, request_cancels: str, *params: Any) -> None:
-        """Cancel the runs ``request_cancels`` names (:meth:`_cancel_requested`) and wait, up
-        to the enqueue wait, until none is active."""
-        run_ids = await self._cancel_requested(request_cancels, *params)
+        """Cancel the runs ``request_cancels`` names (``LocalRuns.cancel_requested``) and wait,
+        up to the enqueue wait, until none is underway."""
+        run_ids = await self._local.cancel_requested(request_cancels, *params)
         poll = min(self.poll_seconds, 0.1)
         await wait_ended(self._pool, run_ids, self.enqueue_wait_seconds, poll)
 
@@ -444,57 +458,16 @@ class RunManager:
     async def close(self, timeout: float) -> None:
         """Stop taking runs; end queued ones; wait up to ``timeout`` for running ones."""
         self._closing = True
-        for live in list(self._live.values()):
+        for live in self._local.all():
             if live.turn is None:
                 live.cancelled = True
-        tasks = [live.task for live in self._live.values() if live.task is not None]
+        tasks = [live.task for live in self._local.all() if live.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        await self._local.close()
 
     # -- internals ----------------------------------------------------------------------------
 
     def _record(self, request: RunRequest, live: LiveRun, event: TurnEvent) -> None:
         if request.recorder is not None:
             self.events.append(live.run.run_id, request.recorder.translate(event))
-
-    def _cancel_local(self, run_id: str) -> bool:
-        live = self._live.get(run_id)
-        if live is None:
-            return False
-        live.cancelled = True
-        # A queued run notices the flag within poll_seconds; cancelling its task instead
-        # could land between taking the lease and starting the turn.
-        if live.turn is not None:
-            live.turn.cancel()
-        return True
-
-    def _ensure_poller(self) -> None:
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll_cancels(), name="sessiongraph-runs")
-
-    async def _poll_cancels(self) -> None:
-        """Act on cancels requested from other replicas for runs in this process."""
-        while self._live:
-            await asyncio.sleep(self.poll_seconds)
-            ids = [run_id for run_id, live in self._live.items() if not live.cancelled]
-            if not ids:
-                continue
-            try:
-                requested = await ids_of(self._pool, sql.CANCELS_REQUESTED, ids)
-            except Exception:
-                log.warning("could not poll for run cancels", exc_info=True)
-                continue
-            for run_id in requested:
-                self._cancel_local(run_id)
-
-    async def _cancel_requested(self, request_cancels: str, *params: Any) -> Sequence[str]:
-        """Request a cancel of the runs a statement names (``sql.REQUEST_CANCEL_...``: other
-        replicas poll for it), cancel those running here; their ids."""
-        run_ids = await ids_of(self._pool, request_cancels, *params)
-        for run_id in run_ids:
-            self._cancel_local(run_id)
-        return run_ids

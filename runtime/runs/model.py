@@ -1,7 +1,8 @@
 """What a run is: its row (:class:`Run`), what to run (:class:`RunRequest`), its statuses.
 
 Statuses: ``pending`` (queued) → ``running`` → ``success``, ``error`` or ``interrupted``
-(cancelled); see :mod:`runtime.runs.manager`.
+(cancelled); see :mod:`runtime.runs.manager`. A run whose replica stopped ends ``error``
+(``replica_lost``): :mod:`runtime.runs.orphans`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from runtime.errors import ReplicaLost
 from runtime.turns import TurnEvent, TurnRequest, TurnResult
+
+if TYPE_CHECKING:
+    from runtime.runs.orphans import RunEnd
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -58,6 +63,11 @@ class Run:
     def done(self) -> bool:
         """Whether the run has ended (any status but pending and running)."""
         return self.status not in ACTIVE_STATUSES
+
+    @property
+    def lost(self) -> bool:
+        """Whether its replica stopped before it ended: its turn never committed."""
+        return self.status == "error" and (self.error or {}).get("error") == ReplicaLost.code
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -122,8 +132,9 @@ class LiveRun:
     """A run executing (or queued) in this process: its tasks and event subscribers (the
     manager's own bookkeeping)."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, end: RunEnd | None = None) -> None:
         self.run = run
+        self.end = end  # what the turn's release commits for the run
         self.subscribers: list[asyncio.Queue[TurnEvent]] = []
         self.ended = asyncio.Event()
         self.task: asyncio.Task[None] | None = None  # the waiter / event pump

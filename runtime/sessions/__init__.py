@@ -6,6 +6,7 @@ from runtime.sessions.heartbeat import Heartbeat, heartbeat_for
 from runtime.sessions.model import (
     MAX_METADATA_BYTES,
     Lease,
+    ReleaseStep,
     Session,
     SessionSortKey,
     SessionState,
@@ -20,6 +21,7 @@ __all__ = [
     "Heartbeat",
     "Lease",
     "MAX_METADATA_BYTES",
+    "ReleaseStep",
     "Session",
     "SessionSortKey",
     "SessionState",

@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from psycopg import AsyncConnection, errors
+import psycopg
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runtime.checkpoints import (
@@ -30,7 +31,7 @@ from runtime.checkpoints import (
     replay_writes,
     rollback_thread,
 )
-from runtime.db import Pool, Row, connect, database_error, execute, fetch_one
+from runtime.db import Pool, Row, connect, database_error, execute, fetch_one, refusal
 from runtime.errors import (
     AwaitingApproval,
     LeaseLost,
@@ -42,7 +43,7 @@ from runtime.errors import (
 )
 from runtime.sessions import sql
 from runtime.sessions.idempotency import KeyedResult, find_keyed, record_keyed
-from runtime.sessions.model import Lease, TurnCounters
+from runtime.sessions.model import Lease, ReleaseStep, TurnCounters
 
 __all__ = ["SessionLeases"]
 
@@ -254,33 +255,47 @@ class SessionLeases:
         writes: Sequence[Write] = (),
         keyed: KeyedResult | None = None,
         breakpoint: bool | None = None,
+        step: ReleaseStep | None = None,
     ) -> None:
         """End a completed turn: commit its checkpoint, add its counters, slide the TTL.
 
         ``pending_approvals`` marks a turn paused for a human decision; ``breakpoint``
         whether it stopped at a static breakpoint (None: as the session was). ``writes`` are the
         turn's checkpoint writes, deferred by the saver (:func:`deferring_writes`): they
-        commit in the same transaction, or not at all when the lease was lost. So does
-        ``keyed``, the result kept under the turn's idempotency key.
+        commit in the same transaction, or not at all when the lease was lost. So do
+        ``keyed``, the result kept under the turn's idempotency key, and ``step`` (its run's
+        record of it), which may also refuse the commit.
 
         Raises:
             LeaseLost: the lease had lapsed and been taken by another turn.
+            whatever ``step.refused`` gives when its statement refused: nothing committed.
         """
         c = counters or TurnCounters(turns=0)
+        stepped = None
         try:
             # One round trip: the statements share the pipeline's implicit transaction (the
-            # pool's connections are autocommit), which RELEASE aborts when the lease is lost.
+            # pool's connections are autocommit), which a refusing statement aborts whole.
             async with connect(self._pool) as conn, conn.pipeline():
                 await replay_writes(conn, writes)
                 await self._release(conn, lease, c, pending_approvals, breakpoint)
                 if keyed is not None:
                     await record_keyed(conn, lease.owner, lease.session_id, keyed)
-        except errors.DivisionByZero:  # RELEASE found the lease no longer this turn's
+                stepped = await step.send(conn) if step is not None else None
+        except psycopg.Error as exc:
+            raise self._refused(lease, refusal(exc), step) or exc from None
+        if step is not None and stepped is not None:
+            await step.check(stepped)
+
+    @staticmethod
+    def _refused(lease: Lease, reason: str | None, step: ReleaseStep | None) -> Exception | None:
+        """What a release refused with ``reason`` raises (None: not a refusal)."""
+        if reason == sql.LEASE_LOST:
             lease.lost = True
-            raise LeaseLost(
+            return LeaseLost(
                 f"the lease on session {lease.session_id!r} lapsed before the turn ended",
                 session_id=lease.session_id,
-            ) from None
+            )
+        return step.refused(reason) if step is not None and reason is not None else None
 
     async def _release(
         self,

@@ -1,17 +1,21 @@
-"""The session value types: a session, a turn's counters, a lease, a sweep's result."""
+"""The session value types: a session, a turn's counters, a lease, a sweep's result, and what
+another store commits with a turn (:class:`ReleaseStep`)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from psycopg import AsyncConnection, AsyncCursor
 
 from runtime.errors import PayloadTooLarge
 
 __all__ = [
     "MAX_METADATA_BYTES",
     "Lease",
+    "ReleaseStep",
     "Session",
     "SessionSortKey",
     "SessionState",
@@ -125,6 +129,25 @@ class Lease:
     def agent_key(self) -> tuple[str, str, int]:
         """The agent version it runs, as ``runtime.agents.AgentKey`` (owner, id, version)."""
         return (self.agent_owner, self.agent_id, self.agent_version)
+
+
+class ReleaseStep(Protocol):
+    """Another store's statement that commits with a turn, or keeps it from committing: sent
+    in the release's pipeline, in its transaction (a run's record of its turn:
+    :class:`runtime.runs.orphans.RunEnd`)."""
+
+    async def send(self, conn: AsyncConnection[Any]) -> AsyncCursor[Any]:
+        """Send the statement (in the pipeline: not read yet); return its cursor. To keep
+        the turn from committing, the statement refuses (:func:`runtime.db.refuse`)."""
+        ...
+
+    def refused(self, reason: str) -> Exception | None:
+        """The error to raise when the statement refused with ``reason`` (None: not its)."""
+        ...
+
+    async def check(self, cursor: AsyncCursor[Any]) -> None:
+        """Read its outcome once the turn has committed."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from runtime.checkpoints import LATEST_CHECKPOINT
+from runtime.db.refusals import refuse
 
 if TYPE_CHECKING:
     from runtime.sessions.model import SessionSortKey, StateFilter
@@ -33,6 +34,7 @@ __all__ = [
     "INSERT_SESSION",
     "LEASE_FREE",
     "LEASE_HELD",
+    "LEASE_LOST",
     "LIST_SESSIONS",
     "LIVE",
     "PURGE_EXPIRED",
@@ -234,10 +236,12 @@ ABORT = (
     "WHERE owner = %s AND session_id = %s AND lease_token = %s "
     "RETURNING thread_id, committed_checkpoint_id"
 )
+# The reason RELEASE refuses a turn's commit with (runtime.db.refusals).
+LEASE_LOST = "lease_lost"
 # One statement: free the lease, bump the counters, slide the TTL, commit the checkpoint,
-# and (for a real turn) log it for the per-agent statistics. It fails with
-# division_by_zero when the lease was lost. ``breakpoint`` NULL keeps the session's (a
-# state update between turns).
+# and (for a real turn) log it for the per-agent statistics. It is refused (LEASE_LOST)
+# when the lease was lost. ``breakpoint`` NULL keeps the session's (a state update
+# between turns).
 RELEASE = (
     f"WITH s AS (UPDATE sessions s SET {_CLEAR_LEASE}, "
     "turns = turns + %(turns)s, messages = messages + %(messages)s, "
@@ -253,9 +257,9 @@ RELEASE = (
     "(agent_owner, agent_id, owner, latency_ms, messages, tokens_in, tokens_out) "
     "SELECT agent_owner, agent_id, owner, %(latency)s, %(messages)s, %(tin)s, %(tout)s FROM s "
     "WHERE %(turns)s > 0) "
-    # Fails (division_by_zero: RELEASE_LEASE_LOST) when the lease is no longer this turn's,
-    # so the implicit transaction it shares with the turn's writes rolls back whole.
-    "SELECT 1 / count(*) AS n FROM s"
+    # Refused (LEASE_LOST) when the lease is no longer this turn's: the implicit
+    # transaction it shares with the turn's writes rolls back whole.
+    f"SELECT CASE WHEN count(*) = 0 THEN {refuse(LEASE_LOST)} ELSE count(*) END AS n FROM s"
 )
 
 # -- holder liveness (runtime.sessions.heartbeat) ---------------------------------------------

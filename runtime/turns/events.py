@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeAlias
 
 from langchain_core.messages import AIMessage, BaseMessage
 
+from runtime.sessions import ReleaseStep
 from runtime.turns.content import Content
 from runtime.turns.guards import BudgetLimits
 
@@ -175,6 +176,9 @@ class TurnRequest:
     # running again (runtime.turns.retries); the hash of the request is set by the runner.
     idempotency_key: str | None = None
     request_hash: str | None = None
+    # What the turn's release also commits: its run's record of it, which refuses the commit
+    # once the run has ended without it (runtime.runs.orphans). None: a turn with no run.
+    run_end: ReleaseStep | None = None
 
     @property
     def resume(self) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,19 +27,8 @@ from langchain_core.runnables import RunnableConfig
 from runtime.agents import AgentKey, Budgets, CompiledAgent, GraphCache, template_from_row
 from runtime.checkpoints import Write, deferring_writes
 from runtime.db import database_error
-from runtime.errors import (
-    Conflict,
-    InvalidInput,
-    LeaseLost,
-    NotFound,
-    NothingToResume,
-    SessionExpired,
-    SessiongraphError,
-    TurnFailed,
-    error_dict,
-)
+from runtime.errors import Conflict, InvalidInput, NotFound, NothingToResume, SessionExpired
 from runtime.keys import ADMIN_ROLE
-from runtime.models import model_error
 from runtime.sessions import Lease, SessionStore, TurnCounters
 from runtime.tools import ToolRegistry, ToolSpec
 from runtime.turns.events import (
@@ -50,6 +39,7 @@ from runtime.turns.events import (
     TurnResult,
     message_to_dict,
 )
+from runtime.turns.failures import error_body, public_error
 from runtime.turns.guards import (
     ToolRecords,
     TurnGuard,
@@ -70,9 +60,12 @@ from runtime.turns.stream import (
     waits_for_value,
 )
 
-__all__ = ["GuardOptions", "TurnRunner"]
+__all__ = ["GuardOptions", "Ready", "TurnRunner"]
 
 log = logging.getLogger(__name__)
+
+# Called once a started turn may run, before its graph does (see TurnRunner.start).
+Ready = Callable[[str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -147,18 +140,28 @@ class TurnRunner:
             yield event
 
     async def start(
-        self, owner: str, session_id: str, request: TurnRequest
+        self, owner: str, session_id: str, request: TurnRequest, *, ready: Ready | None = None
     ) -> tuple[AsyncIterator[TurnEvent], asyncio.Task[TurnResult]]:
         """Start a turn (its lease taken when this returns) and return its events and task.
 
         Errors that stop the turn from starting are raised here. Cancelling the task stops
-        the turn and rolls it back; the events then end with an ``error``.
+        the turn and rolls it back; the events then end with an ``error``. ``ready`` is
+        awaited before the graph starts, with the session's agent id once the lease is
+        taken (None: a kept result is replayed); if it fails, the lease is given back.
         """
         request = checked_request(keyed(request))
         begun = await begin_once(self._begin, self._sessions, owner, session_id, request)
         if isinstance(begun, TurnResult):
+            if ready is not None:
+                await ready(None)
             return replayed(begun)
         lease, agent = begun
+        if ready is not None:
+            try:
+                await ready(lease.agent_id)
+            except BaseException:
+                await self._sessions.abort(lease)
+                raise
         queue: asyncio.Queue[TurnEvent] = asyncio.Queue()
         task = self._spawn(self._execute(lease, agent, request, queue.put_nowait))
 
@@ -322,6 +325,7 @@ class TurnRunner:
                 writes=writes,
                 keyed=keyed_result(request, result),
                 breakpoint=run.breakpoint,
+                step=request.run_end,
             )
         except BaseException as exc:
             error = await self._failed(lease, exc, started, emit)
@@ -393,10 +397,10 @@ class TurnRunner:
                     self._sessions.abort_when_back(lease)
                 else:
                     log.exception("could not roll back the turn on %s", lease.session_id)
-        error = _public_error(exc, lease)
+        error = public_error(exc, lease)
         self._notify(lease, getattr(error, "code", "cancelled"), started)
         if emit:
-            emit(TurnEvent("error", _error_body(error)))
+            emit(TurnEvent("error", error_body(error)))
         return error
 
     @staticmethod
@@ -459,39 +463,6 @@ def _status(
     if interrupts or breakpoint:
         return "interrupted"
     return "awaiting_approval" if approvals else "completed"
-
-
-def _public_error(exc: BaseException, lease: Lease) -> BaseException:
-    """The error a caller sees for a failed turn; internal details stay in the log."""
-    if lease.lost and isinstance(exc, asyncio.CancelledError):
-        return LeaseLost(
-            f"the lease on session {lease.session_id!r} was lost mid-turn",
-            session_id=lease.session_id,
-        )
-    if isinstance(exc, SessiongraphError) or not isinstance(exc, Exception):
-        return exc
-    model_failure = model_error(exc, lease.session_id)
-    if model_failure is not None:
-        return model_failure
-    db_failure = database_error(exc)
-    if db_failure is not None:  # rolled back (or rolls back when the lease lapses)
-        log.warning("turn on %s: database unavailable (%s)", lease.session_id, exc)
-        return db_failure
-    log.error("turn on %s failed", lease.session_id, exc_info=exc)
-    return TurnFailed(
-        f"the turn failed ({type(exc).__name__}) and was rolled back",
-        session_id=lease.session_id,
-    )
-
-
-def _error_body(error: BaseException) -> dict[str, Any]:
-    """The ``error`` event's payload for the error a caller sees."""
-    body = error_dict(error, cancelled="the turn was cancelled", failed="turn failed")
-    if isinstance(error, asyncio.CancelledError):
-        # A cancelled turn's event has always said "internal_error" (error_dict says
-        # "cancelled"); kept so the stream stays byte-identical.
-        body["error"] = "internal_error"
-    return body
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

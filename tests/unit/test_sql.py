@@ -6,8 +6,9 @@ import pytest
 
 from runtime.agents import sql as agents_sql
 from runtime.checkpoints import sql as checkpoints_sql
-from runtime.db import check_sort
+from runtime.db import check_sort, refuse
 from runtime.errors import InvalidInput
+from runtime.runs import sql as runs_sql
 from runtime.sessions import sql as sessions_sql
 
 
@@ -38,6 +39,51 @@ class TestSessionPredicates:
         assert "lease_holder = %(holder)s" in sessions_sql.ACQUIRE
         assert "lease_holder = NULL" in sessions_sql.RELEASE
         assert "lease_holder = NULL" in sessions_sql.ABORT
+
+
+class TestRunPredicates:
+    def test_orphaned_and_underway_split_active_runs_by_their_holder(self) -> None:
+        """A run names its holder as a session's lease does: HOLDER_ALIVE, by name, says
+        whether an active run is underway or an orphan; ended runs are neither."""
+        alive, active = sessions_sql.HOLDER_ALIVE, runs_sql.ACTIVE
+        assert runs_sql.ORPHANED == f"({active} AND NOT {alive})"
+        assert runs_sql.UNDERWAY == f"({active} AND {alive})"
+        assert "lease_holder" in alive
+
+    def test_every_is_it_still_running_check_skips_orphans(self) -> None:
+        """Busy checks, waits and cancels count underway runs only; the queue skips pending
+        runs of a dead holder."""
+        for statement in (
+            runs_sql.INFLIGHT,
+            runs_sql.STILL_ACTIVE,
+            runs_sql.REQUEST_CANCEL,
+            runs_sql.REQUEST_CANCEL_INFLIGHT,
+            runs_sql.REQUEST_CANCEL_OTHERS,
+            runs_sql.REQUEST_CANCEL_AGENT,
+        ):
+            assert runs_sql.UNDERWAY in statement, statement
+        assert sessions_sql.HOLDER_ALIVE in runs_sql.QUEUED_BEFORE
+
+    def test_reads_flag_orphans_and_settling_is_guarded(self) -> None:
+        """Every read returns whether the run is an orphan (settled before it is shown); the
+        settling UPDATE fires only while the run is still one, and a list filters on the
+        status it will be shown."""
+        flag = f"{runs_sql.ORPHANED} AS orphaned"
+        for read in (runs_sql.SELECT_RUN, runs_sql.SELECT_RUNS, runs_sql.SELECT_KEYED_RUN):
+            assert flag in read, read
+        assert flag in runs_sql.LIST_RUNS and runs_sql.STATUS_SEEN in runs_sql.LIST_RUNS
+        assert f"AND {runs_sql.ORPHANED} RETURNING" in runs_sql.SETTLE_ORPHANS
+
+    def test_status_changes_only_while_the_run_is_active(self) -> None:
+        """The owner's status updates and its turn's commit never overwrite an end (a run
+        settled as lost keeps its end, and its turn cannot commit)."""
+        guard = f"AND {runs_sql.ACTIVE} RETURNING *"
+        assert runs_sql.SET_STATUS.endswith(guard)
+        assert guard in runs_sql.COMMIT_TURN
+        # No row to mark: the commit is refused, so the turn's whole transaction rolls back.
+        assert refuse(runs_sql.RUN_ENDED) in runs_sql.COMMIT_TURN
+        assert refuse(sessions_sql.LEASE_LOST) in sessions_sql.RELEASE
+        assert runs_sql.LOST in runs_sql.FREE_SPENT_KEY
 
 
 class TestSessionSearch:
