@@ -30,7 +30,8 @@ Fenced writes, for safety rather than speed: inside :func:`fenced_writes` (a tur
 per-step durability, a state update), each write's transaction first runs the caller's fence
 statement (the session's lease still held by the writer's token, the row locked until the
 commit), so a writer that lost its lease (paused past its liveness bound while another
-replica took the session) writes nothing.
+replica took the session) writes nothing. The fenced transaction holds the session row, so
+it holds nothing but database work: a checkpoint is serialized before it opens.
 
 Reads (:meth:`SessionSaver.aget_tuple`, :meth:`SessionSaver.alist`) run once more on a fresh
 connection when theirs fails under them (:func:`runtime.reconnect.read_again`); writes never.
@@ -38,6 +39,7 @@ connection when theirs fails under them (:func:`runtime.reconnect.read_again`); 
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -129,11 +131,15 @@ async def replay_writes(conn: AsyncConnection[Any], writes: Sequence[Write]) -> 
     if not writes:
         return
     async with conn.cursor(binary=True) as cur:
-        for kind, query, params in writes:
-            if kind == "executemany":
-                await cur.executemany(query, params)
-            else:
-                await cur.execute(query, params)
+        await _run(cur, writes)
+
+
+async def _run(cur: AsyncCursor[Any], writes: Sequence[Write]) -> None:
+    for kind, query, params in writes:
+        if kind == "executemany":
+            await cur.executemany(query, params)
+        else:
+            await cur.execute(query, params)
 
 
 async def _check_fence(conn: AsyncConnection[Any]) -> None:
@@ -279,7 +285,14 @@ class SessionSaver(AsyncPostgresSaver):
         config = {**config, "configurable": _checkpoint_keys(config["configurable"])}
         sink = _deferred.get()
         if sink is None:
-            saved = await super().aput(config, checkpoint, metadata, new_versions)
+            # Serialized first (in a worker thread, as LangGraph does), then sent: the
+            # write's transaction has nothing to wait for but the database.
+            statements: list[Write] = []
+            saved = await asyncio.to_thread(
+                self._record_put, statements, config, checkpoint, metadata, new_versions
+            )
+            async with self._cursor(pipeline=True) as cur:
+                await _run(cur, statements)
         else:
             saved = self._record_put(sink, config, checkpoint, metadata, new_versions)
         configurable = config["configurable"]
