@@ -124,6 +124,8 @@ class Runtime:
             self.templates,
             default_ttl_seconds=settings.session_ttl_seconds,
             lease_timeout_seconds=settings.lease_timeout_seconds,
+            liveness_seconds=settings.heartbeat_timeout_seconds,
+            database_timeout_seconds=settings.database_timeout_seconds,
             lease_wait_seconds=settings.lease_wait_seconds,
             checkpoints_kept=settings.checkpoints_kept,
             holder=holder,

@@ -122,7 +122,8 @@ class Settings(BaseSettings):
         description=(
             "A server process beats a row in Postgres every third of this; one silent longer "
             "(killed, or paused) is dead, and its sessions' leases are free at once instead "
-            "of after the lease timeout (its writes are refused if it comes back)."
+            "of after the lease timeout (its writes are refused if it comes back; a "
+            "checkpoint write it was paused inside is ended by Postgres after this long)."
         ),
     )
     shutdown_grace_seconds: float = Field(

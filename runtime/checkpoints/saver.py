@@ -30,7 +30,11 @@ Fenced writes, for safety rather than speed: inside :func:`fenced_writes` (a tur
 per-step durability, a state update), each write's transaction first runs the caller's fence
 statement (the session's lease still held by the writer's token, the row locked until the
 commit), so a writer that lost its lease (paused past its liveness bound while another
-replica took the session) writes nothing.
+replica took the session) writes nothing. The fence also bounds its transaction on the
+server, which ends it when the writer leaves it idle too long (a process paused inside it),
+so a write's transaction holds nothing but database work: a checkpoint is serialized before
+it opens. A fenced write that fails for any reason asks the fence again, on a fresh
+connection, and raises the fence's error when the lease has gone meanwhile.
 
 Reads (:meth:`SessionSaver.aget_tuple`, :meth:`SessionSaver.alist`) run once more on a fresh
 connection when theirs fails under them (:func:`runtime.reconnect.read_again`); writes never.
@@ -38,6 +42,7 @@ connection when theirs fails under them (:func:`runtime.reconnect.read_again`); 
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -102,7 +107,9 @@ _fence: ContextVar[Fence | None] = ContextVar("sessiongraph_fence", default=None
 def fenced_writes(statement: str, params: Any, lost: Callable[[], BaseException]) -> Iterator[None]:
     """Within the block (and tasks it starts), each write the saver sends runs ``statement``
     first in its transaction and, when it returns no row, raises ``lost()`` instead of
-    writing. The statement should lock what it checks until the commit."""
+    writing. The statement should lock what it checks until the commit. A write that fails
+    otherwise runs ``statement`` once more, on a fresh connection: if it returns no row then
+    (the lease went while the write was failing), ``lost()`` is raised from the failure."""
     token = _fence.set((statement, params, lost))
     try:
         yield
@@ -129,22 +136,22 @@ async def replay_writes(conn: AsyncConnection[Any], writes: Sequence[Write]) -> 
     if not writes:
         return
     async with conn.cursor(binary=True) as cur:
-        for kind, query, params in writes:
-            if kind == "executemany":
-                await cur.executemany(query, params)
-            else:
-                await cur.execute(query, params)
+        await _run(cur, writes)
 
 
-async def _check_fence(conn: AsyncConnection[Any]) -> None:
-    """Run the current fence (if any) in ``conn``'s transaction; raise when it holds no row."""
-    fence = _fence.get()
-    if fence is None:
-        return
-    statement, params, lost = fence
+async def _run(cur: AsyncCursor[Any], writes: Sequence[Write]) -> None:
+    for kind, query, params in writes:
+        if kind == "executemany":
+            await cur.executemany(query, params)
+        else:
+            await cur.execute(query, params)
+
+
+async def _fence_holds(conn: AsyncConnection[Any], fence: Fence) -> bool:
+    """Run the fence's statement on ``conn`` (in its transaction): whether it returns a row."""
+    statement, params, _ = fence
     cur = await conn.execute(statement, params)
-    if await cur.fetchone() is None:
-        raise lost()
+    return await cur.fetchone() is not None
 
 
 def _checkpoint_keys(configurable: dict[str, Any]) -> dict[str, Any]:
@@ -193,20 +200,42 @@ class SessionSaver(AsyncPostgresSaver):
         if sink is not None:
             yield _Recorder(sink)  # type: ignore[misc]
             return
-        async with self.conn.connection() as conn:
-            if not pipeline:
-                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
-                    yield cur
-                return
+        if not pipeline:
+            async with (
+                self.conn.connection() as conn,
+                conn.cursor(binary=True, row_factory=dict_row) as cur,
+            ):
+                yield cur
+            return
+        fence = _fence.get()
+        refused: BaseException | None = None
+        try:
             # One transaction: a checkpoint and its blobs commit together, with one WAL
             # flush instead of one per statement; behind the fence, if there is one.
-            async with conn.transaction():
-                await _check_fence(conn)
+            async with self.conn.connection() as conn, conn.transaction():
+                if fence is not None and not await _fence_holds(conn, fence):
+                    refused = fence[2]()
+                    raise refused
                 async with (
                     conn.pipeline() if self.supports_pipeline else nullcontext(),
                     conn.cursor(binary=True, row_factory=dict_row) as cur,
                 ):
                     yield cur
+        except Exception as exc:
+            # A fenced write that failed (its server may have ended it: its process was
+            # paused inside it) is refused as the fence refuses when the lease has gone.
+            if fence is None or exc is refused or await self._fence_holds_now(fence):
+                raise
+            raise fence[2]() from exc
+
+    async def _fence_holds_now(self, fence: Fence) -> bool:
+        """Whether the fence holds, asked on a fresh connection; True when it cannot be
+        asked (the database is away: the write's own error says so)."""
+        try:
+            async with self.conn.connection() as conn:
+                return await _fence_holds(conn, fence)
+        except Exception:
+            return True
 
     # -- the cache ----------------------------------------------------------------------------
 
@@ -279,7 +308,14 @@ class SessionSaver(AsyncPostgresSaver):
         config = {**config, "configurable": _checkpoint_keys(config["configurable"])}
         sink = _deferred.get()
         if sink is None:
-            saved = await super().aput(config, checkpoint, metadata, new_versions)
+            # Serialized first (in a worker thread, as LangGraph does), then sent: the
+            # write's transaction has nothing to wait for but the database.
+            statements: list[Write] = []
+            saved = await asyncio.to_thread(
+                self._record_put, statements, config, checkpoint, metadata, new_versions
+            )
+            async with self._cursor(pipeline=True) as cur:
+                await _run(cur, statements)
         else:
             saved = self._record_put(sink, config, checkpoint, metadata, new_versions)
         configurable = config["configurable"]

@@ -10,7 +10,8 @@ The beat runs in a thread of its own on a connection of its own (plain autocommi
 statements, so it works through a transaction-mode pooler), never on the event loop: a
 loop busy with turns must not make a live process look dead. A process that was only
 paused (SIGSTOP, a long GC) and lost its leases meanwhile is fenced, not trusted: every
-write of its turn is conditioned on its lease token (``RELEASE``, ``FENCE``).
+write of its turn is conditioned on its lease token (``RELEASE``, ``FENCE``), and a write it
+was paused inside is ended by the server after the same bound (``FENCE`` sets it).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ process that dies mid-turn frees the session as soon as its heartbeat is stale (
 1.5 s); a holder alive but stuck, when its lease lapses. The next turn rolls back what the
 dead one wrote. A holder that was only paused and comes back is fenced: its release and
 its checkpoint writes are conditioned on its lease token (``RELEASE``, :meth:`fencing`), so
-nothing it writes after losing the lease commits, and its caller gets ``LeaseLost``.
+nothing it writes after losing the lease commits, and its caller gets ``LeaseLost``. A holder
+paused inside one of those writes does not keep the session either: the server ends the
+write's transaction once it has sat idle for the heartbeat bound (``FENCE`` sets it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -78,6 +81,11 @@ def _refusal(why: Row | None, session_id: str, *, resume: bool) -> Exception | N
     return None
 
 
+def _milliseconds(seconds: float) -> str:
+    """A Postgres timeout setting's value for ``seconds`` (whole milliseconds, at least 1)."""
+    return str(max(1, math.ceil(seconds * 1000)))
+
+
 class SessionLeases:
     """Taking, renewing and giving back sessions' turn leases, on one connection pool."""
 
@@ -86,6 +94,8 @@ class SessionLeases:
         pool: Pool,
         *,
         lease_timeout_seconds: float,
+        liveness_seconds: float,
+        database_timeout_seconds: float,
         lease_wait_seconds: float = 0.0,
         checkpoints_kept: int = 0,
         holder: str | None = None,
@@ -95,6 +105,13 @@ class SessionLeases:
         # heartbeat, so only the lease timeout frees a lease this process leaves behind).
         self.holder = holder
         self.lease_timeout_seconds = lease_timeout_seconds
+        # The bounds of a fenced write's transaction on the server (see sql.FENCE): idle
+        # for as long as a silent holder is taken for dead (the heartbeat timeout), open
+        # for as long as the pool lets any use of a connection last (the database timeout).
+        self.fence_bounds = {
+            "idle": _milliseconds(liveness_seconds),
+            "whole": _milliseconds(database_timeout_seconds),
+        }
         self.lease_wait_seconds = lease_wait_seconds
         # Checkpoints kept per thread after each turn (0: all).
         self.checkpoints_kept = checkpoints_kept
@@ -180,7 +197,10 @@ class SessionLeases:
         """Within the block, every checkpoint write the saver sends (per-step durability, a
         state update) commits only while ``lease`` is still held by its token
         (:data:`~runtime.sessions.sql.FENCE`); once another turn has taken the session it
-        raises ``LeaseLost`` and writes nothing."""
+        raises ``LeaseLost`` and writes nothing. Each write's transaction is bounded on the
+        server (:attr:`fence_bounds`): a holder paused inside one (past the heartbeat bound)
+        has it ended under it, and, resumed, gets ``LeaseLost`` if the session was taken
+        meanwhile."""
 
         def lost() -> LeaseLost:
             lease.lost = True
@@ -189,7 +209,8 @@ class SessionLeases:
                 session_id=lease.session_id,
             )
 
-        with fenced_writes(sql.FENCE, (lease.thread_id, lease.token), lost):
+        params = {"thread_id": lease.thread_id, "token": lease.token, **self.fence_bounds}
+        with fenced_writes(sql.FENCE, params, lost):
             yield
 
     async def keyed_result(

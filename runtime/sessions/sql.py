@@ -217,8 +217,20 @@ ACQUIRE = (
 # (per-step durability, state updates), it returns a row only while the lease is still the
 # writer's, and holds the row (FOR SHARE) until the write commits, so a takeover (ACQUIRE
 # locks the row) either happens before it, and the write is refused, or after the write
-# commits, and rolls it back. Parameters: thread_id, lease token.
-FENCE = "SELECT 1 FROM sessions WHERE thread_id = %s AND lease_token = %s FOR SHARE"
+# commits, and rolls it back. With the row it bounds the rest of its transaction on the
+# server, so a writer stopped inside it (SIGSTOP, a frozen VM) cannot keep a takeover
+# waiting for the row: the server ends the session once the client has left the transaction
+# idle for ``idle`` ms (``idle_in_transaction_session_timeout``), or, on Postgres 17 and
+# later, once the transaction has been open for ``whole`` ms (``transaction_timeout``, which
+# also covers a client stopped half-way through sending a statement). Both are local to the
+# transaction (fine behind a transaction-mode pooler). Parameters: thread_id, token, idle,
+# whole (milliseconds, as text).
+FENCE = (
+    "SELECT set_config('idle_in_transaction_session_timeout', %(idle)s, true) AS idle_bound, "
+    "CASE WHEN current_setting('transaction_timeout', true) IS NOT NULL "
+    "THEN set_config('transaction_timeout', %(whole)s, true) END AS whole_bound "
+    "FROM sessions WHERE thread_id = %(thread_id)s AND lease_token = %(token)s FOR SHARE"
+)
 # Why ACQUIRE took nothing.
 EXPLAIN_REFUSAL = (
     f"SELECT s.status, {EXPIRED} AS expired, "

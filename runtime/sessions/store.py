@@ -101,6 +101,8 @@ class SessionStore(SessionLeases):
         *,
         default_ttl_seconds: int,
         lease_timeout_seconds: float,
+        liveness_seconds: float,
+        database_timeout_seconds: float,
         lease_wait_seconds: float = 0.0,
         checkpoints_kept: int = 0,
         holder: str | None = None,
@@ -108,6 +110,8 @@ class SessionStore(SessionLeases):
         super().__init__(
             pool,
             lease_timeout_seconds=lease_timeout_seconds,
+            liveness_seconds=liveness_seconds,
+            database_timeout_seconds=database_timeout_seconds,
             lease_wait_seconds=lease_wait_seconds,
             checkpoints_kept=checkpoints_kept,
             holder=holder,

@@ -31,14 +31,16 @@ class TestHeartbeat:
     async def test_a_busy_event_loop_does_not_stop_the_beat(
         self, runtime: Runtime, database_url: str
     ) -> None:
-        """The runtime's row keeps advancing while its event loop is blocked for 2 s."""
+        """The runtime's row advances while its event loop is blocked for longer than the
+        heartbeat bound."""
         holder = runtime.sessions.holder
         assert holder is not None
         before, _ = beat_of(database_url, holder)
-        time.sleep(2.0)  # blocks the loop the runtime runs on, not the heartbeat's thread
-        after, age = beat_of(database_url, holder)
-        assert after - before >= 1.0, (before, after)
-        assert age < runtime.settings.heartbeat_timeout_seconds, age
+        # Blocks the loop the runtime runs on (the reads around it too: nothing runs on the
+        # loop from the first read to the second), not the heartbeat's thread.
+        time.sleep(runtime.settings.heartbeat_timeout_seconds + 0.5)
+        after, _ = beat_of(database_url, holder)
+        assert after > before, (before, after)
 
     async def test_a_lease_names_its_holder(self, runtime: Runtime, database_url: str) -> None:
         """A turn's lease carries the process's holder name; the release clears it."""

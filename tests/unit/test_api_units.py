@@ -77,7 +77,8 @@ class TestAuthMode:
 
 class TestErrorMap:
     def test_unreachable_database_errors_are_database_unavailable(self) -> None:
-        """Connection failures, shutdowns and pool timeouts are 503s; SQL errors are not."""
+        """Connection failures, shutdowns, sessions the server ended for a transaction left
+        idle or open past its bound, and pool timeouts are 503s; SQL errors are not."""
         from psycopg_pool import PoolTimeout
 
         from runtime.db import database_error
@@ -88,6 +89,8 @@ class TestErrorMap:
             psycopg.errors.AdminShutdown("terminating connection"),
             psycopg.errors.ReadOnlySqlTransaction("read-only"),
             psycopg.InterfaceError("the connection is closed"),
+            psycopg.errors.IdleInTransactionSessionTimeout("idle-in-transaction timeout"),
+            psycopg.errors.TransactionTimeout("transaction timeout"),
             PoolTimeout("couldn't get a connection after 3.00 sec"),
         ):
             found = database_error(exc)
