@@ -257,7 +257,7 @@ async def run_request(
         checkpoint_id = _start_from(session, graph_input, checkpoint_id)
     if checkpoint_id is not None:
         await runtime.threads.check_visible(session, checkpoint_id)
-    strategy = body.multitask_strategy or "reject"
+    strategy, resumable = body.multitask_strategy or "reject", body.stream_resumable
     turn = TurnRequest(
         input=graph_input,
         **(_resume(session, body.command["resume"]) if body.command is not None else {}),
@@ -282,11 +282,10 @@ async def run_request(
         kwargs=_run_kwargs(body, modes),
         temporary=temporary,
         # Resumable: the stream is recorded (as the requested modes) for replay.
-        recorder=EventTranslator(modes, thread_id, session.thread_id)
-        if body.stream_resumable
-        else None,
+        recorder=EventTranslator(modes, thread_id, session.thread_id) if resumable else None,
         idempotency_key=keyed.key if keyed else None,
         request_hash=keyed.request_hash if keyed else None,
+        thread_key=session.thread_id,
     )
 
 

@@ -134,22 +134,24 @@ class RunManager:
         """
         strategy = request.multitask_strategy
         self._check_accepting(strategy)
-        session = await self._sessions.get(request.owner, request.session_id)
+        thread_key = request.thread_key or (
+            await self._sessions.get(request.owner, request.session_id)
+        ).thread_id
         kept = await self.keyed(
             request.owner, request.session_id, request.idempotency_key, request.request_hash
         )
         if kept is not None:
-            return RunHandle(kept, session.thread_id, repeated=True)
+            return RunHandle(kept, thread_key, repeated=True)
         run_id = request.turn.run_id or str(uuid.uuid4())
         end = RunEnd(run_id, final=request.recorder is None)
         turn = replace(request.turn, run_id=run_id, run_end=end)
         await self._make_room(request)
         run, new = await insert_run(self._pool, request, run_id, "pending", self._holder)
         if not new:
-            return RunHandle(run, session.thread_id, repeated=True)
+            return RunHandle(run, thread_key, repeated=True)
         live = LiveRun(run, end)
         queue = live.subscribe() if subscribe else None
-        handle = RunHandle(run, session.thread_id, queue)
+        handle = RunHandle(run, thread_key, queue)
         queued = strategy != "reject" and await queued_before(
             self._pool, run, self.enqueue_wait_seconds
         )

@@ -105,6 +105,9 @@ class RunRequest:
     recorder: EventRecorder | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    # The session's checkpointer thread id, when the caller has just read the session (None:
+    # the manager reads it).
+    thread_key: str | None = None
 
 
 @dataclass
