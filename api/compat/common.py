@@ -13,12 +13,14 @@ from typing import Any
 
 import orjson
 from fastapi.encoders import jsonable_encoder
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
 from pydantic import BaseModel
 
 from runtime import Runtime
 from runtime.agents import SYSTEM_OWNER, AgentTemplate
+from runtime.memo import PerObject
 from runtime.sessions import Session, SessionState, StateFilter
 
 __all__ = [
@@ -42,11 +44,21 @@ def resolve_assistant_id(runtime: Runtime, assistant_id: str) -> str:
     return runtime.graph_agent_id(assistant_id) or assistant_id
 
 
+def _dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+# A message is dumped once for as long as it lives (a run's answer holds the whole history).
+_dumped_message = PerObject(_dump)
+
+
 def _encode(value: Any) -> Any:
     # What orjson cannot encode itself: pydantic models (messages) as FastAPI encodes them,
     # anything else (sets, bytes, Decimal, pydantic v1 models...) by FastAPI's own encoder.
+    if isinstance(value, BaseMessage):
+        return _dumped_message(value)
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", by_alias=True)
+        return _dump(value)
     return jsonable_encoder(value)
 
 

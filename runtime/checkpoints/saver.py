@@ -43,7 +43,6 @@ connection when theirs fails under them (:func:`runtime.reconnect.read_again`); 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext
@@ -72,6 +71,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.memo import PerObject
 from runtime.reconnect import read_again
 
 __all__ = [
@@ -457,14 +457,14 @@ class MessageCachingSerializer(JsonPlusSerializer):
     A checkpoint stores a session's whole message list, so encoding it cost time in
     proportion to the history on every turn although only the turn's new messages had
     changed. Messages are never modified once in the state (updates replace them with
-    copies), so the encoding of a message object is kept, keyed by the object, for as
-    long as the object lives (a weak reference drops it with the object). The bytes are
-    exactly what the plain serializer writes.
+    copies), so the encoding of a message object is kept for as long as the object lives
+    (:class:`~runtime.memo.PerObject`). The bytes are exactly what the plain serializer
+    writes.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._encoded: dict[int, tuple[weakref.ref[BaseMessage], Any]] = {}
+        self._encoded = PerObject(jsonplus._msgpack_default)
 
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         if obj is None or isinstance(obj, (bytes, bytearray)):
@@ -474,14 +474,4 @@ class MessageCachingSerializer(JsonPlusSerializer):
     def _default(self, obj: Any) -> Any:
         if not isinstance(obj, BaseMessage):
             return jsonplus._msgpack_default(obj)
-        key = id(obj)
-        entry = self._encoded.get(key)
-        if entry is not None and entry[0]() is obj:
-            return entry[1]
-        encoded = jsonplus._msgpack_default(obj)
-        encoded_map = self._encoded
-        self._encoded[key] = (
-            weakref.ref(obj, lambda _, key=key: encoded_map.pop(key, None)),  # type: ignore[misc]
-            encoded,
-        )
-        return encoded
+        return self._encoded(obj)

@@ -134,9 +134,10 @@ class RunManager:
         """
         strategy = request.multitask_strategy
         self._check_accepting(strategy)
-        thread_key = request.thread_key or (
-            await self._sessions.get(request.owner, request.session_id)
-        ).thread_id
+        thread_key = (
+            request.thread_key
+            or (await self._sessions.get(request.owner, request.session_id)).thread_id
+        )
         kept = await self.keyed(
             request.owner, request.session_id, request.idempotency_key, request.request_hash
         )
