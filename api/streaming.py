@@ -36,6 +36,7 @@ __all__ = [
     "TurnStreamEvents",
     "cancel_on_disconnect",
     "compact_json",
+    "compact_json_bytes",
     "first_event_after",
     "recorded_sse",
     "respond",
@@ -77,13 +78,20 @@ def wants_stream(request: Request) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
 
 
-def compact_json(value: Any) -> str:
-    """``value`` as compact JSON text (non-ASCII kept, anything else as its ``str``), by
-    orjson (the standard library's encoder for what orjson refuses, e.g. huge integers)."""
+def compact_json_bytes(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON (anything else as its ``str``; an ``orjson.Fragment``
+    as the JSON it holds), by orjson (the standard library's encoder for what orjson
+    refuses, e.g. huge integers)."""
     try:
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return text.encode()
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text (:func:`compact_json_bytes`)."""
+    return compact_json_bytes(value).decode()
 
 
 def sse_event(name: str, data: Any) -> ServerSentEvent:

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.compat.common import checkpoint_dict, interrupt_dict, json_bytes
-from api.streaming import Cancel, cancel_on_disconnect, compact_json, recorded_sse, sse_event
+from api.streaming import Cancel, cancel_on_disconnect, compact_json_bytes, recorded_sse, sse_event
 from runtime import Runtime
 from runtime.errors import NotFound
 from runtime.runs import Run, RunHandle
@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 _KEEPALIVE_SECONDS = 5.0
+
+# What a run waited for answers: JSON-ready data, or the same already encoded.
+Outcome = dict[str, Any] | orjson.Fragment
 
 
 def _public_configurable(configurable: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,6 +94,13 @@ class EventTranslator:
         if self.thread_key and self.thread_key.encode() in raw:
             return _rename(data, self.thread_key, self.thread_id)
         return data
+
+    def public_json(self, value: Any) -> orjson.Fragment:
+        """:meth:`public` already encoded (read back only when an id must be replaced)."""
+        raw = json_bytes(_strip(value))
+        if self.thread_key and self.thread_key.encode() in raw:
+            raw = json_bytes(_rename(orjson.loads(raw), self.thread_key, self.thread_id))
+        return orjson.Fragment(raw)
 
     def first(self, run: Run) -> list[tuple[str, Any]]:
         """What a run's stream starts with: its ``metadata``."""
@@ -224,7 +234,7 @@ async def values_result(runtime: Runtime, run: Run) -> dict[str, Any]:
     return out
 
 
-async def _keepalive_json(result: asyncio.Future[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _keepalive_json(result: asyncio.Future[Any]) -> AsyncIterator[bytes]:
     """The JSON body once ``result`` is ready, with a newline every few seconds meanwhile
     (leading whitespace is valid JSON; it keeps proxies from timing the request out)."""
     while True:
@@ -233,12 +243,12 @@ async def _keepalive_json(result: asyncio.Future[dict[str, Any]]) -> AsyncIterat
         except TimeoutError:
             yield b"\n"
             continue
-        yield compact_json(value).encode()
+        yield compact_json_bytes(value)
         return
 
 
 def json_response(
-    result: asyncio.Future[dict[str, Any]],
+    result: asyncio.Future[Any],  # of an Outcome
     cancel: Cancel | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> StreamingResponse:
@@ -250,8 +260,9 @@ def json_response(
     )
 
 
-async def wait_outcome(runtime: Runtime, handle: RunHandle, thread_id: str) -> dict[str, Any]:
-    """What a waited-for run returns: its last values, its error, or the thread's values."""
+async def wait_outcome(runtime: Runtime, handle: RunHandle, thread_id: str) -> Outcome:
+    """What a waited-for run returns: its last values (encoded once, never read back), its
+    error, or the thread's values."""
     translator = EventTranslator(("values",), thread_id, handle.thread_key)
     last: TurnEvent | None = None  # only the last values are encoded
     async for event in handle.events():
@@ -263,4 +274,4 @@ async def wait_outcome(runtime: Runtime, handle: RunHandle, thread_id: str) -> d
                 return {"__error__": data}
     if last is None:
         return await values_result(runtime, handle.run)
-    return dict(translator.translate(last))["values"]
+    return translator.public_json(last.data["data"])

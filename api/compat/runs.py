@@ -161,9 +161,9 @@ async def _wait(
     if request is None:  # a retry: the first attempt's output, once it ends
         outcome = asyncio.ensure_future(joined_values(runtime, handle.run))
         return json_response(outcome, None, _locations(handle.run, False, "/join"))
-    outcome = asyncio.ensure_future(wait_outcome(runtime, handle, request.session_id))
+    waited = asyncio.ensure_future(wait_outcome(runtime, handle, request.session_id))
     headers = _locations(handle.run, request.temporary, "/join")
-    return json_response(outcome, _cancel(runtime, request, handle.run, body), headers)
+    return json_response(waited, _cancel(runtime, request, handle.run, body), headers)
 
 
 async def _background(
