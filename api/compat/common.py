@@ -8,6 +8,7 @@ go into JSON responses and SSE events alike.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 
 from runtime import Runtime
 from runtime.agents import SYSTEM_OWNER, AgentTemplate
-from runtime.memo import PerObject
+from runtime.memo import PerObject, message_version
 from runtime.sessions import Session, SessionState, StateFilter
 
 __all__ = [
@@ -49,7 +50,7 @@ def _dump(model: BaseModel) -> Any:
 
 
 # A message is dumped once for as long as it lives (a run's answer holds the whole history).
-_dumped_message = PerObject(_dump)
+_dumped_message = PerObject(_dump, message_version)
 
 
 def _encode(value: Any) -> Any:
@@ -70,16 +71,21 @@ def json_bytes(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=_encode, option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
-        return orjson.dumps(jsonable_encoder(value), default=str, option=_OPTIONS)
+        text = json.dumps(jsonable_encoder(value), separators=(",", ":"), ensure_ascii=False)
+        return text.encode()
 
 
 def jsonable(value: Any) -> Any:
     """``value`` as JSON-ready data: messages and other models as their ``model_dump``.
 
     FastAPI's ``jsonable_encoder`` gives the same data, but walks it in Python (a run's whole
-    state, every step); this encodes it with orjson (:func:`json_bytes`) and reads it back.
+    state, every step); this encodes it with orjson and reads it back (FastAPI's encoder
+    for what orjson refuses, e.g. integers beyond 64 bits, which it would read back as floats).
     """
-    return orjson.loads(json_bytes(value))
+    try:
+        return orjson.loads(orjson.dumps(value, default=_encode, option=_OPTIONS))
+    except (orjson.JSONEncodeError, TypeError):
+        return jsonable_encoder(value)
 
 
 def iso(value: datetime | None) -> str | None:

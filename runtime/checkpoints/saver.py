@@ -71,7 +71,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from runtime.memo import PerObject
+from runtime.memo import PerObject, message_version
 from runtime.reconnect import read_again
 
 __all__ = [
@@ -456,15 +456,15 @@ class MessageCachingSerializer(JsonPlusSerializer):
 
     A checkpoint stores a session's whole message list, so encoding it cost time in
     proportion to the history on every turn although only the turn's new messages had
-    changed. Messages are never modified once in the state (updates replace them with
+    changed. Messages settled in the state are not modified (updates replace them with
     copies), so the encoding of a message object is kept for as long as the object lives
-    (:class:`~runtime.memo.PerObject`). The bytes are exactly what the plain serializer
-    writes.
+    and its :func:`~runtime.memo.message_version` holds (:class:`~runtime.memo.PerObject`).
+    The bytes are exactly what the plain serializer writes.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._encoded = PerObject(jsonplus._msgpack_default)
+        self._encoded = PerObject(jsonplus._msgpack_default, message_version)
 
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         if obj is None or isinstance(obj, (bytes, bytearray)):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,6 +20,7 @@ from runtime.reconnect import read_again
 
 __all__ = [
     "Db",
+    "all_or_nothing",
     "Params",
     "Pool",
     "Row",
@@ -85,3 +87,24 @@ async def execute(db: Db, sql: str, params: Params = None) -> int:
     """Run ``sql`` for its effect; return how many rows it touched."""
     async with connect(db) as conn:
         return (await conn.execute(sql, params)).rowcount
+
+
+@asynccontextmanager
+async def all_or_nothing(conn: AsyncConnection[Row]) -> AsyncIterator[None]:
+    """A pipeline on an autocommit connection whose statements commit together at its Sync,
+    in one round trip, or not at all.
+
+    Postgres runs the statements between two Syncs as one implicit transaction, and a server
+    error aborts it. But psycopg sends the Sync when the block ends however it ends, which
+    would commit what was sent before an interruption of the caller's own (a cancelled task,
+    an error adapting a parameter: no SQLSTATE). Then the connection is closed instead: the
+    server rolls back the transaction of a connection that is gone, and the pool never
+    lends a closed connection again.
+    """
+    async with conn.pipeline():
+        try:
+            yield
+        except BaseException as exc:
+            if not (isinstance(exc, psycopg.Error) and exc.sqlstate):
+                conn.pgconn.finish()
+            raise

@@ -27,7 +27,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from runtime.db import Pool, execute, fetch_all, fetch_one
+from runtime.db import Pool, all_or_nothing, execute, fetch_all, fetch_one
 from runtime.runs import sql
 
 __all__ = ["END_MARKER", "Recorded", "RunEventLog"]
@@ -187,8 +187,8 @@ class RunEventLog:
             if rows:
                 params = [(run_id, seq, name, Jsonb(data)) for seq, name, data in rows]
                 try:
-                    # One round trip, one implicit transaction (autocommit connections).
-                    async with self._pool.connection() as conn, conn.pipeline():
+                    # One round trip, one transaction: all the batch or none of it.
+                    async with self._pool.connection() as conn, all_or_nothing(conn):
                         async with conn.cursor() as cur:
                             await cur.executemany(sql.INSERT_RUN_EVENT, params)
                 except Exception:

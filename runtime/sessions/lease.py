@@ -34,7 +34,16 @@ from runtime.checkpoints import (
     replay_writes,
     rollback_thread,
 )
-from runtime.db import Pool, Row, connect, database_error, execute, fetch_one, refusal
+from runtime.db import (
+    Pool,
+    Row,
+    all_or_nothing,
+    connect,
+    database_error,
+    execute,
+    fetch_one,
+    refusal,
+)
 from runtime.errors import (
     AwaitingApproval,
     LeaseLost,
@@ -292,20 +301,22 @@ class SessionLeases:
             whatever ``step.refused`` gives when its statement refused: nothing committed.
         """
         c = counters or TurnCounters(turns=0)
-        stepped = None
-        try:
-            # One round trip: the statements share the pipeline's implicit transaction (the
-            # pool's connections are autocommit), which a refusing statement aborts whole.
-            async with connect(self._pool) as conn, conn.pipeline():
-                await replay_writes(conn, writes)
-                await self._release(conn, lease, c, pending_approvals, breakpoint)
-                if keyed is not None:
-                    await record_keyed(conn, lease.owner, lease.session_id, keyed)
-                stepped = await step.send(conn) if step is not None else None
-        except psycopg.Error as exc:
-            raise self._refused(lease, refusal(exc), step) or exc from None
-        if step is not None and stepped is not None:
-            await step.check(stepped)
+        async with connect(self._pool) as conn:
+            try:
+                # One round trip, one transaction, which a refusing statement aborts whole.
+                async with all_or_nothing(conn):
+                    await replay_writes(conn, writes)
+                    await self._release(conn, lease, c, pending_approvals, breakpoint)
+                    if keyed is not None:
+                        await record_keyed(conn, lease.owner, lease.session_id, keyed)
+                    stepped = await step.send(conn) if step is not None else None
+            except psycopg.Error as exc:
+                refused = self._refused(lease, refusal(exc), step)
+                if refused is None:
+                    raise
+                raise refused from None
+            if step is not None and stepped is not None:
+                await step.check(stepped)
 
     @staticmethod
     def _refused(lease: Lease, reason: str | None, step: ReleaseStep | None) -> Exception | None:
