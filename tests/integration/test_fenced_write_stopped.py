@@ -33,8 +33,8 @@ from runtime.sessions.sql import FENCE
 from tests.integration.test_fencing import (
     FAST,
     SLOW,
-    only_b,
     post_turn,
+    refused_then_healthy,
     session_row,
     take_over,
     two_replicas,
@@ -164,16 +164,4 @@ class TestStoppedInsideAFencedWrite:
         response, write, seen = asyncio.run(stopped_inside_a_write(servers, database_url))
         print(f"A's stopped write (server process {write}) went through {seen} and ended")
         assert asyncio.run(backend(database_url, write)) is None
-        assert response.status_code == 409, response.text
-        body = response.json()
-        assert body["error"] == "lease_lost" and body["details"]["retryable"] is True, body
-        only_b(servers, database_url, SESSION)
-
-        async def again() -> dict[str, Any]:
-            async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as ca:
-                return await take_over(ca, SESSION, "what is my name?")
-
-        # A's pool lent no dead connection: its next turn runs, on B's history.
-        assert asyncio.run(again())["reply"] == "Your name is Bob."
-        for server in servers:
-            assert "Traceback" not in server.log(), server.log()[-3000:]
+        refused_then_healthy(servers, database_url, SESSION, response)

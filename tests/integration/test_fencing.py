@@ -192,19 +192,7 @@ class TestFencing:
         response, waited = asyncio.run(fenced_turn(servers, database_url, sid, post_turn))
         # B served it at all, with A's lease an hour long: A's stale heartbeat freed it.
         print(f"fencing ({durability}): session served by B {waited:.2f} s after the pause")
-        assert response.status_code == 409, response.text
-        body = response.json()
-        assert body["error"] == "lease_lost" and body["details"]["retryable"] is True, body
-        only_b(servers, database_url, sid)
-
-        # A is healthy: its next turn runs on B's history.
-        async def again() -> dict[str, Any]:
-            async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as ca:
-                return await take_over(ca, sid, "what is my name?")
-
-        assert asyncio.run(again())["reply"] == "Your name is Bob."
-        for server in servers:
-            assert "Traceback" not in server.log(), server.log()[-3000:]
+        refused_then_healthy(servers, database_url, sid, response)
 
     @pytest.mark.timeout(240)
     def test_a_paused_holders_streamed_turn_is_fenced(
@@ -238,6 +226,26 @@ class TestFencing:
         assert run["status"] == "error", run
         for server in servers:
             assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+def refused_then_healthy(
+    servers: list[ServeProcess], database_url: str, sid: str, response: httpx.Response
+) -> None:
+    """A's fenced turn answered 409 lease_lost (retryable) and wrote nothing; only B's turns
+    remain; A is healthy (its pool lends no dead connection): its next turn runs on B's
+    history; neither replica logged a traceback."""
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["error"] == "lease_lost" and body["details"]["retryable"] is True, body
+    only_b(servers, database_url, sid)
+
+    async def again() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as ca:
+            return await take_over(ca, sid, "what is my name?")
+
+    assert asyncio.run(again())["reply"] == "Your name is Bob."
+    for server in servers:
+        assert "Traceback" not in server.log(), server.log()[-3000:]
 
 
 def only_b(servers: list[ServeProcess], database_url: str, sid: str) -> None:
