@@ -20,10 +20,10 @@ from runtime.reconnect import read_again
 
 __all__ = [
     "Db",
-    "all_or_nothing",
     "Params",
     "Pool",
     "Row",
+    "all_or_nothing",
     "connect",
     "execute",
     "fetch_all",

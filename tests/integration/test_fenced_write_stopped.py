@@ -32,10 +32,10 @@ import pytest
 from runtime.sessions.sql import FENCE
 from tests.integration.test_fencing import (
     FAST,
-    SLOW,
     post_turn,
     refused_then_healthy,
     session_row,
+    slow_session,
     take_over,
     two_replicas,
     wait_until,
@@ -115,10 +115,7 @@ async def stopped_inside_a_write(
         httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
         httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
     ):
-        agent = {"id": "slow-stopped", "name": "slow", "model": SLOW}
-        assert (await ca.post("/v1/agents", json=agent)).status_code == 201
-        r = await ca.put(f"/v1/sessions/{SESSION}", json={"agent_id": agent["id"]})
-        assert r.status_code == 201, r.text
+        agent_id = await slow_session(ca, SESSION, "slow-stopped")
         turn_a = asyncio.create_task(post_turn(ca, SESSION))
 
         async def in_model_call() -> bool:
@@ -139,7 +136,7 @@ async def stopped_inside_a_write(
         # The lock let go, A's fence takes the row and its transaction waits on A, stopped.
         seen: list[str] = []
         watcher = asyncio.create_task(watch(database_url, write, seen))
-        patched = await cb.patch(f"/v1/agents/{agent['id']}", json={"model": FAST})
+        patched = await cb.patch(f"/v1/agents/{agent_id}", json={"model": FAST})
         assert patched.status_code == 200, patched.text
         first = await take_over(cb, SESSION, "my name is Bob")
         assert first["reply"] == "Nice to meet you, Bob."

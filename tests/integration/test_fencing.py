@@ -109,6 +109,15 @@ async def take_over(client: httpx.AsyncClient, session_id: str, content: str) ->
         await asyncio.sleep(0.1)
 
 
+async def slow_session(client: httpx.AsyncClient, session_id: str, agent_id: str) -> str:
+    """A session of a new agent with the slow model (the agent's id)."""
+    agent = {"id": agent_id, "name": "slow", "model": SLOW}
+    assert (await client.post("/v1/agents", json=agent)).status_code == 201
+    r = await client.put(f"/v1/sessions/{session_id}", json={"agent_id": agent_id})
+    assert r.status_code == 201, r.text
+    return agent_id
+
+
 async def post_turn(client: httpx.AsyncClient, session_id: str) -> httpx.Response:
     """A's turn, answered as JSON."""
     url = f"/v1/sessions/{session_id}/messages"
@@ -137,17 +146,14 @@ async def fenced_turn(
         httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
         httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
     ):
-        agent = {"id": f"slow-{sid}", "name": "slow", "model": SLOW}
-        assert (await ca.post("/v1/agents", json=agent)).status_code == 201
-        r = await ca.put(f"/v1/sessions/{sid}", json={"agent_id": agent["id"]})
-        assert r.status_code == 201, r.text
+        agent_id = await slow_session(ca, sid, f"slow-{sid}")
         turn_a = asyncio.create_task(send(ca, sid))
 
         async def held() -> bool:
             row = await session_row(database_url, sid)
             # With per-step checkpoints, A's input and first step are already written before
-            # the pause: A is in its model call, not inside a fenced write (whose row lock,
-            # held while A is stopped, would keep B waiting until A resumes).
+            # the pause: A is in its model call, not inside a fenced write (that case is
+            # test_fenced_write_stopped's).
             written = durability_of(sid) == "exit" or row["written"] >= 2
             return row["lease_token"] is not None and written
 
@@ -155,7 +161,7 @@ async def fenced_turn(
         os.kill(a.proc.pid, signal.SIGSTOP)
         paused = time.monotonic()
         # A's model call ends while it is stopped: it resumes straight into its writes.
-        patched = await cb.patch(f"/v1/agents/{agent['id']}", json={"model": FAST})
+        patched = await cb.patch(f"/v1/agents/{agent_id}", json={"model": FAST})
         assert patched.status_code == 200, patched.text
         first = await take_over(cb, sid, "my name is Bob")
         waited = time.monotonic() - paused

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +49,31 @@ async def lease_state(url: str) -> dict[str, Any]:
         return row
 
 
+@asynccontextmanager
+async def holding(
+    url: str, tmp_path: Path, agent_id: str, *, lease_timeout: float
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """A holder process in a slow turn on SESSION with this lease timeout: the process and
+    its lease token, once it holds the lease."""
+    env = {
+        "HOLD_SESSION_ID": SESSION,
+        "HOLD_AGENT_ID": agent_id,
+        "HOLD_LEASE_TIMEOUT_SECONDS": str(lease_timeout),
+    }
+    async with holder_process(url, tmp_path / "hold_turn.log", **env) as proc:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        assert line.decode().strip() == "holding"
+        yield proc, await wait_for_lease(url, SESSION)
+
+
 class TestPostgresRestart:
     @pytest.mark.timeout(180)
     async def test_a_restart_gives_holders_time_to_beat_again(self, tmp_path: Path) -> None:
         """Stale beats right after a restart do not free a lease; after the grace they do."""
         with single_node() as node:
             url = node.url()
-            env = {
-                "HOLD_SESSION_ID": SESSION,
-                "HOLD_AGENT_ID": "slow-grace",
-                "HOLD_LEASE_TIMEOUT_SECONDS": "60",
-            }
-            async with holder_process(url, tmp_path / "hold_turn.log", **env) as proc:
-                assert proc.stdout is not None
-                line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-                assert line.decode().strip() == "holding"
-                await wait_for_lease(url, SESSION)
+            async with holding(url, tmp_path, "slow-grace", lease_timeout=60) as (proc, _):
                 await asyncio.to_thread(node.stop, "immediate")
                 await asyncio.sleep(BOUND + 0.5)  # every beat is now older than the bound
                 proc.send_signal(signal.SIGSTOP)  # and the holder cannot beat again
@@ -84,16 +95,7 @@ class TestPostgresRestart:
         holder's lease (4 s) is still held well after the restart."""
         with single_node() as node:
             url = node.url()
-            env = {
-                "HOLD_SESSION_ID": SESSION,
-                "HOLD_AGENT_ID": "slow-renew",
-                "HOLD_LEASE_TIMEOUT_SECONDS": "4",
-            }
-            async with holder_process(url, tmp_path / "hold_turn.log", **env) as proc:
-                assert proc.stdout is not None
-                line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-                assert line.decode().strip() == "holding"
-                token = await wait_for_lease(url, SESSION)
+            async with holding(url, tmp_path, "slow-renew", lease_timeout=4) as (proc, token):
                 await asyncio.to_thread(node.stop, "immediate")
                 await asyncio.sleep(2.0)  # at least one renewal fails meanwhile
                 await asyncio.to_thread(node.start)
