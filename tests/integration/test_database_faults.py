@@ -25,6 +25,7 @@ import pytest
 
 from api.app import create_app
 from runtime import Settings
+from tests.support.checks import turn_running
 from tests.support.server import running_server
 from tests.support.tcp_proxy import TcpProxy, database_proxy
 
@@ -206,7 +207,7 @@ class TestCut:
         """Cut during the model call: 503 retryable, no half-written session, turns go on."""
         session_id, url, before = await one_slow_turn(rig.http)
         turn = asyncio.create_task(rig.http.post(url, json={"content": "two"}))
-        await asyncio.sleep(0.5)  # the turn holds its lease and waits on the model
+        await turn_running(rig.http, session_id)  # the turn holds its lease, waits on the model
         rig.proxy.cut()
         assert_unavailable(await turn, "the turn in flight")
         rig.proxy.restore()
@@ -232,7 +233,7 @@ class TestCut:
         rig = long_lease_rig
         session_id, url, before = await one_slow_turn(rig.http)
         turn = asyncio.create_task(rig.http.post(url, json={"content": "two"}))
-        await asyncio.sleep(0.5)
+        await turn_running(rig.http, session_id)
         rig.proxy.cut()
         assert_unavailable(await turn, "the turn in flight")
         rig.proxy.restore()
@@ -269,7 +270,7 @@ class TestStall:
         """Stalled during the model call, the turn's commit never arrives: 503, rolled back."""
         session_id, url, before = await one_slow_turn(rig.http)
         turn = asyncio.create_task(timed(rig.http, "POST", url, {"content": "two"}))
-        await asyncio.sleep(0.5)
+        await turn_running(rig.http, session_id)
         rig.proxy.stall()
         response, seconds = await turn
         assert_unavailable(response, "the stalled turn")

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.checks import read_sse
+from tests.support.checks import read_sse, turn_running
 
 # Run a second time through pgbouncer in transaction mode (tests/conftest.py).
 BEHIND_PGBOUNCER = True
@@ -469,7 +469,7 @@ class TestConcurrency:
         url = f"/v1/sessions/{sid}/messages"
         running = asyncio.create_task(http.post(url, json={"content": "first"}))
         try:
-            await asyncio.sleep(0.4)
+            await turn_running(http, sid)
             async with http.stream(
                 "POST", url, json={"content": "second"}, headers=SSE
             ) as response:
@@ -498,7 +498,7 @@ class TestConcurrency:
                 http.post(f"/v1/sessions/{sid}/messages", json={"content": "http turn"})
             )
             try:
-                await asyncio.sleep(0.4)
+                await turn_running(http, sid)
                 frames = await ws_turn(ws, "socket turn")
                 assert [f["type"] for f in frames] == ["error"]
                 assert frames[0]["data"]["error"] == "session_busy"

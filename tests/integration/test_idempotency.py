@@ -11,6 +11,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.support.checks import turn_running
+
 SLOW_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 1.0}}
 
 
@@ -79,7 +81,7 @@ class TestIdempotencyKey:
         body = {"content": "hello", "agent_id": agent_id}
         headers = {"Idempotency-Key": "retry-2"}
         first = asyncio.create_task(http.post(url, json=body, headers=headers))
-        await asyncio.sleep(0.3)
+        await turn_running(http, session_id)
         second = await http.post(url, json=body, headers=headers)
         assert second.status_code == 200, second.text
         assert (await first).json() == second.json()

@@ -22,6 +22,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from tests.support.checks import turn_running
 from tests.support.processes import ServeProcess, clean_env, serve_processes
 from tests.support.tcp_proxy import TcpProxy, running_proxy
 
@@ -134,7 +135,8 @@ class TestAnswerLost:
         body = {"content": text, "agent_id": AGENT_ID}
         async with running_proxy("127.0.0.1", a.port) as proxy:
             first = asyncio.create_task(lost_turn(proxy, url, body, key))
-            await asyncio.sleep(0.5)  # A holds the lease and waits on the model
+            async with httpx.AsyncClient(base_url=a.url, timeout=30) as http:
+                await turn_running(http, session_id)  # A holds the lease, waits on the model
             proxy.cut()
             await first
         assert len(await history(a.url, session_id)) < 2, "the first attempt already ended"
