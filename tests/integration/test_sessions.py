@@ -149,13 +149,16 @@ class TestConcurrentTurns:
 
     async def test_long_turn_renews_its_lease(self, settings: Settings) -> None:
         """A turn longer than the lease timeout keeps the session to itself until it ends."""
-        short = settings.model_copy(update={"lease_timeout_seconds": 0.6})
+        short = settings.model_copy(update={"lease_timeout_seconds": 1.2})
         async with Runtime.open(short) as a, Runtime.open(short) as b:
-            await slow_agent(a, "slow-r", 2.0)
+            await slow_agent(a, "slow-r", 4.0)
             await a.session("renew-1", agent_id="slow-r")
             turn = asyncio.create_task(a.chat("renew-1", "hello"))
-            for _ in range(4):  # well past the 0.6 s timeout, the lease is still held
-                await asyncio.sleep(0.35)
+            while (await b.session("renew-1", agent_id="slow-r")).state != "running":
+                assert not turn.done(), turn
+                await asyncio.sleep(0.02)  # a's turn takes its lease
+            for _ in range(4):  # well past the 1.2 s timeout, the lease is still held
+                await asyncio.sleep(0.6)
                 with pytest.raises(SessionBusy):
                     await b.chat("renew-1", "intruder")
             assert (await turn).reply == "You said: hello"
