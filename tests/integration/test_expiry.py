@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from runtime import NotFound, Runtime, SessionExpired, Settings
+from tests.support.checks import eventually
 
 # Run a second time through pgbouncer in transaction mode (tests/conftest.py).
 BEHIND_PGBOUNCER = True
@@ -29,6 +30,15 @@ async def expire_now(rt: Runtime, session_id: str) -> None:
     async with rt.pool.connection() as conn:
         await conn.execute(
             "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE session_id = %s",
+            (session_id,),
+        )
+
+
+async def idle_for_an_hour(rt: Runtime, session_id: str) -> None:
+    async with rt.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE sessions SET last_activity_at = now() - interval '1 hour' "
+            "WHERE session_id = %s",
             (session_id,),
         )
 
@@ -99,9 +109,10 @@ class TestSweep:
     async def test_idle_sweep(self, runtime: Runtime) -> None:
         """The manual sweep by idle age removes sessions idle longer than the bound."""
         await runtime.session("idle-1")
-        await asyncio.sleep(0.3)
+        await idle_for_an_hour(runtime, "idle-1")
+        # A bound a loaded machine cannot stall past between creating fresh-1 and the sweep.
         await runtime.session("fresh-1")
-        result = await runtime.sweep(idle_seconds=0.2)
+        result = await runtime.sweep(idle_seconds=60)
         swept = [sid for _, sid in result.sessions]
         assert "idle-1" in swept and "fresh-1" not in swept
 
@@ -123,12 +134,15 @@ class TestExpiredSessions:
         """The in-server sweeper removes expired sessions on its interval."""
         fast = settings.model_copy(update={"sweep_interval_seconds": 0.2})
         async with Runtime.open(fast) as rt:
-            s = await rt.session("bg-1", ttl_seconds=1)
+            # Expired once its turn is in, not by a short TTL the turn itself might outlast.
+            s = await rt.session("bg-1")
             await rt.chat("bg-1", "hello")
-            for _ in range(50):
-                await asyncio.sleep(0.1)
-                if rows_for(database_url, s.thread_id)["checkpoints"] == 0:
-                    break
+            await expire_now(rt, "bg-1")
+
+            async def swept() -> bool:
+                return rows_for(database_url, s.thread_id)["checkpoints"] == 0
+
+            await eventually(swept, "the sweeper to remove bg-1", interval=0.1)
             assert rows_for(database_url, s.thread_id) == dict.fromkeys(TABLES, 0)
             with pytest.raises(NotFound):
                 await rt.sessions.get("local", "bg-1")

@@ -422,7 +422,7 @@ class TestWebSocket:
         async with connect(ws_url(server_url, f"/v1/sessions/{sid}/ws?agent_id={agent_id}")) as ws:
             assert (await recv(ws))["type"] == "session"
             await ws.send(json.dumps({"type": "message", "content": "gone soon"}))
-            await asyncio.sleep(0.2)
+            await turn_running(http, sid)  # mid-turn: the turn holds its lease
         items = await wait_for_messages(http, sid, 2)
         assert [m["role"] for m in items] == ["user", "assistant"]
         assert items[1]["content"] == "You said: gone soon"

@@ -12,6 +12,7 @@ from langchain_core.runnables import RunnableConfig
 from runtime import Runtime, Settings
 from runtime.db import Pool, connect, execute, fetch_one
 from runtime.db.pool import TCP_KEEPALIVES, open_pool
+from tests.support.checks import eventually
 from tests.support.tcp_proxy import TcpProxy, database_proxy
 
 
@@ -34,7 +35,31 @@ async def one_connection(settings: Settings) -> AsyncIterator[Pool]:
 
 
 async def terminate(url: str, pid: int) -> None:
+    """End the server process ``pid`` and wait until it has (its connection is closed)."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        async def gone() -> bool:
+            cur = await admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+            return await cur.fetchone() is None
+
+        await eventually(gone, f"server process {pid} to end")
+
+
+async def terminate_mid_sleep(url: str, pid: int) -> None:
+    """Terminate the server process ``pid`` once it runs a statement calling ``pg_sleep``:
+    the statement is cut off mid-way, neither before it was sent nor after it ended."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+
+        async def sleeping() -> bool:
+            cur = await admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
+                "AND query LIKE '%%pg_sleep%%'",
+                (pid,),
+            )
+            return await cur.fetchone() is not None
+
+        await eventually(sleeping, f"server process {pid} to run its statement", interval=0.01)
         await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
@@ -52,7 +77,6 @@ class TestDeadPooledConnection:
         fresh one: the closed socket is seen at checkout, without a round trip."""
         pid = await backend_pid(one_connection)
         await terminate(settings.database_url or "", pid)
-        await asyncio.sleep(0.2)
         assert await execute(one_connection, "SELECT 1") == 1
         assert await backend_pid(one_connection) != pid
 
@@ -64,8 +88,7 @@ class TestDeadPooledConnection:
         read = asyncio.create_task(
             fetch_one(one_connection, "SELECT pg_backend_pid() AS pid FROM pg_sleep(1)")
         )
-        await asyncio.sleep(0.3)
-        await terminate(settings.database_url or "", pid)
+        await terminate_mid_sleep(settings.database_url or "", pid)
         row = await read
         assert row is not None and row["pid"] != pid
 
@@ -78,8 +101,7 @@ class TestDeadPooledConnection:
         write = asyncio.create_task(
             execute(one_connection, "INSERT INTO cut_writes SELECT 1 FROM pg_sleep(1)")
         )
-        await asyncio.sleep(0.3)
-        await terminate(settings.database_url or "", pid)
+        await terminate_mid_sleep(settings.database_url or "", pid)
         with pytest.raises(psycopg.OperationalError):
             await write
         row = await fetch_one(one_connection, "SELECT count(*) AS n FROM cut_writes")

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
-__all__ = ["assert_valid_history", "read_sse", "status_within", "turn_running"]
+__all__ = ["assert_valid_history", "eventually", "read_sse", "status_within", "turn_running"]
+
+T = TypeVar("T")
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[T]], what: str, seconds: float = 30, interval: float = 0.05
+) -> T:
+    """The first truthy value of ``predicate()``, asked every ``interval`` s for up to
+    ``seconds`` (then an AssertionError naming ``what``). For a state another task, process
+    or replica reaches in its own time: a loaded machine may take far longer than a fixed
+    sleep guesses, and the deadline is only there to end a test that would hang."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not (value := await predicate()):
+        assert loop.time() < deadline, f"timed out after {seconds:g} s waiting for {what}"
+        await asyncio.sleep(interval)
+    return value
 
 
 async def status_within(
