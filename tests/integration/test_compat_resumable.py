@@ -101,10 +101,12 @@ class TestResumableStreams:
     async def test_ended_streams_are_kept_for_the_retention_then_pruned(
         self, settings: Settings
     ) -> None:
-        """With a one-second retention, a run's recorded stream replays in full while kept;
+        """With a three-second retention, a run's recorded stream replays in full while kept;
         once it is older than that, the next recording to end prunes it (a thousand streams
-        ending together prune once, not a thousand times); the newer one still replays."""
-        kept = settings.model_copy(update={"run_events_retention_seconds": 1.0})
+        ending together prune once, not a thousand times); the newer one still replays.
+        (Three seconds: a recording's own end prunes its events older than the retention, so
+        a shorter one would let a loaded machine's slow run prune itself.)"""
+        kept = settings.model_copy(update={"run_events_retention_seconds": 3.0})
         async with (
             running_server(create_app(kept, tools=make_registry())) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as http,
@@ -130,7 +132,7 @@ class TestResumableStreams:
 
             first = await recorded_run("one")
             assert "values" in names(await join(http, thread_id, first, "-1"))
-            await asyncio.sleep(1.5)  # the first stream is now past its retention
+            await asyncio.sleep(3.5)  # the first stream is now past its retention
             second = await recorded_run("two")
             assert names(await join(http, thread_id, first, "-1")) == ["end"]
             assert "values" in names(await join(http, thread_id, second, "-1"))

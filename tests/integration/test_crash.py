@@ -29,6 +29,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_TIMEOUT = 2.0
+# The lease of the killed holder that must still be live when the test first tries the
+# session (renewed every third of it until the kill).
+DEAD_LEASE = 6.0
 FAST_MODEL = {"provider": "offline", "name": "deterministic", "params": {}}
 
 
@@ -210,8 +213,11 @@ async def kill_holder_mid_turn(
     return token
 
 
-async def chat_once_lease_lapses(rt: Runtime, session_id: str, content: str) -> Any:
-    """Retry a turn while the dead holder's lease is still live (bounded)."""
+async def chat_once_lease_lapses(
+    rt: Runtime, session_id: str, content: str, lease_timeout: float = LEASE_TIMEOUT
+) -> Any:
+    """Retry a turn while the dead holder's lease (``lease_timeout``) is still live
+    (bounded)."""
 
     async def attempt() -> Any:
         try:
@@ -220,7 +226,7 @@ async def chat_once_lease_lapses(rt: Runtime, session_id: str, content: str) -> 
             return None
 
     return await wait_for(
-        attempt, timeout=LEASE_TIMEOUT + 10, interval=0.2, what="the dead lease to lapse"
+        attempt, timeout=lease_timeout + 10, interval=0.2, what="the dead lease to lapse"
     )
 
 
@@ -262,9 +268,14 @@ class TestCrashedHolder:
         settings = replica_settings(database_url, tmp_path)
         log_path = tmp_path / "hold_turn.log"
         async with Runtime.open(settings, sweeper=False) as rt:
-            # Killed while its model call (60 s) runs, its "hello" already checkpointed.
+            # Killed while its model call (60 s) runs, its "hello" already checkpointed. Its
+            # lease lapses two thirds of DEAD_LEASE after the kill at the soonest: the busy
+            # check below must come before that, however slowly a loaded machine gets there.
             dead_token = await kill_holder_mid_turn(
-                database_url, log_path, SESSIONGRAPH_HEARTBEAT_TIMEOUT_SECONDS="600"
+                database_url,
+                log_path,
+                SESSIONGRAPH_HEARTBEAT_TIMEOUT_SECONDS="600",
+                HOLD_LEASE_TIMEOUT_SECONDS=str(DEAD_LEASE),
             )
 
             # The dead process's lease is still on the row, so the session refuses a turn.
@@ -277,7 +288,7 @@ class TestCrashedHolder:
             updated = await rt.templates.update("slow", {"model": FAST_MODEL})
             assert updated.version == 2
 
-            result = await chat_once_lease_lapses(rt, "crash-1", "my name is Bob")
+            result = await chat_once_lease_lapses(rt, "crash-1", "my name is Bob", DEAD_LEASE)
             assert result.reply == "Nice to meet you, Bob."
 
             history = await rt.history("crash-1")

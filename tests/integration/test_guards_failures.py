@@ -33,6 +33,12 @@ from tests.support.server import running_server
 
 SSE = {"Accept": "text/event-stream"}
 PROMPT = "You are terse."
+# The model client's timeout: long enough that a loaded machine's stalls never time out an
+# answer the test server gives at once; the ``timeout`` fault answers far later than it.
+CLIENT_TIMEOUT = 3.0
+TIMEOUT_FAULT_SECONDS = 60
+# Tools past this time out; the quick tools (calculator, explode) never come near it.
+TOOL_TIMEOUT = 2.0
 
 
 def uid(prefix: str = "gf") -> str:
@@ -95,7 +101,9 @@ class Fault:
 FAULTS = {
     "429": Fault("429", {"retry_after": "7"}, 1, ModelRateLimited, "model_rate_limited", 429),
     "500": Fault("500", {}, 1, ModelUnavailable, "model_unavailable", 503),
-    "timeout": Fault("timeout", {"seconds": 5}, 1, ModelUnavailable, "model_unavailable", 503),
+    "timeout": Fault(
+        "timeout", {"seconds": TIMEOUT_FAULT_SECONDS}, 1, ModelUnavailable, "model_unavailable", 503
+    ),
     "garbage": Fault("garbage", {}, 3, ModelBadResponse, "model_bad_response", 502),
     "malformed": Fault("malformed", {}, 3, ModelBadResponse, "model_bad_response", 502),
 }
@@ -114,7 +122,7 @@ class TestModelFaults:
     ) -> None:
         """A fault past the retries is a retryable model error; nothing is stored; resend works."""
         fault = FAULTS[name]
-        agent = await openai_agent(runtime, openai_server, max_retries=0, timeout=1.0)
+        agent = await openai_agent(runtime, openai_server, max_retries=0, timeout=CLIENT_TIMEOUT)
         sid = uid()
         await runtime.session(sid, agent_id=agent)
         assert (await runtime.chat(sid, "my name is Alice")).reply == "Nice to meet you, Alice."
@@ -172,7 +180,7 @@ class TestRetries:
         [
             pytest.param("500", {}, 2, id="500"),
             pytest.param("429", {"retry_after": "1"}, 1, id="429-retry-after"),
-            pytest.param("timeout", {"seconds": 5}, 1, id="timeout"),
+            pytest.param("timeout", {"seconds": TIMEOUT_FAULT_SECONDS}, 1, id="timeout"),
         ],
     )
     async def test_client_retries_then_succeeds(
@@ -184,7 +192,7 @@ class TestRetries:
         faults: int,
     ) -> None:
         """With max_retries=2 the client retries 5xx, 429 and timeouts and the turn succeeds."""
-        agent = await openai_agent(runtime, openai_server, max_retries=2, timeout=1.0)
+        agent = await openai_agent(runtime, openai_server, max_retries=2, timeout=CLIENT_TIMEOUT)
         sid = uid()
         await runtime.session(sid, agent_id=agent)
         for _ in range(faults):
@@ -235,7 +243,7 @@ async def api(settings: Settings, openai_server: OpenAICompatServer) -> AsyncIte
             "/v1/agents",
             json={
                 "name": "openai-http",
-                "model": openai_model(openai_server, max_retries=0, timeout=1.0),
+                "model": openai_model(openai_server, max_retries=0, timeout=CLIENT_TIMEOUT),
                 "tools": ["calculator"],
             },
         )
@@ -334,7 +342,7 @@ def failing_registry() -> ToolRegistry:
 
 @pytest.fixture
 def quick_tools(settings: Settings) -> Settings:
-    return settings.model_copy(update={"tool_timeout_seconds": 0.3})
+    return settings.model_copy(update={"tool_timeout_seconds": TOOL_TIMEOUT})
 
 
 @pytest.fixture
@@ -368,13 +376,13 @@ class TestToolErrors:
         """A tool past tool_timeout_seconds gives a 'did not finish' result; the turn completes."""
         sid = uid()
         await tool_rt.session(sid, agent_id=await tools_agent(tool_rt))
-        result = await tool_rt.chat(sid, 'use tool dawdle with {"seconds": 5}')
+        result = await tool_rt.chat(sid, 'use tool dawdle with {"seconds": 60}')
         assert result.status == "completed"
         history = await tool_rt.history(sid)
         assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
         assert history[2]["status"] == "error"
-        assert history[2]["content"] == "error: dawdle did not finish within 0.3 s"
-        assert result.reply == "The tool dawdle failed: dawdle did not finish within 0.3 s."
+        assert history[2]["content"] == "error: dawdle did not finish within 2 s"
+        assert result.reply == "The tool dawdle failed: dawdle did not finish within 2 s."
         assert (await tool_rt.chat(sid, "hello")).reply == "You said: hello"
 
     async def test_tool_errors_over_http_are_not_server_errors(self, quick_tools: Settings) -> None:
@@ -390,7 +398,7 @@ class TestToolErrors:
             sid = uid("gh")
             for content, failed in (
                 ('use tool explode with {"reason": "disk full"}', "explode"),
-                ('use tool dawdle with {"seconds": 5}', "dawdle"),
+                ('use tool dawdle with {"seconds": 60}', "dawdle"),
             ):
                 response = await client.post(
                     f"/v1/sessions/{sid}/messages",

@@ -21,6 +21,7 @@ BEHIND_PGBOUNCER = True
 
 SSE = {"Accept": "text/event-stream"}
 SLOW_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 1.0}}
+SLOWER_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 3.0}}
 
 
 def uid(prefix: str = "s") -> str:
@@ -314,7 +315,9 @@ class TestClientDisconnect:
         self, http: httpx.AsyncClient
     ) -> None:
         """Leaving after the tool call, before the second model call, still completes the turn."""
-        agent_id = await slow_agent(http, tools=["calculator"])
+        # Slower than SLOW_MODEL: the second model call must still run when the history is
+        # read after the client left, however slowly a loaded machine gets there.
+        agent_id = await slow_agent(http, tools=["calculator"], model=SLOWER_MODEL)
         sid = uid()
         async with http.stream(
             "POST",

@@ -28,7 +28,10 @@ from tests.support.cluster import single_node
 pytestmark = pytest.mark.slow
 
 SESSION = "grace-1"
-BOUND = 1.5  # SESSIONGRAPH_HEARTBEAT_TIMEOUT_SECONDS, the default
+# The stopped holder's SESSIONGRAPH_HEARTBEAT_TIMEOUT_SECONDS (twice the default 1.5): its
+# lease must be read as still held after the restart, within three bounds of the
+# postmaster's start, and a loaded machine's crash recovery and reconnection take part of it.
+BOUND = 3.0
 
 
 async def lease_state(url: str) -> dict[str, Any]:
@@ -51,14 +54,15 @@ async def lease_state(url: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def holding(
-    url: str, tmp_path: Path, agent_id: str, *, lease_timeout: float
+    url: str, tmp_path: Path, agent_id: str, *, lease_timeout: float, **settings: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """A holder process in a slow turn on SESSION with this lease timeout: the process and
-    its lease token, once it holds the lease."""
+    """A holder process in a slow turn on SESSION with this lease timeout (and these
+    ``SESSIONGRAPH_*`` settings): the process and its lease token, once it holds the lease."""
     env = {
         "HOLD_SESSION_ID": SESSION,
         "HOLD_AGENT_ID": agent_id,
         "HOLD_LEASE_TIMEOUT_SECONDS": str(lease_timeout),
+        **settings,
     }
     async with holder_process(url, tmp_path / "hold_turn.log", **env) as proc:
         assert proc.stdout is not None
@@ -73,7 +77,8 @@ class TestPostgresRestart:
         """Stale beats right after a restart do not free a lease; after the grace they do."""
         with single_node() as node:
             url = node.url()
-            async with holding(url, tmp_path, "slow-grace", lease_timeout=60) as (proc, _):
+            beat = {"SESSIONGRAPH_HEARTBEAT_TIMEOUT_SECONDS": str(BOUND)}
+            async with holding(url, tmp_path, "slow-grace", lease_timeout=60, **beat) as (proc, _):
                 await asyncio.to_thread(node.stop, "immediate")
                 await asyncio.sleep(BOUND + 0.5)  # every beat is now older than the bound
                 proc.send_signal(signal.SIGSTOP)  # and the holder cannot beat again

@@ -21,6 +21,9 @@ from tests.support.processes import clean_env, serve_processes
 
 SSE = {"Accept": "text/event-stream"}
 PACED = {"provider": "offline", "params": {"delay_seconds": 1}}
+# Slow enough that the turn is still in its second model call when the server sees its
+# client leave, however slowly a loaded machine gets there.
+SLOWER = {"provider": "offline", "params": {"delay_seconds": 3}}
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +39,11 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid4().hex[:8]}"
 
 
-async def paced_agent(http: httpx.AsyncClient) -> str:
-    """An agent whose model takes a second per call, with the calculator."""
+async def paced_agent(http: httpx.AsyncClient, model: dict[str, Any] = PACED) -> str:
+    """An agent whose model takes a second per call (or as ``model`` says), with the
+    calculator."""
     agent_id = uid("paced")
-    body = {"id": agent_id, "name": "paced", "model": PACED, "tools": ["calculator"]}
+    body = {"id": agent_id, "name": "paced", "model": model, "tools": ["calculator"]}
     response = await http.post("/v1/agents", json=body)
     assert response.status_code == 201, response.text
     return agent_id
@@ -129,7 +133,7 @@ class TestOnDisconnect:
         """on_disconnect=cancel: a client that leaves mid-turn cancels it; nothing of it stays,
         and its stream ends with an error."""
         async with httpx.AsyncClient(base_url=replicas[0], timeout=30) as a:
-            agent_id = await paced_agent(a)
+            agent_id = await paced_agent(a, SLOWER)
             sid = uid("s")
             path = f"/v1/sessions/{sid}/messages?on_disconnect=cancel"
             body = {"content": "what is 6 * 7?", "agent_id": agent_id}

@@ -26,7 +26,9 @@ from tests.support.checks import turn_running
 from tests.support.processes import ServeProcess, clean_env, serve_processes
 from tests.support.tcp_proxy import TcpProxy, running_proxy
 
-SLOW_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 1.5}}
+# Slow enough that a turn seen running is still running when its history is read after the
+# client was cut off, however slowly a loaded machine gets there.
+SLOW_MODEL = {"provider": "offline", "name": "deterministic", "params": {"delay_seconds": 3.0}}
 AGENT_ID = "slow-retries"
 
 
