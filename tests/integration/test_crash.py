@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import pytest
 
 from runtime import Conflict, Runtime, SessionBusy, Settings
 from runtime.agents import ModelSpec, TemplateSpec
+from tests.support.checks import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -61,21 +62,6 @@ async def lease_row(database_url: str, session_id: str) -> dict[str, Any] | None
         return await cur.fetchone()
 
 
-async def wait_for(
-    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str
-) -> Any:
-    """Poll an async predicate until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 async def wait_for_lease(database_url: str, session_id: str, timeout: float = 30.0) -> str:
     """Wait until some turn holds ``session_id``'s lease and return its token."""
 
@@ -83,7 +69,7 @@ async def wait_for_lease(database_url: str, session_id: str, timeout: float = 30
         row = await lease_row(database_url, session_id)
         return row["lease_token"] if row else None
 
-    return await wait_for(held, timeout=timeout, what=f"a lease on {session_id}")
+    return await eventually(held, f"a lease on {session_id}", timeout)
 
 
 async def wait_for_turn_checkpoint(
@@ -101,7 +87,7 @@ async def wait_for_turn_checkpoint(
             )
             return await cur.fetchone() is not None
 
-    await wait_for(written, timeout=timeout, what=f"a checkpoint of {session_id}'s turn")
+    await eventually(written, f"a checkpoint of {session_id}'s turn", timeout)
 
 
 def assert_well_formed(history: list[dict[str, Any]]) -> None:
@@ -225,9 +211,7 @@ async def chat_once_lease_lapses(
         except SessionBusy:
             return None
 
-    return await wait_for(
-        attempt, timeout=lease_timeout + 10, interval=0.2, what="the dead lease to lapse"
-    )
+    return await eventually(attempt, "the dead lease to lapse", lease_timeout + 10, interval=0.2)
 
 
 class TestCrashedHolder:

@@ -38,8 +38,8 @@ from tests.integration.test_fencing import (
     slow_session,
     take_over,
     two_replicas,
-    wait_until,
 )
+from tests.support.checks import eventually
 from tests.support.processes import ServeProcess
 
 pytestmark = pytest.mark.slow
@@ -93,7 +93,7 @@ async def fence_waiting_on(database_url: str, locker: int) -> int:
         found.extend(pid for pid, _ in rows)
         return bool(found)
 
-    await wait_until(waiting, "A's next fenced write to wait for the row")
+    await eventually(waiting, "A's next fenced write to wait for the row")
     return found[0]
 
 
@@ -123,7 +123,7 @@ async def stopped_inside_a_write(
             row = await session_row(database_url, SESSION)
             return row["lease_token"] is not None and row["written"] >= 2
 
-        await wait_until(in_model_call, "A's turn to reach its model call")
+        await eventually(in_model_call, "A's turn to reach its model call")
         async with await connect(database_url) as locker, locker.transaction():
             cur = await locker.execute(
                 "SELECT pg_backend_pid() FROM sessions WHERE session_id = %s FOR NO KEY UPDATE",

@@ -27,6 +27,7 @@ import psycopg
 import pytest
 
 from tests.integration.test_compat_resumable import Event, sse_events
+from tests.support.checks import eventually
 from tests.support.processes import ServeProcess, clean_env, serve_processes
 
 pytestmark = pytest.mark.slow
@@ -87,13 +88,6 @@ async def session_row(database_url: str, session_id: str) -> dict[str, Any]:
         row = await cur.fetchone()
         assert row is not None
         return row
-
-
-async def wait_until(predicate: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def take_over(client: httpx.AsyncClient, session_id: str, content: str) -> dict[str, Any]:
@@ -157,7 +151,7 @@ async def fenced_turn(
             written = durability_of(sid) == "exit" or row["written"] >= 2
             return row["lease_token"] is not None and written
 
-        await wait_until(held, "A's turn to hold the lease")
+        await eventually(held, "A's turn to hold the lease", 60)
         os.kill(a.proc.pid, signal.SIGSTOP)
         paused = time.monotonic()
         # A's model call ends while it is stopped: it resumes straight into its writes.
