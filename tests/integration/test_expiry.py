@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from runtime import NotFound, Runtime, SessionExpired, Settings
 from tests.support.checks import eventually
@@ -26,21 +28,17 @@ def rows_for(database_url: str, thread_id: str) -> dict[str, int]:
         }
 
 
+async def backdate(
+    rt: Runtime, session_id: str, column: Literal["expires_at", "last_activity_at"], by: str
+) -> None:
+    """Set the session's ``column`` to ``by`` (a Postgres interval) before now."""
+    query = sql.SQL("UPDATE sessions SET {} = now() - %s::interval WHERE session_id = %s")
+    async with rt.pool.connection() as conn:
+        await conn.execute(query.format(sql.Identifier(column)), (by, session_id))
+
+
 async def expire_now(rt: Runtime, session_id: str) -> None:
-    async with rt.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE session_id = %s",
-            (session_id,),
-        )
-
-
-async def idle_for_an_hour(rt: Runtime, session_id: str) -> None:
-    async with rt.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE sessions SET last_activity_at = now() - interval '1 hour' "
-            "WHERE session_id = %s",
-            (session_id,),
-        )
+    await backdate(rt, session_id, "expires_at", "1 second")
 
 
 class TestSweep:
@@ -109,7 +107,7 @@ class TestSweep:
     async def test_idle_sweep(self, runtime: Runtime) -> None:
         """The manual sweep by idle age removes sessions idle longer than the bound."""
         await runtime.session("idle-1")
-        await idle_for_an_hour(runtime, "idle-1")
+        await backdate(runtime, "idle-1", "last_activity_at", "1 hour")
         # A bound a loaded machine cannot stall past between creating fresh-1 and the sweep.
         await runtime.session("fresh-1")
         result = await runtime.sweep(idle_seconds=60)

@@ -16,6 +16,7 @@ from runtime import (
     Settings,
 )
 from runtime.agents import ModelSpec, TemplateSpec
+from tests.support.checks import eventually
 
 # Run a second time through pgbouncer in transaction mode (tests/conftest.py).
 BEHIND_PGBOUNCER = True
@@ -154,9 +155,12 @@ class TestConcurrentTurns:
             await slow_agent(a, "slow-r", 4.0)
             await a.session("renew-1", agent_id="slow-r")
             turn = asyncio.create_task(a.chat("renew-1", "hello"))
-            while (await b.session("renew-1", agent_id="slow-r")).state != "running":
+
+            async def leased() -> bool:
                 assert not turn.done(), turn
-                await asyncio.sleep(0.02)  # a's turn takes its lease
+                return (await b.session("renew-1", agent_id="slow-r")).state == "running"
+
+            await eventually(leased, "a's turn to take its lease", interval=0.02)
             for _ in range(4):  # well past the 1.2 s timeout, the lease is still held
                 await asyncio.sleep(0.6)
                 with pytest.raises(SessionBusy):

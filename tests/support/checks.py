@@ -46,15 +46,13 @@ async def turn_running(http: httpx.AsyncClient, session_id: str, seconds: float 
     """Wait until a turn holds ``session_id``'s lease (its ``state`` is ``running``), asked
     every 0.02 s; a 404 (the turn has not created its session yet) is waited out too. Tests
     that act "while the turn runs" start from here rather than from a sleep."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
+
+    async def running() -> bool:
         response = await http.get(f"/v1/sessions/{session_id}")
-        if response.status_code == 200 and response.json()["state"] == "running":
-            return
         assert response.status_code in (200, 404), response.text
-        assert loop.time() < deadline, f"no turn ran on {session_id}: {response.text}"
-        await asyncio.sleep(0.02)
+        return response.status_code == 200 and response.json()["state"] == "running"
+
+    await eventually(running, f"a turn to run on {session_id}", seconds, interval=0.02)
 
 
 async def read_sse(response: httpx.Response) -> list[tuple[str, Any]]:
